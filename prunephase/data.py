@@ -1,0 +1,159 @@
+"""Datasets as device arrays: MNIST-1D (generated offline, the embedded default) and tfds images.
+
+A `Dataset` holds the whole train and test splits on device. Image datasets keep uint8 pixels
+and normalise per batch (`prepare_inputs`), so CIFAR-10 costs 150 MB, not 600 MB, of device
+memory. Every population member draws its own batch order from its own key (`epoch_order`):
+the paper's retraining seed changes the data order (and augmentation) only.
+"""
+
+from collections.abc import Sequence
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+AUGMENTATIONS = ('none', 'crop_flip')
+
+
+@flax.struct.dataclass
+class Dataset:
+  """Train and test splits on device.
+
+  Attributes:
+    x_train: (n_train, *input_shape) float32 (MNIST-1D, standardised) or uint8 (images).
+    y_train: (n_train,) int32 labels.
+    x_test: (n_test, *input_shape), same dtype as `x_train`.
+    y_test: (n_test,) int32.
+    mean: (channels,) float32 per-channel mean subtracted from uint8 inputs scaled to [0, 1].
+    std: (channels,) float32 per-channel std.
+    name: dataset name.
+    num_classes: number of classes.
+  """
+
+  x_train: jax.Array
+  y_train: jax.Array
+  x_test: jax.Array
+  y_test: jax.Array
+  mean: jax.Array
+  std: jax.Array
+  name: str = flax.struct.field(pytree_node=False, default='')
+  num_classes: int = flax.struct.field(pytree_node=False, default=10)
+
+  @property
+  def input_shape(self) -> tuple[int, ...]:
+    return tuple(self.x_train.shape[1:])
+
+  @property
+  def num_train(self) -> int:
+    return int(self.x_train.shape[0])
+
+
+def prepare_inputs(dataset: Dataset, x: jax.Array) -> jax.Array:
+  """Turns stored inputs into float32 model inputs (uint8 pixels -> normalised floats)."""
+  if x.dtype == jnp.uint8:
+    return (x.astype(jnp.float32) / 255.0 - dataset.mean) / dataset.std
+  return x.astype(jnp.float32)
+
+
+def epoch_order(member_key: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
+  """The permutation of the train set one member uses in one epoch (0-based epoch)."""
+  return jax.random.permutation(jax.random.fold_in(member_key, epoch), num_examples)
+
+
+def augment(key: jax.Array, x: jax.Array, kind: str) -> jax.Array:
+  """Augments one batch of float inputs for one member.
+
+  Args:
+    key: PRNG key of this member and step.
+    x: (batch, height, width, channels) for 'crop_flip'; anything for 'none'.
+    kind: 'none', or 'crop_flip' = random crop of the 4-pixel zero-padded image back to its
+      size, then a horizontal flip with probability 1/2 (torchvision's RandomCrop(32, padding=4)
+      + RandomHorizontalFlip, applied to the normalised image, where zero padding stays zero).
+
+  Returns:
+    Augmented batch, same shape and dtype.
+  """
+  if kind == 'none':
+    return x
+  if kind != 'crop_flip':
+    raise ValueError(f'unknown augmentation {kind!r}; choose one of {AUGMENTATIONS}')
+  if x.ndim != 4:
+    raise ValueError(f'crop_flip needs (batch, height, width, channels) inputs, got {x.shape}')
+  pad = 4
+  batch, height, width, _ = x.shape
+  crop_key, flip_key = jax.random.split(key)
+  offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * pad + 1)
+  flips = jax.random.bernoulli(flip_key, 0.5, (batch,))
+  padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+
+  def crop_one(image, offset, flip):
+    image = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, x.shape[3]))
+    return jnp.where(flip, image[:, ::-1], image)
+
+  return jax.vmap(crop_one)(padded, offsets, flips)
+
+
+def load_mnist1d(num_samples: int = 5000, train_split: float = 0.8,
+                 data_seed: int = 42) -> Dataset:
+  """Generates MNIST-1D procedurally (no download) and puts it on the default device.
+
+  Uses `mnist1d.data.make_dataset` with the package's standard arguments, changing only the
+  number of samples, the train fraction and the seed. The generator already standardises the
+  signals (zero mean, unit std over the whole set); inputs are (n, 40, 1) float32.
+
+  Args:
+    num_samples: train + test examples (the package splits them by `train_split`).
+    train_split: fraction of `num_samples` used for training.
+    data_seed: seed of the generator (it seeds NumPy's global generator; we restore its state).
+  """
+  if num_samples < 20:
+    raise ValueError(f'mnist1d needs num_samples >= 20, got {num_samples}')
+  if not 0.0 < train_split < 1.0:
+    raise ValueError(f'mnist1d train_split must be in (0, 1), got {train_split}')
+  from mnist1d import data as mnist1d_data  # pylint: disable=import-outside-toplevel
+
+  args = mnist1d_data.get_dataset_args()
+  args.num_samples = int(num_samples)
+  args.train_split = float(train_split)
+  args.seed = int(data_seed)
+  saved_state = np.random.get_state()  # make_dataset reseeds NumPy's global generator.
+  try:
+    raw = mnist1d_data.make_dataset(args)
+  finally:
+    np.random.set_state(saved_state)
+  as_inputs = lambda a: jnp.asarray(np.asarray(a, np.float32)[..., None])
+  return Dataset(
+      x_train=as_inputs(raw['x']), y_train=jnp.asarray(raw['y'], jnp.int32),
+      x_test=as_inputs(raw['x_test']), y_test=jnp.asarray(raw['y_test'], jnp.int32),
+      mean=jnp.zeros((1,), jnp.float32), std=jnp.ones((1,), jnp.float32),
+      name='mnist1d', num_classes=10)
+
+
+def load_dataset(dataset_config) -> Dataset:
+  """Loads the dataset named by `dataset_config.name` ('mnist1d' or a tfds image dataset)."""
+  name = dataset_config.name
+  if name == 'mnist1d':
+    return load_mnist1d(dataset_config.num_samples, dataset_config.train_split,
+                        dataset_config.data_seed)
+  from prunephase import tfds_data  # pylint: disable=import-outside-toplevel
+
+  if name in tfds_data.DATASETS:
+    return tfds_data.load(name, dataset_config.get('data_dir') or None,
+                          dataset_config.get('num_train') or None)
+  raise ValueError(f'unknown dataset {name!r}; choose mnist1d or one of '
+                   f'{", ".join(tfds_data.DATASETS)}')
+
+
+def subset(dataset: Dataset, num_train: int | None = None, num_test: int | None = None) -> Dataset:
+  """The first `num_train` train and `num_test` test examples (for tests and smoke runs)."""
+  return dataclasses.replace(
+      dataset,
+      x_train=dataset.x_train[:num_train], y_train=dataset.y_train[:num_train],
+      x_test=dataset.x_test[:num_test], y_test=dataset.y_test[:num_test])
+
+
+def split_batches(num_examples: int, batch_size: int) -> Sequence[int]:
+  """(number of full batches, size of the remainder batch) for an in-order pass."""
+  return num_examples // batch_size, num_examples % batch_size

@@ -1,0 +1,137 @@
+"""Loss-landscape measurements: BatchNorm recalibration, linear interpolation and LMC.
+
+Definitions follow the paper's code (paper_notes §5.2): the path between two retrained models
+is the straight line w(t) = (1 - t) w_a + t w_b over ALL parameters (kernels, biases, BN scale
+and shift); BatchNorm running statistics are not interpolated but recomputed at every point
+from one in-order pass over the un-augmented train set; the curve is the eval-mode train error
+at K points (default 11, t = 0 and 1 included), and the scalar LMC is the signed max-deviation
+statistic `m - e[k]` with m the mean of the endpoint errors and k = argmax_t |m - e[t]|.
+"""
+
+from collections.abc import Callable
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from prunephase import data as data_lib
+from prunephase import models
+from prunephase import train as train_lib
+
+POINT_BATCHING = ('vmap', 'map')
+
+
+def recalibrate_batch_stats(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
+                            batch_size: int = 64):
+  """Recomputes BatchNorm statistics of ONE model from scratch.
+
+  One in-order pass over the un-augmented train set in batches of `batch_size` (the last one
+  may be smaller), in training mode, so each layer sees inputs normalised with the current
+  batch's statistics, as PyTorch does. The result is the batch-size-weighted average of the
+  per-batch means and unbiased variances: PyTorch's running statistics after a reset with
+  momentum b / (n_seen + b) for each batch (the paper's `update_bn`), i.e. the exact average.
+
+  Args:
+    model: the Flax module.
+    params: its parameters.
+    batch_stats: a statistics tree of the right structure (values are ignored).
+    dataset: supplies `x_train`.
+    batch_size: recalibration batch size (the paper: 64).
+
+  Returns:
+    The recalibrated batch_stats tree.
+  """
+  one_batch_model = models.with_bn_momentum(model, 1.0)  # Stored stats = this batch's stats.
+
+  def weighted_stats(batch):
+    inputs = data_lib.prepare_inputs(dataset, batch)
+    _, updated = one_batch_model.apply({'params': params, 'batch_stats': batch_stats}, inputs,
+                                       train=True, mutable=['batch_stats'])
+    # batched_apply concatenates along axis 0: give every leaf a leading axis of 1.
+    return jax.tree.map(lambda s: (s * batch.shape[0])[None], updated['batch_stats'])
+
+  per_batch = train_lib.batched_apply(weighted_stats, dataset.x_train, batch_size)
+  return jax.tree.map(lambda s: s.sum(0) / dataset.num_train, per_batch)
+
+
+def interpolate(params_a, params_b, t: jax.Array):
+  """(1 - t) * a + t * b for every leaf; t is a scalar in [0, 1]."""
+  return jax.tree.map(lambda a, b: (1.0 - t) * a + t * b, params_a, params_b)
+
+
+def path_point(model: nn.Module, params_a, params_b, batch_stats, dataset: data_lib.Dataset,
+               t: jax.Array, bn_batch_size: int = 64,
+               with_test: bool = True) -> dict[str, jax.Array]:
+  """Metrics at one point t of the straight path, BatchNorm recalibrated there.
+
+  Returns scalars 'train_error', 'train_loss' (eval mode, whole un-augmented train set) and,
+  with `with_test`, 'test_error' and 'test_loss'.
+  """
+  params = interpolate(params_a, params_b, t)
+  stats = recalibrate_batch_stats(model, params, batch_stats, dataset, bn_batch_size)
+  metrics = {f'train_{k}': v
+             for k, v in train_lib.evaluate(model, params, stats, dataset, 'train').items()}
+  if with_test:
+    metrics.update({f'test_{k}': v
+                    for k, v in train_lib.evaluate(model, params, stats, dataset, 'test').items()})
+  return metrics
+
+
+def lmc_curve(model: nn.Module, params_a, params_b, batch_stats, dataset: data_lib.Dataset,
+              num_points: int = 11, bn_batch_size: int = 64, point_batching: str = 'vmap',
+              with_test: bool = True) -> dict[str, jax.Array]:
+  """Metrics at `num_points` evenly spaced points t in [0, 1] between two models.
+
+  Args:
+    model, params_a, params_b, batch_stats, dataset, bn_batch_size, with_test: see
+      `path_point`.
+    num_points: K, points on the path including both ends (the paper: 11).
+    point_batching: 'vmap' evaluates the K points as one vectorised program (fastest for
+      matmul models); 'map' evaluates them one after another inside one program (`lax.map`;
+      faster for 2D convolutions on CPU, where vmap lowers to slow grouped convolutions).
+
+  Returns:
+    Dict of (K,) arrays: 't' and the metrics of `path_point`.
+  """
+  if num_points < 2:
+    raise ValueError(f'an LMC curve needs at least 2 points, got {num_points}')
+  if point_batching not in POINT_BATCHING:
+    raise ValueError(f'unknown point_batching {point_batching!r}; choose one of {POINT_BATCHING}')
+  ts = jnp.linspace(0.0, 1.0, num_points)
+  at = functools.partial(path_point, model, params_a, params_b, batch_stats, dataset,
+                         bn_batch_size=bn_batch_size, with_test=with_test)
+  curve = jax.vmap(at)(ts) if point_batching == 'vmap' else jax.lax.map(at, ts)
+  return {'t': ts, **curve}
+
+
+def lmc_statistic(errors: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The paper's signed LMC statistic of a curve of errors (..., K).
+
+  m = (e[0] + e[K-1]) / 2; k = argmax_t |m - e[t]| (first index on ties); LMC = m - e[k].
+  Negative: a barrier (interior worse than the ends); about 0: linearly connected; positive:
+  the interior is better than the ends.
+
+  Returns:
+    (lmc, k), each of shape (...).
+  """
+  midpoint = 0.5 * (errors[..., 0] + errors[..., -1])
+  k = jnp.argmax(jnp.abs(midpoint[..., None] - errors), axis=-1)
+  return midpoint - jnp.take_along_axis(errors, k[..., None], axis=-1)[..., 0], k
+
+
+def make_pair_measurer(model: nn.Module, num_points: int, bn_batch_size: int,
+                       point_batching: str, with_test: bool
+                       ) -> Callable[..., dict[str, jax.Array]]:
+  """A jitted function measuring LMC curves for P pairs at once.
+
+  The returned function takes (params_a, params_b, batch_stats, dataset) with a leading pair
+  axis P on the first three and returns (P, K) curves plus 'lmc' and 'lmc_index' of shape (P,).
+  """
+  def one_pair(params_a, params_b, batch_stats, dataset):
+    curve = lmc_curve(model, params_a, params_b, batch_stats, dataset, num_points,
+                      bn_batch_size, point_batching, with_test)
+    curve['lmc'], curve['lmc_index'] = lmc_statistic(curve['train_error'])
+    return curve
+
+  return jax.jit(jax.vmap(one_pair, in_axes=(0, 0, 0, None)))

@@ -1,0 +1,279 @@
+"""Population training: one model's step and epoch, lifted to M members with `jax.vmap`.
+
+A population is a pytree whose every leaf has a leading member axis M. Members that share
+shapes and step counts (seeds, lr, weight decay, SAM rho, masks) run in ONE compiled program.
+An epoch is a `lax.scan` over its steps inside one jitted call (per-step dispatch would dominate
+for small models).
+"""
+
+from collections.abc import Callable, Sequence
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from prunephase import data as data_lib
+from prunephase import models
+from prunephase import optim
+from prunephase import pruning
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSpec:
+  """Static description of one compiled training program (hashable).
+
+  Attributes:
+    batch_size: examples per step (the last incomplete batch of an epoch is dropped).
+    steps_per_epoch: steps in one epoch (= n_train // batch_size unless capped).
+    lr_boundaries: steps at which the learning rate is multiplied by `lr_decay`.
+    lr_decay: multiplicative lr decay at each boundary.
+    momentum: SGD momentum.
+    use_sam: SAM (two gradients per step) instead of SGD.
+    augmentation: 'none' or 'crop_flip' (see `data.augment`).
+  """
+
+  batch_size: int
+  steps_per_epoch: int
+  lr_boundaries: tuple[int, ...] = ()
+  lr_decay: float = 0.1
+  momentum: float = 0.9
+  use_sam: bool = False
+  augmentation: str = 'none'
+
+
+@flax.struct.dataclass
+class Hparams:
+  """Per-member hyperparameters; float32 scalars (shape (M,) in a population)."""
+
+  lr: jax.Array
+  weight_decay: jax.Array
+  sam_rho: jax.Array
+
+
+@flax.struct.dataclass
+class MemberState:
+  """Everything one member carries between steps.
+
+  Attributes:
+    params: model parameters.
+    batch_stats: BatchNorm running statistics.
+    opt_state: optax state (momentum buffer).
+    step: int32 number of steps taken.
+    data_key: uint32[2] key of this member's data order and augmentation (its seed).
+  """
+
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  step: jax.Array
+  data_key: jax.Array
+
+
+def member_state(params, batch_stats, seed, momentum: float = 0.9) -> MemberState:
+  """A fresh optimizer state around given weights; `seed` sets the data order."""
+  return MemberState(params=params, batch_stats=batch_stats,
+                     opt_state=optim.init_sgd_state(params, momentum),
+                     step=jnp.zeros((), jnp.int32), data_key=jax.random.PRNGKey(seed))
+
+
+def init_population(model: nn.Module, input_shape: Sequence[int], init_seeds: Sequence[int],
+                    data_seeds: Sequence[int], momentum: float = 0.9) -> MemberState:
+  """M freshly initialised members: weights from `init_seeds`, data order from `data_seeds`."""
+  if len(init_seeds) != len(data_seeds):
+    raise ValueError('init_seeds and data_seeds need equal lengths')
+
+  def one(init_seed, data_seed):
+    params, stats = models.init_variables(model, jax.random.PRNGKey(init_seed), input_shape)
+    return member_state(params, stats, data_seed, momentum)
+
+  return jax.jit(jax.vmap(one))(jnp.asarray(init_seeds), jnp.asarray(data_seeds))
+
+
+def stack_members(members: Sequence[Any]) -> Any:
+  """Stacks pytrees of equal structure along a new leading member axis."""
+  return jax.tree.map(lambda *leaves: jnp.stack(leaves), *members)
+
+
+def unstack_member(population: Any, index: int) -> Any:
+  """Member `index` of a population pytree."""
+  return jax.tree.map(lambda leaf: leaf[index], population)
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy; logits (batch, classes) float, labels (batch,) int."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def _loss_and_stats(model, params, batch_stats, x, y):
+  logits, updated = model.apply({'params': params, 'batch_stats': batch_stats}, x,
+                                train=True, mutable=['batch_stats'])
+  logits = logits.astype(jnp.float32)
+  return cross_entropy(logits, y), (updated['batch_stats'], logits)
+
+
+def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
+               mask: Any, x: jax.Array, y: jax.Array) -> tuple[MemberState, dict[str, jax.Array]]:
+  """One SGD or SAM step of ONE model on one batch.
+
+  Masked training keeps pruned weights exactly zero: the gradient is masked (so momentum and
+  the coupled weight decay see zeros there) and the mask is re-applied after the update.
+  SAM follows the paper: e = rho * g / ||g|| over all parameters, the second gradient at w + e
+  on the same batch in training mode, BatchNorm statistics from the first pass only.
+
+  Args:
+    model: the Flax module.
+    spec: static training settings.
+    state: this member's state.
+    hparams: this member's lr, weight decay and SAM rho (scalars).
+    mask: pytree like params with bool leaves (None where never pruned), or None (dense).
+    x: (batch, *input_shape) float32 inputs.
+    y: (batch,) int32 labels.
+
+  Returns:
+    The new state and {'loss', 'error', 'lr'} of this step (loss and error of the first pass).
+  """
+  grad_fn = jax.value_and_grad(functools.partial(_loss_and_stats, model), has_aux=True)
+  (loss, (batch_stats, logits)), grads = grad_fn(state.params, state.batch_stats, x, y)
+  if mask is not None:
+    grads = pruning.apply_mask(grads, mask)
+  if spec.use_sam:
+    perturbation = optim.sam_perturbation(grads, hparams.sam_rho)
+    perturbed = optax.apply_updates(state.params, perturbation)
+    # Second pass: same batch, train mode; its BatchNorm statistics are discarded.
+    _, grads = grad_fn(perturbed, state.batch_stats, x, y)
+    if mask is not None:
+      grads = pruning.apply_mask(grads, mask)
+  lr = optim.step_lr(state.step, hparams.lr, spec.lr_boundaries, spec.lr_decay)
+  tx = optim.sgd(lr, hparams.weight_decay, spec.momentum)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  if mask is not None:
+    params = pruning.apply_mask(params, mask)
+  error = jnp.mean((jnp.argmax(logits, -1) != y).astype(jnp.float32))
+  new_state = state.replace(params=params, batch_stats=batch_stats, opt_state=opt_state,
+                            step=state.step + 1)
+  return new_state, {'loss': loss, 'error': error, 'lr': lr}
+
+
+def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
+                mask: Any, dataset: data_lib.Dataset,
+                epoch: jax.Array) -> tuple[MemberState, dict[str, jax.Array]]:
+  """One epoch of ONE model: its own permutation of the train set, `lax.scan` over steps.
+
+  Returns the new state and the epoch means of the train-mode loss and error, and the lr of the
+  epoch's last step.
+  """
+  order = data_lib.epoch_order(state.data_key, epoch, dataset.num_train)
+  augment_key = jax.random.fold_in(jax.random.fold_in(state.data_key, epoch), 1 << 30)
+
+  def body(state, step_in_epoch):
+    indices = jax.lax.dynamic_slice(order, (step_in_epoch * spec.batch_size,), (spec.batch_size,))
+    x = data_lib.prepare_inputs(dataset, dataset.x_train[indices])
+    if spec.augmentation != 'none':
+      x = data_lib.augment(jax.random.fold_in(augment_key, step_in_epoch), x, spec.augmentation)
+    return train_step(model, spec, state, hparams, mask, x, dataset.y_train[indices])
+
+  state, metrics = jax.lax.scan(body, state, jnp.arange(spec.steps_per_epoch))
+  return state, {'loss': metrics['loss'].mean(), 'error': metrics['error'].mean(),
+                 'lr': metrics['lr'][-1]}
+
+
+def batched_apply(fn: Callable[[jax.Array], Any], x: jax.Array, batch_size: int) -> Any:
+  """Applies `fn` to `x` in order, in batches of `batch_size` plus one remainder batch.
+
+  Full batches run under `lax.scan` (one compiled body), the remainder as one more call, so
+  every example is seen exactly once. Outputs are concatenated along axis 0.
+  """
+  num_full, remainder = divmod(x.shape[0], batch_size)
+  outputs = []
+  if num_full:
+    batches = x[:num_full * batch_size].reshape(num_full, batch_size, *x.shape[1:])
+    stacked = jax.lax.map(fn, batches)
+    outputs.append(jax.tree.map(lambda o: o.reshape(-1, *o.shape[2:]), stacked))
+  if remainder:
+    outputs.append(fn(x[num_full * batch_size:]))
+  return jax.tree.map(lambda *o: jnp.concatenate(o), *outputs)
+
+
+def predict(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset, x: jax.Array,
+            batch_size: int = 500) -> jax.Array:
+  """Eval-mode logits (n, classes) float32 of ONE model on stored inputs `x` (n, ...)."""
+  def logits_of(batch):
+    inputs = data_lib.prepare_inputs(dataset, batch)
+    return model.apply({'params': params, 'batch_stats': batch_stats}, inputs,
+                       train=False).astype(jnp.float32)
+  return batched_apply(logits_of, x, batch_size)
+
+
+def loss_and_error(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+  """Mean cross-entropy and error (fraction misclassified) of logits (n, classes)."""
+  return {'loss': cross_entropy(logits, labels),
+          'error': jnp.mean((jnp.argmax(logits, -1) != labels).astype(jnp.float32))}
+
+
+def evaluate(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
+             split: str = 'test', batch_size: int = 500) -> dict[str, jax.Array]:
+  """Eval-mode loss and error of ONE model on the whole `split` ('train' or 'test')."""
+  x, y = (dataset.x_test, dataset.y_test) if split == 'test' else (dataset.x_train,
+                                                                    dataset.y_train)
+  return loss_and_error(predict(model, params, batch_stats, dataset, x, batch_size), y)
+
+
+@dataclasses.dataclass
+class PopulationProgram:
+  """The compiled epoch and evaluation of one population shape.
+
+  Attributes:
+    model: Flax module.
+    spec: static training settings.
+    masked: whether members carry masks (retraining) or not (dense training).
+  """
+
+  model: nn.Module
+  spec: TrainSpec
+  masked: bool
+
+  def __post_init__(self):
+    mask_axis = 0 if self.masked else None
+    epoch_fn = functools.partial(train_epoch, self.model, self.spec)
+    self._epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, mask_axis, None, None)),
+                          donate_argnums=(0,))
+
+    def test_metrics(state, dataset):
+      return evaluate(self.model, state.params, state.batch_stats, dataset, 'test')
+    self._evaluate = jax.jit(jax.vmap(test_metrics, in_axes=(0, None)))
+
+  def epoch(self, states: MemberState, hparams: Hparams, masks: Any,
+            dataset: data_lib.Dataset, epoch: int) -> tuple[MemberState, dict[str, jax.Array]]:
+    """Trains every member for one epoch (0-based `epoch` picks the data order)."""
+    return self._epoch(states, hparams, masks, dataset, jnp.asarray(epoch, jnp.int32))
+
+  def test(self, states: MemberState, dataset: data_lib.Dataset) -> dict[str, jax.Array]:
+    """Eval-mode test loss and error of every member, each shape (M,)."""
+    return self._evaluate(states, dataset)
+
+
+def run_epochs(program: PopulationProgram, states: MemberState, hparams: Hparams, masks: Any,
+               dataset: data_lib.Dataset, start_epoch: int, end_epoch: int,
+               on_epoch_end: Callable[[int, MemberState, dict[str, np.ndarray]], None] | None = None
+               ) -> MemberState:
+  """Trains epochs [start_epoch, end_epoch) and calls `on_epoch_end(epoch, states, metrics)`.
+
+  `epoch` passed to the callback is 1-based (the number of epochs completed); `metrics` holds
+  NumPy arrays of shape (M,): train 'loss', 'error', 'lr' and eval-mode 'test_loss',
+  'test_error'.
+  """
+  for epoch in range(start_epoch, end_epoch):
+    states, train_metrics = program.epoch(states, hparams, masks, dataset, epoch)
+    test_metrics = program.test(states, dataset)
+    metrics = {k: np.asarray(v) for k, v in train_metrics.items()}
+    metrics.update({f'test_{k}': np.asarray(v) for k, v in test_metrics.items()})
+    if on_epoch_end is not None:
+      on_epoch_end(epoch + 1, states, metrics)
+  return states
