@@ -75,11 +75,16 @@ class MemberState:
   data_key: jax.Array
 
 
-def member_state(params, batch_stats, seed, momentum: float = 0.9) -> MemberState:
-  """A fresh optimizer state around given weights; `seed` sets the data order."""
+def member_state(params, batch_stats, data_key: jax.Array, momentum: float = 0.9) -> MemberState:
+  """A fresh optimizer state around given weights; `data_key` sets the data order."""
   return MemberState(params=params, batch_stats=batch_stats,
                      opt_state=optim.init_sgd_state(params, momentum),
-                     step=jnp.zeros((), jnp.int32), data_key=jax.random.PRNGKey(seed))
+                     step=jnp.zeros((), jnp.int32), data_key=data_key)
+
+
+def data_key(seed: int | jax.Array, stage: int = 0) -> jax.Array:
+  """The data-order key of `seed` in a stage (0 = dense, 1 = retrain: distinct streams)."""
+  return jax.random.fold_in(jax.random.PRNGKey(seed), stage)
 
 
 def init_population(model: nn.Module, input_shape: Sequence[int], init_seeds: Sequence[int],
@@ -90,7 +95,7 @@ def init_population(model: nn.Module, input_shape: Sequence[int], init_seeds: Se
 
   def one(init_seed, data_seed):
     params, stats = models.init_variables(model, jax.random.PRNGKey(init_seed), input_shape)
-    return member_state(params, stats, data_seed, momentum)
+    return member_state(params, stats, data_key(data_seed), momentum)
 
   return jax.jit(jax.vmap(one))(jnp.asarray(init_seeds), jnp.asarray(data_seeds))
 

@@ -1,0 +1,78 @@
+"""Orbax checkpoints: one `CheckpointManager` directory per artifact, steps = epochs.
+
+Orbax writes each step to a temporary directory and renames it when complete, so a crash never
+leaves a half-written step that looks finished. Restoring builds its target from the saved
+metadata with the arrays placed on one local device (CPU by default for analysis), so a run made
+on accelerators restores on a laptop.
+"""
+
+import os
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """A checkpoint is missing or unreadable."""
+
+
+def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> ocp.CheckpointManager:
+  options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
+                                         enable_async_checkpointing=False)
+  return ocp.CheckpointManager(pathlib.Path(directory).absolute(), options=options,
+                               item_handlers=ocp.StandardCheckpointHandler())
+
+
+def save(directory: str | os.PathLike, step: int, tree: Any, max_to_keep: int | None = None):
+  """Saves `tree` (a pytree of arrays, dicts and lists) as `step` under `directory`."""
+  with _manager(directory, max_to_keep) as manager:
+    manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+    manager.wait_until_finished()
+
+
+def steps(directory: str | os.PathLike) -> list[int]:
+  """Finished steps under `directory` (empty if it does not exist)."""
+  if not pathlib.Path(directory).exists():
+    return []
+  with _manager(directory) as manager:
+    return sorted(manager.all_steps())
+
+
+def latest_step(directory: str | os.PathLike) -> int | None:
+  """The newest finished step, or None."""
+  found = steps(directory)
+  return found[-1] if found else None
+
+
+def restore(directory: str | os.PathLike, step: int | None = None,
+            device: jax.Device | None = None) -> Any:
+  """Restores a step (default: the latest) as nested dicts of arrays on `device`.
+
+  Args:
+    directory: the artifact's directory.
+    step: which step; None = the latest.
+    device: where the arrays go; default the first CPU device.
+
+  Raises:
+    CheckpointError: nothing saved there, or the files are unreadable.
+  """
+  device = device or jax.devices('cpu')[0]
+  if step is None:
+    step = latest_step(directory)
+  if step is None:
+    raise CheckpointError(f'no finished checkpoint in {directory}')
+  sharding = jax.sharding.SingleDeviceSharding(device)
+  try:
+    with _manager(directory) as manager:
+      metadata = manager.item_metadata(step)
+      tree = getattr(metadata, 'tree', metadata)
+      target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                            tree)
+      return manager.restore(step, args=ocp.args.StandardRestore(target))
+  except CheckpointError:
+    raise
+  except Exception as error:  # Orbax raises many types for damaged files.
+    raise CheckpointError(f'unreadable checkpoint {directory} step {step}: '
+                          f'{type(error).__name__}: {str(error).splitlines()[0][:200]}') from error

@@ -1,0 +1,104 @@
+"""Checks of the paper's three qualitative findings on the run at hand, from its numbers.
+
+Each finding reads 'reproduced', 'partly' or 'not reproduced', computed here from the cell
+means and the seed noise (standard deviation over the cell's seed pairs), never set by hand.
+Rows are ordered hottest first, so row 0 is the hottest and row -1 the coldest temperature.
+
+  transition   (a) at the lowest density the best temperature is hotter than the coldest and
+               beats it by more than twice the seed noise; (b) at the highest density the
+               coldest temperature is within twice the seed noise of the best (or is the best).
+  connectivity (a) LMC at (lowest density, coldest) is below the regime threshold;
+               (b) |LMC| at the highest density is below |threshold| at every temperature.
+  similarity   at the highest density CKA rises from the hottest to the coldest temperature:
+               by more than twice the seed noise -> reproduced; by less -> partly.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+STATUSES = ('reproduced', 'partly', 'not reproduced')
+
+
+def _status(parts: Sequence[bool]) -> str:
+  if all(parts):
+    return 'reproduced'
+  return 'partly' if any(parts) else 'not reproduced'
+
+
+def _noise(*stds: float) -> float:
+  """Pooled seed noise of cells: root mean square of their stds."""
+  values = np.asarray([s for s in stds if np.isfinite(s)], float)
+  return float(np.sqrt(np.mean(values ** 2))) if values.size else float('nan')
+
+
+def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
+          temperatures: Sequence[float], densities: Sequence[float],
+          regime_config) -> dict[str, Any]:
+  """The three findings with their numbers.
+
+  Args:
+    means: (T, D) cell means, keys 'test_error', 'lmc', 'cka_softmax'.
+    stds: (T, D) cell stds over seed pairs, same keys.
+    temperatures: hottest first.
+    densities: ascending or not; the lowest and highest are found by value.
+    regime_config: has `lmc_threshold`.
+
+  Returns:
+    {'transition': {...}, 'connectivity': {...}, 'similarity': {...}}, each with 'status',
+    a one-line 'summary' and the numbers behind it.
+  """
+  order = np.argsort(densities)
+  low, high = int(order[0]), int(order[-1])
+  cold = len(temperatures) - 1
+  err, err_std = means['test_error'], stds['test_error']
+  threshold = float(regime_config.lmc_threshold)
+  out = {}
+  if len(temperatures) < 2:
+    skip = {'status': 'not reproduced', 'summary': 'needs at least two temperatures'}
+    return {'transition': skip, 'connectivity': skip, 'similarity': skip}
+
+  best_low = int(np.nanargmin(err[:, low]))
+  gap_low = float(err[cold, low] - err[best_low, low])
+  noise_low = _noise(err_std[cold, low], err_std[best_low, low])
+  best_high = int(np.nanargmin(err[:, high]))
+  gap_high = float(err[cold, high] - err[best_high, high])
+  noise_high = _noise(err_std[cold, high], err_std[best_high, high])
+  low_ok = best_low != cold and gap_low > 2 * noise_low
+  high_ok = best_high == cold or gap_high <= 2 * noise_high
+  out['transition'] = {
+      'status': _status([low_ok, high_ok]),
+      'summary': (f'density {densities[low]:g}: best T={temperatures[best_low]:g} beats coldest '
+                  f'T={temperatures[cold]:g} by {gap_low:.4f} (2x noise {2 * noise_low:.4f}); '
+                  f'density {densities[high]:g}: coldest is {gap_high:.4f} above the best '
+                  f'T={temperatures[best_high]:g} (2x noise {2 * noise_high:.4f})'),
+      'low_density': {'density': densities[low], 'best_temperature': temperatures[best_low],
+                      'gap_to_coldest': gap_low, 'seed_noise': noise_low, 'holds': low_ok},
+      'high_density': {'density': densities[high], 'best_temperature': temperatures[best_high],
+                       'gap_to_coldest': gap_high, 'seed_noise': noise_high, 'holds': high_ok}}
+
+  lmc, lmc_std = means['lmc'], stds['lmc']
+  corner = float(lmc[cold, low])
+  worst_high = float(np.nanmax(np.abs(lmc[:, high])))
+  corner_ok = corner < threshold
+  high_ok = worst_high < abs(threshold)
+  out['connectivity'] = {
+      'status': _status([corner_ok, high_ok]),
+      'summary': (f'LMC at (density {densities[low]:g}, coldest) = {corner:+.4f} '
+                  f'(+-{lmc_std[cold, low]:.4f}) vs threshold {threshold:g}; max |LMC| at '
+                  f'density {densities[high]:g} = {worst_high:.4f}'),
+      'cold_low_corner_lmc': corner, 'cold_low_corner_std': float(lmc_std[cold, low]),
+      'max_abs_lmc_high_density': worst_high, 'threshold': threshold,
+      'holds': [corner_ok, high_ok]}
+
+  cka, cka_std = means['cka_softmax'], stds['cka_softmax']
+  rise = float(cka[cold, high] - cka[0, high])
+  noise = _noise(cka_std[cold, high], cka_std[0, high])
+  status = 'reproduced' if rise > 2 * noise else ('partly' if rise > 0 else 'not reproduced')
+  out['similarity'] = {
+      'status': status,
+      'summary': (f'density {densities[high]:g}: CKA hottest {cka[0, high]:.4f} -> coldest '
+                  f'{cka[cold, high]:.4f} (rise {rise:+.4f}, 2x noise {2 * noise:.4f})'),
+      'rise': rise, 'seed_noise': noise}
+  return out

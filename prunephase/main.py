@@ -1,0 +1,99 @@
+r"""Command line: run the three-regime sweep of one config into one workdir.
+
+  prunephase --config=configs/default.py --workdir=runs/default
+  prunephase --config=configs/default.py:quick --workdir=/tmp/quick --stages=train,prune
+  prunephase --config=configs/default.py --workdir=DIR --config.prune.method=lamp
+
+Re-running the same command resumes: finished artifacts are skipped.
+"""
+
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, optionally with an argument: configs/default.py:quick.',
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (created if absent).')
+_STAGES = flags.DEFINE_list('stages', 'train,prune,retrain,measure,report',
+                            'Comma-separated stages to run, in pipeline order.')
+
+
+def fail(message: str) -> None:
+  """Ends the program with a one-line error and exit status 2."""
+  print(f'prunephase: error: {message}', file=sys.stderr, flush=True)
+  sys.exit(2)
+
+
+def print_summary(sweep, summary: dict, total_seconds: float) -> None:
+  """The closing lines: grid, time per stage, outputs, regimes, findings."""
+  from prunephase import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  config = sweep.config
+  print('\n=== prunephase summary ===')
+  print(f'grid: {len(sweep.temperatures)} temperatures ({sweep.knob}) x '
+        f'{len(sweep.densities)} densities; {len(sweep.dense_seeds)} dense x '
+        f'{len(sweep.retrain_seeds)} retrain seeds; model {config.model.name} on '
+        f'{config.dataset.name}; pruning {config.prune.method}')
+  times = ', '.join(f'{k} {workdir_lib.format_seconds(v)}' for k, v in sweep.timings.items())
+  print(f'time: {times}; total {workdir_lib.format_seconds(total_seconds)}')
+  if summary:
+    print(f'figure: {sweep.path / "phase_diagram.png"}  (curves: lmc_curves.png)')
+    print(f'tables: {sweep.path / "results.csv"} ({summary["num_rows"]} rows), cells.csv')
+    counts = summary['counts']
+    print(f'regimes (prunephase rule, see regimes.json): I={counts["I"]} '
+          f'II-A={counts["II-A"]} II-B={counts["II-B"]} unlabelled={counts["none"]}')
+    for name, finding in summary['findings'].items():
+      print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')
+
+
+def main(argv) -> None:
+  del argv
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
+  # Imported here so `--help` and flag errors stay fast.
+  import jax  # pylint: disable=import-outside-toplevel
+  from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
+  from prunephase import grid  # pylint: disable=import-outside-toplevel
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  from prunephase import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+
+  config = _CONFIG.value
+  if config is None:
+    fail('--config is required, e.g. --config=configs/default.py')
+  if not _WORKDIR.value:
+    fail('--workdir is required')
+  stages = [s.strip() for s in _STAGES.value if s.strip()]
+  unknown = [s for s in stages if s not in sweep_lib.STAGES]
+  if unknown or not stages:
+    fail(f'unknown stage(s) {unknown}; choose from {",".join(sweep_lib.STAGES)}')
+  start = time.time()
+  workdir = None
+  try:
+    grid.validate(config)
+    sweep = sweep_lib.Sweep(config, None)
+    if set(stages) - {'report'}:
+      sweep.dataset  # pylint: disable=pointless-statement  # Fail on data before writing.
+    workdir = workdir_lib.Workdir(_WORKDIR.value, config.to_dict())
+    sweep.path = workdir.path
+    print(f'prunephase: {config.model.name} on {config.dataset.name}, workdir {workdir.path}, '
+          f'stages {",".join(stages)}, devices {jax.devices()}', flush=True)
+    summary = sweep_lib.run_stages(sweep, stages)
+  except (grid.ConfigError, sweep_lib.SweepError, workdir_lib.WorkdirError,
+          checkpoints.CheckpointError) as error:
+    fail(str(error))
+  finally:
+    if workdir is not None:
+      workdir.release()
+  print_summary(sweep, summary, time.time() - start)
+
+
+def run() -> None:
+  """Console-script entry point."""
+  app.run(main)
+
+
+if __name__ == '__main__':
+  run()

@@ -1,0 +1,109 @@
+"""Figures: the four-panel phase diagram (the paper's Figure 2) and LMC curves."""
+
+from collections.abc import Sequence
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')  # Files only; no display needed.
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from prunephase import regimes as regimes_lib  # pylint: disable=g-import-not-at-top
+
+KNOB_LABELS = {'epochs': 'Training epochs', 'batch_size': 'Batch size', 'lr': 'Learning rate',
+               'weight_decay': 'Weight decay', 'sam_rho': 'SAM rho'}
+
+
+def _panel(ax, values, title, cmap, temperatures, densities, knob, fmt='{:.3f}', vmin=None,
+           vmax=None):
+  image = ax.imshow(values, cmap=cmap, aspect='auto', vmin=vmin, vmax=vmax)
+  ax.set_xticks(range(len(densities)), [f'{100 * d:g}' for d in densities])
+  ax.set_yticks(range(len(temperatures)), [f'{t:g}' for t in temperatures])
+  ax.set_xlabel('Load: density (%)')
+  ax.set_ylabel(f'Temp.: {KNOB_LABELS.get(knob, knob)} (hot at top)')
+  ax.set_title(title)
+  finite = values[np.isfinite(values)]
+  middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+  for (t, d), value in np.ndenumerate(values):
+    if np.isfinite(value) and values.size <= 200:
+      ax.text(d, t, fmt.format(value), ha='center', va='center', fontsize=7,
+              color='white' if (value < middle) == (cmap != 'viridis_r') else 'black')
+  plt.colorbar(image, ax=ax, fraction=0.046)
+
+
+def _boundaries(ax, labels):
+  edges = regimes_lib.boundary_edges(labels)
+  for x0, y0, x1, y1 in edges['I/II']:
+    ax.plot([x0, x1], [y0, y1], color='red', lw=2.5, solid_capstyle='butt')
+  for x0, y0, x1, y1 in edges['IIA/IIB']:
+    ax.plot([x0, x1], [y0, y1], color='white', lw=2, ls=(0, (3, 2)))
+
+
+def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[float],
+                  densities: Sequence[float], test_error: np.ndarray, lmc: np.ndarray,
+                  cka: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
+                  min_confidence: float, rule_text: str) -> None:
+  """Writes the four panels of the paper's Figure 2 for one sweep.
+
+  Args:
+    path: PNG file.
+    knob: the temperature hyperparameter.
+    temperatures: row values, hottest first (top).
+    densities: column values (fractions).
+    test_error, lmc, cka: (T, D) cell means.
+    labels: (T, D) regime labels; drawn as text on the test-error panel, with the I/II
+      boundary solid red and the II-A/II-B boundary dashed white on every panel.
+    confidence: (T, D) bootstrap confidence; cells below `min_confidence` are hatched.
+    rule_text: the labelling rule, printed under the figure.
+  """
+  normalized = test_error - np.nanmin(test_error, axis=0, keepdims=True)
+  fig, axes = plt.subplots(1, 4, figsize=(24, 0.45 * len(temperatures) + 3.5))
+  _panel(axes[0], test_error, 'Test error (regimes labelled)', 'viridis_r', temperatures,
+         densities, knob)
+  _panel(axes[1], normalized, 'Normalized test error (column minus its min)', 'viridis_r',
+         temperatures, densities, knob)
+  bound = max(0.01, float(np.nanmax(np.abs(lmc)))) if np.isfinite(lmc).any() else 1
+  _panel(axes[2], lmc, 'LMC (train error; < 0 = barrier)', 'RdBu', temperatures, densities,
+         knob, vmin=-bound, vmax=bound)
+  _panel(axes[3], cka, 'CKA of softmax outputs', 'viridis', temperatures, densities, knob)
+  for ax in axes:
+    _boundaries(ax, labels)
+    for (t, d), conf in np.ndenumerate(confidence):
+      if np.isfinite(conf) and conf < min_confidence:
+        ax.add_patch(plt.Rectangle((d - 0.5, t - 0.5), 1, 1, fill=False, hatch='///',
+                                   edgecolor='grey', lw=0))
+  for (t, d), label in np.ndenumerate(labels):
+    axes[0].text(d, t + 0.33, label or 'n/a', ha='center', va='center', fontsize=7,
+                 color='red' if label == 'I' else 'black', fontweight='bold')
+  fig.text(0.01, 0.01, f'Regime rule (prunephase\'s, not the paper\'s): {rule_text}. '
+           f'Solid red: I/II; dashed white: II-A/II-B; hatched: confidence < '
+           f'{min_confidence:g}.', fontsize=9)
+  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def lmc_curves(path: str | os.PathLike, curves: Sequence[dict], knob: str) -> None:
+  """Train error along the straight path for a few cells.
+
+  Args:
+    path: PNG file.
+    curves: dicts with 'temperature', 'density', 't' (K,), 'train_error' (K,), and
+      optionally 'test_error' (K,) and 'lmc'.
+  """
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(curves), 1)))
+  for color, curve in zip(colors, curves):
+    ax.plot(curve['t'], curve['train_error'], '-o', ms=3, color=color,
+            label=f'{knob}={curve["temperature"]:g}, d={100 * curve["density"]:g}%, '
+                  f'LMC={curve.get("lmc", np.nan):+.3f}')
+    if curve.get('test_error') is not None:
+      ax.plot(curve['t'], curve['test_error'], ':', color=color)
+  ax.set_xlabel('t  (w = (1-t) w_a + t w_b, BN recalibrated at each point)')
+  ax.set_ylabel('error (solid: train, dotted: test)')
+  ax.set_title('Linear interpolation between two retrained seeds')
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

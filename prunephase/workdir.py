@@ -1,0 +1,204 @@
+"""The workdir: config record, exclusive lock, atomic files and the metrics log.
+
+Every artifact is written atomically (temporary file + rename; orbax does the same for
+checkpoints), so a killed run never leaves a file that looks finished. One run at a time holds
+the workdir through an OS lock that dies with the process.
+"""
+
+import contextlib
+import csv
+import fcntl
+import json
+import os
+import pathlib
+import tempfile
+import time
+from typing import Any
+
+import numpy as np
+
+CONFIG_FILE = 'config.json'
+LOCK_FILE = '.lock'
+# Config sections that do not change any stored artifact: they may differ on a re-run.
+FREE_SECTIONS = ('regimes', 'tensorboard', 'mesh', 'distributed')
+
+
+class WorkdirError(RuntimeError):
+  """The workdir cannot be used for this run; the message is one line."""
+
+
+def to_jsonable(value: Any) -> Any:
+  """Config values and NumPy scalars/arrays as plain JSON types."""
+  if isinstance(value, dict):
+    return {str(k): to_jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [to_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return to_jsonable(value.tolist())
+  if isinstance(value, np.generic):
+    return value.item()
+  if isinstance(value, float) and not np.isfinite(value):
+    return None
+  return value
+
+
+def write_atomic(path: str | os.PathLike, text: str) -> None:
+  """Writes `text` to `path` through a temporary file in the same directory and a rename."""
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    with os.fdopen(fd, 'w') as f:
+      f.write(text)
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(FileNotFoundError):
+      os.unlink(tmp)
+    raise
+
+
+def write_json(path: str | os.PathLike, value: Any) -> None:
+  write_atomic(path, json.dumps(to_jsonable(value), indent=1) + '\n')
+
+
+def read_json(path: str | os.PathLike) -> Any:
+  return json.loads(pathlib.Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list[str]) -> None:
+  """Rows as CSV (pandas reads it with plain `read_csv`); NaN/None become empty fields."""
+  import io  # pylint: disable=import-outside-toplevel
+  buffer = io.StringIO()
+  writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction='ignore',
+                          lineterminator='\n')
+  writer.writeheader()
+  for row in rows:
+    clean = {}
+    for key in columns:
+      value = row.get(key)
+      if isinstance(value, (float, np.floating)):
+        value = '' if not np.isfinite(value) else f'{float(value):.6g}'
+      clean[key] = '' if value is None else value
+    writer.writerow(clean)
+  write_atomic(path, buffer.getvalue())
+
+
+def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      out.update(_flatten(value, f'{prefix}{key}.'))
+    return out
+  return {prefix[:-1]: tree}
+
+
+def changed_fields(old: dict, new: dict) -> list[str]:
+  """Dotted names of fields whose stored value differs, outside `FREE_SECTIONS`."""
+  old_flat, new_flat = _flatten(to_jsonable(old)), _flatten(to_jsonable(new))
+  changed = []
+  for key in sorted(set(old_flat) | set(new_flat)):
+    if key.split('.')[0] in FREE_SECTIONS:
+      continue
+    if old_flat.get(key, '<absent>') != new_flat.get(key, '<absent>'):
+      changed.append(f'{key}: {old_flat.get(key, "<absent>")} -> {new_flat.get(key, "<absent>")}')
+  return changed
+
+
+class Workdir:
+  """Opens a workdir for one run: lock, config check, config record.
+
+  Raises WorkdirError when another process holds the workdir, when it holds a run whose
+  config differs in a field that changes stored artifacts (each such field is named), or when
+  it is a non-empty directory that is not a prunephase workdir.
+  """
+
+  def __init__(self, path: str | os.PathLike, config_dict: dict, write: bool = True):
+    self.path = pathlib.Path(path)
+    self._lock_file = None
+    if self.path.exists() and not self.path.is_dir():
+      raise WorkdirError(f'workdir {self.path} exists and is not a directory')
+    existing = self.path / CONFIG_FILE
+    if self.path.exists() and not existing.exists() and any(
+        p.name != LOCK_FILE for p in self.path.iterdir()):
+      raise WorkdirError(f'workdir {self.path} is not empty and holds no {CONFIG_FILE}: '
+                         'not a prunephase workdir; choose another --workdir')
+    if existing.exists():
+      try:
+        old = json.loads(existing.read_text())
+      except json.JSONDecodeError as error:
+        raise WorkdirError(f'unreadable {existing}: {error}') from error
+      changed = changed_fields(old, config_dict)
+      if changed:
+        raise WorkdirError(
+            f'workdir {self.path} holds a run with another config ({"; ".join(changed[:4])}'
+            f'{" ..." if len(changed) > 4 else ""}); use a new --workdir or delete the old one')
+    self.path.mkdir(parents=True, exist_ok=True)
+    self._acquire_lock()
+    if write:
+      write_json(existing, config_dict)
+
+  def _acquire_lock(self):
+    self._lock_file = open(self.path / LOCK_FILE, 'a+')  # pylint: disable=consider-using-with
+    try:
+      fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError as error:
+      self._lock_file.seek(0)
+      holder = self._lock_file.read().strip() or 'another process'
+      self._lock_file.close()
+      raise WorkdirError(f'workdir {self.path} is in use by {holder}; wait for it or use '
+                         'another --workdir') from error
+    self._lock_file.seek(0)
+    self._lock_file.truncate()
+    self._lock_file.write(f'pid {os.getpid()} on {os.uname().nodename}')
+    self._lock_file.flush()
+
+  def release(self):
+    if self._lock_file is not None:
+      fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+      self._lock_file.close()
+      self._lock_file = None
+
+
+class MetricsLog:
+  """Appends one JSON object per line to `metrics.jsonl` as training goes.
+
+  After a resumed run, epochs that were re-trained appear again; keep the last row per
+  (stage, temperature, member, epoch).
+  """
+
+  def __init__(self, path: str | os.PathLike):
+    self.path = pathlib.Path(path)
+
+  def write(self, rows: list[dict[str, Any]]) -> None:
+    stamp = time.time()
+    with open(self.path, 'a') as f:
+      for row in rows:
+        f.write(json.dumps(to_jsonable({**row, 'time': round(stamp, 3)})) + '\n')
+
+
+class Progress:
+  """Prints `[stage] what | i/n | elapsed | eta` lines, at most one per `every` seconds."""
+
+  def __init__(self, stage: str, total: int, every: float = 5.0):
+    self.stage, self.total, self.every = stage, max(total, 1), every
+    self.start = time.time()
+    self._last = 0.0
+    self.done = 0
+
+  def update(self, done: int, what: str = '', force: bool = False) -> None:
+    self.done = done
+    now = time.time()
+    if not force and now - self._last < self.every and done < self.total:
+      return
+    self._last = now
+    elapsed = now - self.start
+    eta = elapsed / done * (self.total - done) if done else float('nan')
+    print(f'[{self.stage}] {what} | {done}/{self.total} | elapsed {format_seconds(elapsed)} | '
+          f'eta {format_seconds(eta)}', flush=True)
+
+
+def format_seconds(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return '?'
+  minutes, secs = divmod(int(round(seconds)), 60)
+  return f'{minutes}m{secs:02d}s' if minutes else f'{secs}s'
