@@ -17,6 +17,10 @@ import numpy as np
 AUGMENTATIONS = ('none', 'crop_flip')
 
 
+class DataError(ValueError):
+  """A dataset cannot be loaded as configured; the message is one line saying why."""
+
+
 @flax.struct.dataclass
 class Dataset:
   """Train and test splits on device.
@@ -109,9 +113,9 @@ def load_mnist1d(num_samples: int = 5000, train_split: float = 0.8,
     data_seed: seed of the generator (it seeds NumPy's global generator; we restore its state).
   """
   if num_samples < 20:
-    raise ValueError(f'mnist1d needs num_samples >= 20, got {num_samples}')
+    raise DataError(f'mnist1d needs num_samples >= 20, got {num_samples}')
   if not 0.0 < train_split < 1.0:
-    raise ValueError(f'mnist1d train_split must be in (0, 1), got {train_split}')
+    raise DataError(f'mnist1d train_split must be in (0, 1), got {train_split}')
   from mnist1d import data as mnist1d_data  # pylint: disable=import-outside-toplevel
 
   args = mnist1d_data.get_dataset_args()
@@ -142,7 +146,7 @@ def load_dataset(dataset_config) -> Dataset:
   if name in tfds_data.DATASETS:
     return tfds_data.load(name, dataset_config.get('data_dir') or None,
                           dataset_config.get('num_train') or None)
-  raise ValueError(f'unknown dataset {name!r}; choose mnist1d or one of '
+  raise DataError(f'unknown dataset {name!r}; choose mnist1d or one of '
                    f'{", ".join(tfds_data.DATASETS)}')
 
 

@@ -56,6 +56,7 @@ def main(argv) -> None:
   # Imported here so `--help` and flag errors stay fast.
   import jax  # pylint: disable=import-outside-toplevel
   from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
+  from prunephase import data as data_lib  # pylint: disable=import-outside-toplevel
   from prunephase import grid  # pylint: disable=import-outside-toplevel
   from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   from prunephase import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
@@ -70,23 +71,13 @@ def main(argv) -> None:
   if unknown or not stages:
     fail(f'unknown stage(s) {unknown}; choose from {",".join(sweep_lib.STAGES)}')
   start = time.time()
-  workdir = None
+  print(f'prunephase: {config.model.name} on {config.dataset.name}, workdir {_WORKDIR.value}, '
+        f'stages {",".join(stages)}, devices {jax.devices()}', flush=True)
   try:
-    grid.validate(config)
-    sweep = sweep_lib.Sweep(config, None)
-    if set(stages) - {'report'}:
-      sweep.dataset  # pylint: disable=pointless-statement  # Fail on data before writing.
-    workdir = workdir_lib.Workdir(_WORKDIR.value, config.to_dict())
-    sweep.path = workdir.path
-    print(f'prunephase: {config.model.name} on {config.dataset.name}, workdir {workdir.path}, '
-          f'stages {",".join(stages)}, devices {jax.devices()}', flush=True)
-    summary = sweep_lib.run_stages(sweep, stages)
-  except (grid.ConfigError, sweep_lib.SweepError, workdir_lib.WorkdirError,
-          checkpoints.CheckpointError) as error:
+    sweep, summary = sweep_lib.run_sweep(config, _WORKDIR.value, stages)
+  except (grid.ConfigError, data_lib.DataError, sweep_lib.SweepError,
+          workdir_lib.WorkdirError, checkpoints.CheckpointError) as error:
     fail(str(error))
-  finally:
-    if workdir is not None:
-      workdir.release()
   print_summary(sweep, summary, time.time() - start)
 
 

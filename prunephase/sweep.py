@@ -58,11 +58,13 @@ class Sweep:
     config: the (validated) ConfigDict.
     path: the workdir.
     timings: seconds spent per stage in this process.
+    device: where checkpoints are restored (None = the default device; CPU for analysis).
   """
 
   config: Any
   path: pathlib.Path
   timings: dict = dataclasses.field(default_factory=dict)
+  device: Any = None  # Where restored arrays go; None = the default device.
   _dataset: Any = None
 
   @property
@@ -119,9 +121,10 @@ def _state_template(model, input_shape, num_members: int) -> train_lib.MemberSta
       model, input_shape, list(range(num_members)), list(range(num_members))))
 
 
-def _restore_states(directory, step, template) -> tuple[train_lib.MemberState, dict]:
+def _restore_states(directory, step, template, device=None
+                    ) -> tuple[train_lib.MemberState, dict]:
   try:
-    tree = checkpoints.restore(directory, step, device=jax.devices()[0])
+    tree = checkpoints.restore(directory, step, device=device or jax.devices()[0])
   except checkpoints.CheckpointError as error:
     raise SweepError(str(error)) from error
   states = flax.serialization.from_state_dict(template, tree['state'])
@@ -274,7 +277,7 @@ def dense_checkpoint(sweep: Sweep, temperature: float) -> dict[str, Any]:
     if step not in checkpoints.steps(directory):
       raise SweepError(f'missing dense checkpoint {directory}/{step}: run the train stage first')
     template = _state_template(sweep.model, sweep.dataset.input_shape, len(group.seeds))
-    states, _ = _restore_states(directory, step, template)
+    states, _ = _restore_states(directory, step, template, sweep.device)
     index = jnp.asarray(members)
     return {'params': jax.tree.map(lambda a: a[index], states.params),
             'batch_stats': jax.tree.map(lambda a: a[index], states.batch_stats)}
@@ -329,7 +332,7 @@ def load_masks(sweep: Sweep, temperature: float, params_template) -> dict[str, A
   """The prune stage's artifact: masks with leading (S, D) axes and the pre-retrain errors."""
   directory = sweep.path / 'masks' / sweep.key(temperature)
   try:
-    tree = checkpoints.restore(directory, device=jax.devices()[0])
+    tree = checkpoints.restore(directory, device=sweep.device or jax.devices()[0])
   except checkpoints.CheckpointError as error:
     raise SweepError(f'{error}: run the prune stage first') from error
   tree['masks'] = pruning.unflatten_mask(tree['masks'], sweep.prunable(params_template))
@@ -402,7 +405,7 @@ def load_retrained(sweep: Sweep, temperature: float) -> tuple[train_lib.MemberSt
   if step not in checkpoints.steps(directory):
     raise SweepError(f'missing retrained models {directory}/{step}: run the retrain stage first')
   template = _state_template(sweep.model, sweep.dataset.input_shape, len(members))
-  return _restore_states(directory, step, template)
+  return _restore_states(directory, step, template, sweep.device)
 
 
 # ----------------------------------------------------------------------------- measure
@@ -611,3 +614,24 @@ def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
     if stage == 'report':
       summary = result
   return summary
+
+
+def run_sweep(config, workdir: str | pathlib.Path,
+              stages: Sequence[str] = STAGES) -> tuple[Sweep, dict[str, Any]]:
+  """Validates `config`, opens (locks) the workdir and runs `stages`.
+
+  Bad input fails before anything is written: the config is validated and the dataset loaded
+  before the workdir is touched.
+
+  Returns:
+    The Sweep (with per-stage timings) and the report summary ({} without 'report').
+  """
+  grid.validate(config)
+  sweep = Sweep(config, pathlib.Path(workdir))
+  if set(stages) - {'report'}:
+    sweep.dataset  # pylint: disable=pointless-statement
+  opened = workdir_lib.Workdir(workdir, config.to_dict())
+  try:
+    return sweep, run_stages(sweep, stages)
+  finally:
+    opened.release()

@@ -1,0 +1,212 @@
+"""End to end: the whole sweep on a tiny MNIST-1D grid, resume, bad input, load_run."""
+
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import prunephase
+from prunephase import checkpoints
+from prunephase import grid
+from prunephase import sweep as sweep_lib
+from prunephase import workdir as workdir_lib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def tiny_config():
+  """Seconds-sized grid: 2 temperatures x 2 densities, 1 dense x 3 retrain seeds."""
+  config = default_config.get_config('quick')
+  config.dataset.num_samples = 600
+  config.model.widths = (8, 8, 8)
+  config.dense.epochs = 2
+  config.temperature.grid = (1, 2)
+  config.prune.densities = (0.2, 0.6)
+  config.retrain.epochs = 2
+  config.retrain.seeds = (1, 2, 3)
+  config.measure.test_error_epochs = 2
+  config.measure.cka_examples = 100
+  config.measure.lmc_points = 5
+  config.regimes.bootstrap = 5
+  return config
+
+
+def read_csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  path = tmp_path_factory.mktemp('run')
+  sweep, summary = sweep_lib.run_sweep(tiny_config(), path)
+  return path, sweep, summary
+
+
+def test_every_output_is_written_with_values_in_range(finished_run):
+  path, _, summary = finished_run
+  for name in ('config.json', 'results.csv', 'cells.csv', 'phase_diagram.png', 'lmc_curves.png',
+               'metrics.jsonl', 'regimes.json', 'findings.json'):
+    assert (path / name).stat().st_size > 0, name
+  rows = read_csv(path / 'results.csv')
+  assert len(rows) == 2 * 2 * 1 * 3  # temperatures x densities x dense seeds x seed pairs.
+  for column in ('temperature', 'density', 'dense_seed', 'seed_a', 'seed_b', 'test_error',
+                 'train_error', 'lmc', 'cka_softmax', 'cka_logits', 'regime'):
+    assert column in rows[0]
+  for row in rows:
+    assert 0 <= float(row['test_error']) <= 1
+    assert 0 <= float(row['train_error']) <= 1
+    assert -1 <= float(row['lmc']) <= 1
+    assert 0 <= float(row['cka_softmax']) <= 1 + 1e-5
+    assert row['regime'] in ('I', 'II-A', 'II-B')
+    assert float(row['actual_density']) == pytest.approx(float(row['density']), abs=0.02)
+  cells = read_csv(path / 'cells.csv')
+  assert len(cells) == 4
+  # Cell means are the means of the rows.
+  cell = cells[0]
+  members = [r for r in rows if r['temperature'] == cell['temperature']
+             and r['density'] == cell['density']]
+  assert float(cell['lmc']) == pytest.approx(np.mean([float(r['lmc']) for r in members]),
+                                             abs=1e-5)
+  assert sum(summary['counts'].values()) == 4
+  for finding in summary['findings'].values():
+    assert finding['status'] in ('reproduced', 'partly', 'not reproduced')
+  # Rows hottest first: the epoch family is hottest at the fewest epochs.
+  assert [float(c['temperature']) for c in cells[::2]] == [1.0, 2.0]
+
+
+def test_metrics_log_has_every_member_and_epoch(finished_run):
+  path, _, _ = finished_run
+  import json  # pylint: disable=import-outside-toplevel
+  rows = [json.loads(line) for line in open(path / 'metrics.jsonl')]
+  retrain = [r for r in rows if r['stage'] == 'retrain']
+  assert len(retrain) == 2 * (2 * 1 * 3) * 2  # temperatures x members x epochs.
+  assert {'loss', 'error', 'test_error', 'lr', 'epoch'} <= set(retrain[0])
+
+
+def test_rerun_skips_finished_work_and_gives_identical_results(finished_run, tmp_path):
+  path, _, _ = finished_run
+  before = (path / 'results.csv').read_text()
+  sweep, _ = sweep_lib.run_sweep(tiny_config(), path)
+  assert (path / 'results.csv').read_text() == before
+  assert sweep.timings['train'] < 5  # Nothing was retrained.
+
+
+def test_resume_after_interruption_gives_identical_results(finished_run, tmp_path, monkeypatch):
+  path, _, _ = finished_run
+  original_save = checkpoints.save
+  calls = []
+
+  def crashing_save(*args, **kwargs):
+    calls.append(args[0])
+    if len(calls) == 5:  # Dense, 2 masks, then die while saving the first retrain.
+      raise KeyboardInterrupt('simulated kill')
+    return original_save(*args, **kwargs)
+
+  monkeypatch.setattr(checkpoints, 'save', crashing_save)
+  with pytest.raises(KeyboardInterrupt):
+    sweep_lib.run_sweep(tiny_config(), tmp_path)
+  assert not (tmp_path / 'results.csv').exists()
+  monkeypatch.setattr(checkpoints, 'save', original_save)
+  sweep_lib.run_sweep(tiny_config(), tmp_path)
+  assert (tmp_path / 'results.csv').read_text() == (path / 'results.csv').read_text()
+
+
+def test_load_run_restores_a_retrained_model_with_its_test_error(finished_run):
+  path, sweep, _ = finished_run
+  run = prunephase.load_run(str(path))
+  rows = run.results
+  row = rows[(rows.temperature == 2) & (rows.density == 0.2) & (rows.seed_a == 1)
+             & (rows.seed_b == 2)].iloc[0]
+  member = run.retrained(temperature=2, density=0.2, dense_seed=1, retrain_seed=1)
+  history = member['history']['test_error']
+  epochs = sweep.config.measure.test_error_epochs
+  assert float(np.mean(history[-epochs:])) == pytest.approx(row.test_error_a, abs=1e-5)
+  assert run.test_error(member) == pytest.approx(float(history[-1]), abs=1e-6)
+  assert list(member['params']['conv0']['kernel'].devices())[0].platform == 'cpu'
+  mask = run.mask(2, 1, 0.2)
+  assert run.density(mask) == pytest.approx(0.2, abs=0.01)
+  kernel = np.asarray(member['params']['conv1']['kernel'])
+  assert np.all(kernel[~np.asarray(mask['conv1']['kernel'])] == 0.0)
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.dataset.name=imagenet9', "unknown dataset 'imagenet9'"),
+    ('--config.model.name=resnet1000', "unknown model 'resnet1000'"),
+    ('--config.prune.method=snip', "unknown pruning method 'snip'"),
+    ('--config.prune.densities=(0.5,1.5)', 'density 1.5 is outside (0, 1]'),
+    ('--config.prune.densities=()', 'empty grid'),
+])
+def test_bad_config_ends_in_one_line_and_writes_nothing(tmp_path, override, message):
+  workdir = tmp_path / 'w'
+  result = subprocess.run(
+      [sys.executable, '-m', 'prunephase.main', '--config=configs/default.py:quick',
+       f'--workdir={workdir}', override], cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert result.returncode != 0
+  errors = [line for line in result.stderr.splitlines() if 'error' in line.lower()]
+  assert any(message in line for line in errors), result.stderr[-2000:]
+  assert 'Traceback' not in result.stderr
+  assert not workdir.exists()
+
+
+def test_workdir_with_another_config_is_refused(finished_run):
+  path, _, _ = finished_run
+  config = tiny_config()
+  config.dense.lr = 0.05
+  with pytest.raises(workdir_lib.WorkdirError, match=r'dense.lr: 0.1 -> 0.05'):
+    sweep_lib.run_sweep(config, path)
+
+
+def test_changing_only_the_regime_rule_relabels_without_retraining(finished_run):
+  path, _, _ = finished_run
+  config = tiny_config()
+  config.regimes.lmc_threshold = 1.0  # Everything below: all Regime I.
+  _, summary = sweep_lib.run_sweep(config, path, stages=('report',))
+  assert summary['counts']['I'] == 4
+  sweep_lib.run_sweep(tiny_config(), path, stages=('report',))  # Restore the labels.
+
+
+def test_workdir_in_use_is_refused(tmp_path):
+  held = workdir_lib.Workdir(tmp_path, tiny_config().to_dict())
+  try:
+    with pytest.raises(workdir_lib.WorkdirError, match='in use by pid'):
+      sweep_lib.run_sweep(tiny_config(), tmp_path, stages=('report',))
+  finally:
+    held.release()
+
+
+def test_non_prunephase_directory_is_refused(tmp_path):
+  (tmp_path / 'notes.txt').write_text('mine')
+  with pytest.raises(workdir_lib.WorkdirError, match='not a prunephase workdir'):
+    sweep_lib.run_sweep(tiny_config(), tmp_path)
+
+
+def test_unreadable_checkpoint_is_reported(finished_run, tmp_path):
+  path, _, _ = finished_run
+  import shutil  # pylint: disable=import-outside-toplevel
+  copy = tmp_path / 'copy'
+  shutil.copytree(path, copy)
+  (copy / 'measure' / 'epochs=1.json').unlink()
+  for file in (copy / 'retrain' / 'epochs=1' / 'epochs' / '2').rglob('*'):
+    if file.is_file() and file.stat().st_size > 0 and 'metadata' not in file.name:
+      file.write_bytes(b'garbage')
+  with pytest.raises((sweep_lib.SweepError, checkpoints.CheckpointError),
+                     match='unreadable checkpoint'):
+    sweep_lib.run_sweep(tiny_config(), copy, stages=('measure',))
+
+
+def test_validate_rejects_what_cannot_work():
+  config = tiny_config()
+  config.retrain.seeds = (1,)
+  with pytest.raises(grid.ConfigError, match='retrain.seeds needs at least 2'):
+    grid.validate(config)
+  config = tiny_config()
+  config.temperature.grid = (1, 99)
+  with pytest.raises(grid.ConfigError, match='whole numbers in'):
+    grid.validate(config)
