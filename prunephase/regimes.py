@@ -29,6 +29,10 @@ class RegimeRule:
   lmc_threshold: float = -0.02
   cka_tolerance: float = 0.01
 
+  @classmethod
+  def from_config(cls, regimes_config) -> 'RegimeRule':
+    return cls(float(regimes_config.lmc_threshold), float(regimes_config.cka_tolerance))
+
   def describe(self) -> str:
     return (f'I: mean LMC < {self.lmc_threshold:g}; II-B: CKA within {self.cka_tolerance:g} '
             'of the column maximum among regime-II cells; II-A: the other regime-II cells')
@@ -128,3 +132,42 @@ def counts(labels: np.ndarray) -> dict[str, int]:
   out = {r: int((labels == r).sum()) for r in REGIMES}
   out['none'] = int((labels == NO_LABEL).sum())
   return out
+
+
+TABLE_FIELDS = ('lmc', 'cka_softmax', 'cka_logits', 'test_error', 'train_error',
+                'pruned_test_error', 'dense_test_error')
+
+
+def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequence[float],
+                rule: RegimeRule, bootstrap: int, seed: int = 0) -> dict:
+  """Cell means, stds, labels and confidences of a table; sets 'regime' and
+  'regime_confidence' on every row.
+
+  Args:
+    rows: dicts with 'temperature', 'density', 'lmc', 'cka_softmax' and optionally the other
+      `TABLE_FIELDS` (absent fields give NaN cells).
+    temperatures: hottest first.
+    densities: column order.
+    rule: the labelling rule.
+    bootstrap: resamples for the confidence.
+    seed: resampling seed.
+
+  Returns:
+    {'rule', 'means', 'stds' (dicts of (T, D) arrays), 'labels', 'confidence', 'num_pairs'}.
+  """
+  present = [f for f in TABLE_FIELDS if any(f in row for row in rows)]
+  filled = [{**{f: np.nan for f in TABLE_FIELDS}, **row} for row in rows]
+  grids = {f: cell_grid(filled, temperatures, densities, f) for f in TABLE_FIELDS}
+  means = {f: cell_means(g) for f, g in grids.items()}
+  stds = {f: cell_stds(g) for f, g in grids.items()}
+  labels = label_grid(means['lmc'], means['cka_softmax'], rule)
+  confidence = bootstrap_confidence(grids['lmc'], grids['cka_softmax'], labels, rule,
+                                    bootstrap, seed)
+  t_index = {float(t): i for i, t in enumerate(temperatures)}
+  d_index = {float(d): j for j, d in enumerate(densities)}
+  for row in rows:
+    t, d = t_index[float(row['temperature'])], d_index[float(row['density'])]
+    row['regime'], row['regime_confidence'] = labels[t, d], confidence[t, d]
+  return {'rule': rule, 'means': means, 'stds': stds, 'labels': labels,
+          'confidence': confidence, 'present': present,
+          'num_pairs': np.array([[v.size for v in line] for line in grids['lmc']])}

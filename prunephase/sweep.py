@@ -71,8 +71,10 @@ class Sweep:
   def dataset(self) -> data_lib.Dataset:
     if self._dataset is None:
       self._dataset = data_lib.load_dataset(self.config.dataset)
-      if self.config.dataset.get('num_train'):
-        self._dataset = data_lib.subset(self._dataset, self.config.dataset.num_train)
+      num_train = self.config.dataset.get('num_train') or None
+      num_test = self.config.dataset.get('num_test') or None
+      if num_train or num_test:
+        self._dataset = data_lib.subset(self._dataset, num_train, num_test)
       grid.validate_against_data(self.config, self._dataset.num_train)
     return self._dataset
 
@@ -485,12 +487,6 @@ RESULT_COLUMNS = [
     'train_error', 'lmc', 'cka_softmax', 'cka_logits', 'regime', 'regime_confidence',
     'test_error_a', 'test_error_b', 'train_error_a', 'train_error_b', 'pruned_test_error',
     'dense_test_error', 'actual_density']
-CELL_COLUMNS = [
-    'knob', 'temperature', 'density', 'num_pairs', 'test_error', 'test_error_std',
-    'train_error', 'lmc', 'lmc_std', 'cka_softmax', 'cka_softmax_std', 'cka_logits',
-    'pruned_test_error', 'dense_test_error', 'regime', 'regime_confidence']
-
-
 def result_rows(sweep: Sweep, with_curves: bool = False) -> list[dict[str, Any]]:
   """One row per (temperature, density, dense seed, seed pair) from the measure artifacts."""
   rows = []
@@ -522,82 +518,14 @@ def result_rows(sweep: Sweep, with_curves: bool = False) -> list[dict[str, Any]]
   return rows
 
 
-def label_rows(rows: list[dict], temperatures, densities, regime_config) -> dict[str, Any]:
-  """Cell means, labels and confidences for result rows; adds 'regime' to every row."""
-  rule = regimes_lib.RegimeRule(regime_config.lmc_threshold, regime_config.cka_tolerance)
-  grids = {f: regimes_lib.cell_grid(rows, temperatures, densities, f)
-           for f in ('lmc', 'cka_softmax', 'cka_logits', 'test_error', 'train_error',
-                     'pruned_test_error', 'dense_test_error')}
-  means = {f: regimes_lib.cell_means(g) for f, g in grids.items()}
-  stds = {f: regimes_lib.cell_stds(g) for f, g in grids.items()}
-  labels = regimes_lib.label_grid(means['lmc'], means['cka_softmax'], rule)
-  confidence = regimes_lib.bootstrap_confidence(
-      grids['lmc'], grids['cka_softmax'], labels, rule, regime_config.bootstrap,
-      regime_config.seed)
-  t_index = {float(t): i for i, t in enumerate(temperatures)}
-  d_index = {float(d): j for j, d in enumerate(densities)}
-  for row in rows:
-    t, d = t_index[float(row['temperature'])], d_index[float(row['density'])]
-    row['regime'], row['regime_confidence'] = labels[t, d], confidence[t, d]
-  return {'rule': rule, 'means': means, 'stds': stds, 'labels': labels,
-          'confidence': confidence,
-          'num_pairs': np.array([[v.size for v in line] for line in grids['lmc']])}
-
-
 def stage_report(sweep: Sweep) -> dict[str, Any]:
   """Writes results.csv, cells.csv, regimes.json, findings.json and the figures."""
-  from prunephase import findings as findings_lib  # pylint: disable=import-outside-toplevel
-  from prunephase import plots  # pylint: disable=import-outside-toplevel
-
+  from prunephase import report  # pylint: disable=import-outside-toplevel
   rows = result_rows(sweep, with_curves=True)
-  temperatures, densities = sweep.temperatures, sweep.densities
-  labelled = label_rows(rows, temperatures, densities, sweep.config.regimes)
-  means, stds, labels = labelled['means'], labelled['stds'], labelled['labels']
-  workdir_lib.write_csv(sweep.path / 'results.csv', rows, RESULT_COLUMNS)
-  cells = []
-  for (t, d), label in np.ndenumerate(labels):
-    cells.append({
-        'knob': sweep.knob, 'temperature': temperatures[t], 'density': densities[d],
-        'num_pairs': int(labelled['num_pairs'][t, d]),
-        **{f: means[f][t, d] for f in means},
-        **{f'{f}_std': stds[f][t, d] for f in ('test_error', 'lmc', 'cka_softmax')},
-        'regime': label, 'regime_confidence': labelled['confidence'][t, d]})
-  workdir_lib.write_csv(sweep.path / 'cells.csv', cells, CELL_COLUMNS)
-  rule = labelled['rule']
-  unlabelled = [{'temperature': c['temperature'], 'density': c['density']}
-                for c in cells if not c['regime']]
-  workdir_lib.write_json(sweep.path / 'regimes.json', {
-      'rule': rule.describe(), 'parameters': dataclasses.asdict(rule),
-      'bootstrap_resamples': sweep.config.regimes.bootstrap,
-      'note': "prunephase's rule, not the paper's (the paper draws boundaries by hand)",
-      'counts': regimes_lib.counts(labels), 'unlabelled_cells': unlabelled,
-      'labels': [{'temperature': c['temperature'], 'density': c['density'],
-                  'regime': c['regime'], 'confidence': c['regime_confidence']} for c in cells]})
-  plots.phase_diagram(
-      sweep.path / 'phase_diagram.png', knob=sweep.knob, temperatures=temperatures,
-      densities=densities, test_error=means['test_error'], lmc=means['lmc'],
-      cka=means['cka_softmax'], labels=labels, confidence=labelled['confidence'],
-      min_confidence=sweep.config.regimes.min_confidence, rule_text=rule.describe())
-  plots.lmc_curves(sweep.path / 'lmc_curves.png', _curve_examples(rows, temperatures,
-                                                                  densities), sweep.knob)
-  found = findings_lib.check(means, stds, temperatures, densities, sweep.config.regimes)
-  workdir_lib.write_json(sweep.path / 'findings.json', found)
-  return {'counts': regimes_lib.counts(labels), 'unlabelled': unlabelled, 'findings': found,
-          'num_cells': labels.size, 'num_rows': len(rows)}
-
-
-def _curve_examples(rows, temperatures, densities) -> list[dict]:
-  """First seed pair's curve of the corner and middle cells (hot/cold x low/high density)."""
-  wanted = {(temperatures[0], densities[0]), (temperatures[-1], densities[0]),
-            (temperatures[0], densities[-1]), (temperatures[-1], densities[-1])}
-  examples, seen = [], set()
-  for row in rows:
-    cell = (row['temperature'], row['density'])
-    if cell in wanted and cell not in seen:
-      seen.add(cell)
-      examples.append({'temperature': cell[0], 'density': cell[1], 'lmc': row['lmc'],
-                       **row['curve']})
-  return examples
+  summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
+                                sweep.densities, sweep.config.regimes, with_curves=True)
+  workdir_lib.write_csv(sweep.path / 'results.csv', rows, RESULT_COLUMNS)  # With labels.
+  return summary
 
 
 def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Report outputs shared by the sweep's report stage and `prunephase-regimes`.
+
+cells.csv (means per cell, labels), regimes.json (rule, parameters, labels, counts),
+findings.json (the paper's findings checked on this table), phase_diagram.png and
+lmc_curves.png.
+"""
+
+import dataclasses
+import os
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from prunephase import findings as findings_lib
+from prunephase import plots
+from prunephase import regimes as regimes_lib
+from prunephase import workdir as workdir_lib
+
+CELL_COLUMNS = [
+    'knob', 'temperature', 'density', 'num_pairs', 'test_error', 'test_error_std',
+    'train_error', 'lmc', 'lmc_std', 'cka_softmax', 'cka_softmax_std', 'cka_logits',
+    'pruned_test_error', 'dense_test_error', 'regime', 'regime_confidence']
+
+
+def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[str, Any]]:
+  """One row per (temperature, density), hottest first, with means, stds and the label."""
+  means, stds, labels = labelled['means'], labelled['stds'], labelled['labels']
+  cells = []
+  for (t, d), label in np.ndenumerate(labels):
+    cells.append({
+        'knob': knob, 'temperature': temperatures[t], 'density': densities[d],
+        'num_pairs': int(labelled['num_pairs'][t, d]),
+        **{f: means[f][t, d] for f in means},
+        **{f'{f}_std': stds[f][t, d] for f in ('test_error', 'lmc', 'cka_softmax')},
+        'regime': label, 'regime_confidence': labelled['confidence'][t, d]})
+  return cells
+
+
+def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
+                 temperatures: Sequence[float], densities: Sequence[float], regimes_config,
+                 with_curves: bool = False, cells_name: str = 'cells.csv') -> dict[str, Any]:
+  """Labels `rows` and writes the report files into `out`; returns the summary."""
+  out = pathlib.Path(out)
+  rule = regimes_lib.RegimeRule.from_config(regimes_config)
+  labelled = regimes_lib.label_table(rows, temperatures, densities, rule,
+                                     int(regimes_config.bootstrap), int(regimes_config.seed))
+  cells = cell_rows(knob, temperatures, densities, labelled)
+  workdir_lib.write_csv(out / cells_name, cells, CELL_COLUMNS)
+  labels = labelled['labels']
+  unlabelled = [{'temperature': c['temperature'], 'density': c['density']}
+                for c in cells if not c['regime']]
+  workdir_lib.write_json(out / 'regimes.json', {
+      'rule': rule.describe(), 'parameters': dataclasses.asdict(rule),
+      'bootstrap_resamples': int(regimes_config.bootstrap),
+      'note': "prunephase's rule, not the paper's (the paper draws boundaries by hand)",
+      'counts': regimes_lib.counts(labels), 'unlabelled_cells': unlabelled,
+      'labels': [{'temperature': c['temperature'], 'density': c['density'],
+                  'regime': c['regime'], 'confidence': c['regime_confidence']} for c in cells]})
+  means = labelled['means']
+  plots.phase_diagram(
+      out / 'phase_diagram.png', knob=knob, temperatures=temperatures, densities=densities,
+      test_error=means['test_error'], lmc=means['lmc'], cka=means['cka_softmax'],
+      labels=labels, confidence=labelled['confidence'],
+      min_confidence=float(regimes_config.min_confidence), rule_text=rule.describe())
+  if with_curves:
+    plots.lmc_curves(out / 'lmc_curves.png', curve_examples(rows, temperatures, densities), knob)
+  found = findings_lib.check(means, labelled['stds'], temperatures, densities, regimes_config)
+  workdir_lib.write_json(out / 'findings.json', found)
+  return {'counts': regimes_lib.counts(labels), 'unlabelled': unlabelled, 'findings': found,
+          'num_cells': labels.size, 'num_rows': len(rows), 'cells': cells,
+          'labels': labels, 'confidence': labelled['confidence']}
+
+
+def curve_examples(rows, temperatures, densities) -> list[dict]:
+  """First seed pair's curve of the four corner cells (hot/cold x low/high density)."""
+  wanted = {(temperatures[0], densities[0]), (temperatures[-1], densities[0]),
+            (temperatures[0], densities[-1]), (temperatures[-1], densities[-1])}
+  examples, seen = [], set()
+  for row in rows:
+    cell = (row['temperature'], row['density'])
+    if cell in wanted and cell not in seen and 'curve' in row:
+      seen.add(cell)
+      examples.append({'temperature': cell[0], 'density': cell[1], 'lmc': row['lmc'],
+                       **row['curve']})
+  return examples
+
+
+def label_text_grid(temperatures, densities, labels, confidence, knob: str,
+                    min_confidence: float) -> str:
+  """The labels as a compact terminal table (low-confidence labels in parentheses)."""
+  header = f'{knob:>12} | ' + ' '.join(f'{100 * d:>7g}%' for d in densities)
+  lines = [header, '-' * len(header)]
+  for t, temperature in enumerate(temperatures):
+    cells = []
+    for d in range(len(densities)):
+      label = labels[t, d] or 'n/a'
+      conf = confidence[t, d]
+      if np.isfinite(conf) and conf < min_confidence:
+        label = f'({label})'
+      cells.append(f'{label:>8}')
+    lines.append(f'{temperature:>12g} | ' + ' '.join(cells))
+  return '\n'.join(lines)
