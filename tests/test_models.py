@@ -230,19 +230,23 @@ def test_vgg_builds_and_gives_logits(name, convs, conv_weights):
 
 
 def test_small_models_give_logits_of_the_right_shape():
-  x = jnp.asarray(np.random.default_rng(0).normal(size=(6, 40, 1)), jnp.float32)
   for model in (models.MLP(10, (16,)), models.CNN1D(10, (8, 8), (3, 3), (2, 2))):
-
-    def logits_of(key, x, model=model):
-      params, stats = models.init_variables(model, key, (40, 1))
-      return model.apply({'params': params, 'batch_stats': stats}, x, train=False), params
-
-    logits, params = jax.jit(logits_of)(jax.random.PRNGKey(0), x)
-    assert logits.shape == (6, 10)
-    assert np.all(np.isfinite(logits))
-    assert np.std(np.asarray(logits)) > 0
-  # CNN1D: length 40 -> 20 -> 10 with padding 1 and stride 2.
+    params, stats = param_shapes(model, (40, 1))
+    for train in (False, True):
+      logits = jax.eval_shape(
+          lambda p, s, x, model=model, train=train: model.apply(
+              {'params': p, 'batch_stats': s}, x, train=train, mutable=['batch_stats'])[0],
+          params, stats, jax.ShapeDtypeStruct((6, 40, 1), jnp.float32))
+      assert logits.shape == (6, 10) and logits.dtype == jnp.float32
+  # CNN1D: length 40 -> 20 -> 10 with padding 1 and stride 2; 8 channels into the head.
   assert params['head']['kernel'].shape == (10 * 8, 10)
+  assert params['conv0']['kernel'].shape == (3, 1, 8)
+  assert params['conv1']['kernel'].shape == (3, 8, 8)
+  assert 'bias' not in params['conv0']
+  mlp_params, _ = param_shapes(models.MLP(10, (16,)), (40, 1))
+  assert mlp_params['dense0']['kernel'].shape == (40, 16)
+  assert 'bias' not in mlp_params['dense0']
+  assert mlp_params['head']['kernel'].shape == (16, 10)
 
 
 # ------------------------------------------------------------------------- prunable predicate
@@ -259,7 +263,8 @@ def test_prunable_tree_marks_only_non_head_kernels():
   with_head = {'/'.join(k.key for k in path): flag for path, flag in
                jax.tree_util.tree_flatten_with_path(models.prunable_tree(params, True))[0]}
   assert with_head == {**flat, 'head/kernel': True}
-  assert all(type(flag) is bool for flag in with_head.values())  # pylint: disable=unidiomatic-typecheck
+  # Python bools, not arrays: the predicate is static structure.
+  assert all(isinstance(flag, bool) for flag in with_head.values())
 
 
 def test_prunable_tree_on_vgg_and_preresnet_excludes_biases_and_bn():
