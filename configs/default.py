@@ -47,8 +47,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.dense.weight_decay = 1e-4  # Coupled (added to the gradient), like torch SGD.
   config.dense.sam_rho = 0.05  # SAM radius (used when optimizer = sam).
   config.dense.batch_size = 64
-  config.dense.epochs = 24  # Length of the run; the epoch family checkpoints inside it.
-  config.dense.iterations = 0  # If > 0, train exactly this many steps (batch-size family).
+  config.dense.epochs = 24  # Length of the run (epoch family: checkpoints inside it).
+  config.dense.iterations = 1500  # Batch-size family: exactly this many steps for every batch.
   config.dense.lr_decay = 0.1  # Factor at each decay.
   config.dense.lr_decay_epochs = ()  # Decay at these epochs ...
   config.dense.lr_decay_fractions = (0.5, 0.75)  # ... or at these fractions of the run.
@@ -61,8 +61,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   #   dense.iterations steps (hotter = smaller);  lr, weight_decay, sam_rho: one vmapped
   #   population (hotter = larger).
   config.temperature = ml_collections.ConfigDict()
-  config.temperature.knob = 'epochs'
-  config.temperature.grid = (3, 6, 9, 12, 15, 18, 21, 24)
+  config.temperature.knob = 'batch_size'
+  config.temperature.grid = (16, 32, 64, 128, 256)
 
   # Pruning (stage `prune`): one shot from every dense checkpoint to every density.
   config.prune = ml_collections.ConfigDict()
@@ -83,7 +83,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.retrain.lr_decay_epochs = ()
   config.retrain.lr_decay_fractions = (0.5, 0.75)
   config.retrain.augmentation = 'none'
-  config.retrain.seeds = (1, 2, 3)  # Retrain seeds (data order only); pairs give LMC/CKA.
+  config.retrain.seeds = (1, 2)  # Retrain seeds (data order only); pairs give LMC/CKA.
   config.retrain.resume_every = 0  # Extra resume checkpoint every N epochs (0 = off).
 
   # Measurement (stage `measure`).
@@ -99,7 +99,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # Regime rule: prunephase's own (the paper draws its boundaries by hand).
   config.regimes = ml_collections.ConfigDict()
   config.regimes.lmc_threshold = -0.02  # Regime I where the cell's mean LMC is below this.
-  config.regimes.cka_tolerance = 0.01  # II-B where CKA >= column's regime-II maximum - this.
+  config.regimes.cka_tolerance = 0.002  # II-B where CKA >= column's regime-II maximum - this.
   config.regimes.bootstrap = 200  # Resamples of seed pairs for each label's confidence.
   config.regimes.min_confidence = 0.7  # Below this a label is drawn as uncertain.
   config.regimes.seed = 0
@@ -108,11 +108,11 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   if arg == 'quick':
     config.dataset.num_samples = 1500
-    config.dense.epochs = 6
+    config.dense.iterations = 400
     config.dense.seeds = (1,)
-    config.temperature.grid = (2, 4, 6)
-    config.prune.densities = (0.1, 0.5)
-    config.retrain.epochs = 4
+    config.temperature.grid = (16, 128)
+    config.prune.densities = (0.06, 0.4)
+    config.retrain.epochs = 6
     config.retrain.seeds = (1, 2, 3)
     config.measure.cka_examples = 500
     config.measure.test_error_epochs = 2

@@ -3,6 +3,8 @@
   prunephase-regimes --results=FILE.csv --out=DIR [--knob=epochs]   label any table, plot it
   prunephase-advise  --workdir=DIR --density=0.05 --temperature=80  CS1: which way to move
   prunephase-advise  --workdir=DIR --evaluate                       CS1 evaluated on a sweep
+  prunephase-advise  --probe --config=configs/default.py --workdir=NEW --density=0.06
+                     --temperature=128                              CS1 from a minimal probe
   prunephase-select  --workdir=DIR [--density=0.05]                 CS2 (and CS3 on a SAM-rho
                                                                     sweep): which model to prune
 
@@ -19,7 +21,9 @@ from typing import Any
 
 from absl import app
 from absl import flags
+from absl import logging
 import ml_collections
+from ml_collections import config_flags
 import numpy as np
 
 from prunephase import grid
@@ -42,6 +46,11 @@ _BOOTSTRAP = flags.DEFINE_integer('bootstrap', None, 'Bootstrap resamples for co
 _DENSITY = flags.DEFINE_float('density', None, 'Target density (fraction kept).')
 _TEMPERATURE = flags.DEFINE_float('temperature', None, 'Current temperature value (advise).')
 _EVALUATE = flags.DEFINE_bool('evaluate', False, 'advise: evaluate the advice on every cell.')
+_PROBE = flags.DEFINE_bool('probe', False, 'advise: run the minimal probe (prune -> retrain x 2 '
+                           'seeds -> LMC/CKA) for --temperature, its grid neighbours and '
+                           '--density, from --config, into --workdir; then advise.')
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'advise --probe: the sweep config.',
+                                          lock_config=True)
 
 MOVES = {  # knob -> (what "increase the temperature" means, what "decrease" means)
     'epochs': ('train fewer epochs (an earlier checkpoint)', 'train more epochs'),
@@ -180,14 +189,52 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray) -> dict[str, Any
   return result
 
 
+def probe_config(config, temperature: float, density: float):
+  """The minimal probe of one cell: the temperature and its neighbours in the config's grid
+  (the II-A/II-B rule compares a cell with its column), one density, one dense seed, two
+  retrain seeds."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  values = grid.hot_to_cold(config.temperature.knob, config.temperature.grid)
+  if temperature not in values:
+    raise CaseError(f'--temperature {temperature:g} is not in the config\'s temperature.grid '
+                    f'{values}')
+  i = values.index(temperature)
+  config.temperature.grid = tuple(values[max(i - 1, 0):i + 2])
+  config.prune.densities = (float(density),)
+  config.dense.seeds = tuple(config.dense.seeds)[:1]
+  config.retrain.seeds = tuple(config.retrain.seeds)[:2]
+  return config
+
+
+def run_probe() -> None:
+  """Runs the probe sweep into --workdir (resumable like any sweep)."""
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  if _CONFIG.value is None or not _WORKDIR.value:
+    raise CaseError('--probe needs --config=FILE and --workdir=DIR (a new directory)')
+  if _DENSITY.value is None or _TEMPERATURE.value is None:
+    raise CaseError('--probe needs --density and --temperature')
+  config = probe_config(_CONFIG.value, _TEMPERATURE.value, _DENSITY.value)
+  grid.validate(config)
+  logging.set_verbosity(logging.WARNING)
+  print(f'probe: {config.temperature.knob} {list(config.temperature.grid)} x density '
+        f'{_DENSITY.value:g}, 1 dense seed x 2 retrain seeds, into {_WORKDIR.value}', flush=True)
+  sweep_lib.run_sweep(config, _WORKDIR.value)
+
+
 def advise_main(argv) -> None:
   """prunephase-advise: CS1 for one cell, or evaluated over every cell of a sweep."""
   del argv
+  from prunephase import data as data_lib  # pylint: disable=import-outside-toplevel
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  from prunephase import workdir as wd  # pylint: disable=import-outside-toplevel
   try:
+    if _PROBE.value:
+      run_probe()
     loaded = load_labelled()
     if not _EVALUATE.value and (_DENSITY.value is None or _TEMPERATURE.value is None):
       raise CaseError('give --density and --temperature (a cell of the table), or --evaluate')
-  except (CaseError, tables.TableError) as error:
+  except (CaseError, tables.TableError, grid.ConfigError, data_lib.DataError,
+          sweep_lib.SweepError, wd.WorkdirError) as error:
     fail(str(error))
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']

@@ -7,6 +7,8 @@ Rows are ordered hottest first, so row 0 is the hottest and row -1 the coldest t
   transition   (a) at the lowest density the best temperature is hotter than the coldest and
                beats it by more than twice the seed noise; (b) at the highest density the
                coldest temperature is within twice the seed noise of the best (or is the best).
+               When either of those columns has no finite test error (test_error is
+               optional in a table), it reads 'not reproduced'.
   connectivity (a) LMC at (lowest density, coldest) is below the regime threshold;
                (b) |LMC| at the highest density is below |threshold| at every temperature.
   similarity   at the highest density CKA rises from the hottest to the coldest temperature:
@@ -59,24 +61,39 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
     skip = {'status': 'not reproduced', 'summary': 'needs at least two temperatures'}
     return {'transition': skip, 'connectivity': skip, 'similarity': skip}
 
-  best_low = int(np.nanargmin(err[:, low]))
-  gap_low = float(err[cold, low] - err[best_low, low])
-  noise_low = _noise(err_std[cold, low], err_std[best_low, low])
-  best_high = int(np.nanargmin(err[:, high]))
-  gap_high = float(err[cold, high] - err[best_high, high])
-  noise_high = _noise(err_std[cold, high], err_std[best_high, high])
-  low_ok = best_low != cold and gap_low > 2 * noise_low
-  high_ok = best_high == cold or gap_high <= 2 * noise_high
-  out['transition'] = {
-      'status': _status([low_ok, high_ok]),
-      'summary': (f'density {densities[low]:g}: best T={temperatures[best_low]:g} beats coldest '
-                  f'T={temperatures[cold]:g} by {gap_low:.4f} (2x noise {2 * noise_low:.4f}); '
-                  f'density {densities[high]:g}: coldest is {gap_high:.4f} above the best '
-                  f'T={temperatures[best_high]:g} (2x noise {2 * noise_high:.4f})'),
-      'low_density': {'density': densities[low], 'best_temperature': temperatures[best_low],
-                      'gap_to_coldest': gap_low, 'seed_noise': noise_low, 'holds': low_ok},
-      'high_density': {'density': densities[high], 'best_temperature': temperatures[best_high],
-                       'gap_to_coldest': gap_high, 'seed_noise': noise_high, 'holds': high_ok}}
+  if not (np.isfinite(err[:, low]).any() and np.isfinite(err[:, high]).any()):
+    # No test errors (the column is optional) or every member diverged: nothing to rank.
+    out['transition'] = {
+        'status': 'not reproduced',
+        'summary': (f'no finite test error at density {densities[low]:g} or '
+                    f'{densities[high]:g}')}
+  else:
+    best_low = int(np.nanargmin(err[:, low]))
+    gap_low = float(err[cold, low] - err[best_low, low])
+    noise_low = _noise(err_std[cold, low], err_std[best_low, low])
+    best_high = int(np.nanargmin(err[:, high]))
+    gap_high = float(err[cold, high] - err[best_high, high])
+    noise_high = _noise(err_std[cold, high], err_std[best_high, high])
+    low_ok = best_low != cold and gap_low > 2 * noise_low
+    high_ok = best_high == cold or gap_high <= 2 * noise_high
+    if best_low == cold:
+      low_text = f'the coldest T={temperatures[cold]:g} is the best'
+    else:
+      low_text = (f'best T={temperatures[best_low]:g} beats the coldest T={temperatures[cold]:g} '
+                  f'by {gap_low:.4f}')
+    if best_high == cold:
+      high_text = f'the coldest T={temperatures[cold]:g} is the best'
+    else:
+      high_text = (f'the coldest is {gap_high:.4f} above the best '
+                   f'T={temperatures[best_high]:g}')
+    out['transition'] = {
+        'status': _status([low_ok, high_ok]),
+        'summary': (f'density {densities[low]:g}: {low_text} (2x noise {2 * noise_low:.4f}); '
+                    f'density {densities[high]:g}: {high_text} (2x noise {2 * noise_high:.4f})'),
+        'low_density': {'density': densities[low], 'best_temperature': temperatures[best_low],
+                        'gap_to_coldest': gap_low, 'seed_noise': noise_low, 'holds': low_ok},
+        'high_density': {'density': densities[high], 'best_temperature': temperatures[best_high],
+                         'gap_to_coldest': gap_high, 'seed_noise': noise_high, 'holds': high_ok}}
 
   lmc, lmc_std = means['lmc'], stds['lmc']
   corner = float(lmc[cold, low])

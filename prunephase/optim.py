@@ -55,5 +55,5 @@ def decay_boundaries(total_steps: int, steps_per_epoch: int, decay_epochs: Seque
 
 def sam_perturbation(grads, rho: jax.Array):
   """SAM's ascent step e = rho * g / (||g||_2 + 1e-12), the norm over ALL parameters."""
-  scale = rho / (optax.global_norm(grads) + SAM_EPSILON)
+  scale = rho / (optax.tree.norm(grads) + SAM_EPSILON)
   return jax.tree.map(lambda g: g * scale.astype(g.dtype), grads)

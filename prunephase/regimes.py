@@ -84,7 +84,10 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
   """Fraction of resamples whose label equals `labels`, per cell; (T, D) floats in [0, 1].
 
   Each resample draws, in every cell, as many seed pairs as it holds, with replacement, and
-  relabels the whole grid (the II-B plateau is a column property). Unlabelled cells get NaN.
+  relabels the whole grid (the II-B plateau is a column property). A cell holding a NaN (a
+  diverged member) stays NaN in every resample, as in the labelling: a resample that happened
+  to skip the diverged member must not make it a regime-II cell that moves its column's
+  plateau. Unlabelled cells get NaN.
   """
   rng = np.random.default_rng(seed)
   shape = labels.shape

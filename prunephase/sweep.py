@@ -155,8 +155,8 @@ def _train_spec(section, num_train: int, total_steps: int | None = None,
 
 def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total_steps: int,
                states, hparams, masks, save_epochs: Sequence[int], resume_every: int,
-               member_info: list[dict], label: str, progress: workdir_lib.Progress,
-               progress_offset: int) -> tuple[train_lib.MemberState, dict]:
+               member_info: list[dict], label: str,
+               progress: workdir_lib.Progress) -> tuple[train_lib.MemberState, dict]:
   """Trains a population to `total_steps`, saving `save_epochs` and resume points.
 
   Returns the final states and the per-epoch history {key: (M, epochs)}.
@@ -175,7 +175,8 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
     for k in HISTORY_KEYS:
       if k in saved:
         history[k][:, :start] = np.asarray(saved[k])[:, :start]
-    print(f'[{stage}] {label}: resuming after epoch {start}', flush=True)
+    progress.skip(len(member_info) * min(start * spec.steps_per_epoch, total_steps),
+                  f'{label}: resuming after epoch {start}')
 
   def on_epoch_end(epoch, states, metrics):
     rows = []
@@ -189,9 +190,10 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
       _save_states(directory / 'epochs', epoch, states, history)
     elif resume_every and epoch % resume_every == 0:
       _save_states(directory / 'resume', epoch, states, history, max_to_keep=1)
-    progress.update(progress_offset + epoch,
-                    f'{label} epoch {epoch}/{num_epochs} test error '
-                    f'{np.nanmean(metrics["test_error"]):.3f}')
+    steps = min(epoch * spec.steps_per_epoch, total_steps) - min(
+        (epoch - 1) * spec.steps_per_epoch, total_steps)
+    progress.advance(num_members * steps, f'{label} epoch {epoch}/{num_epochs} test error '
+                     f'{np.nanmean(metrics["test_error"]):.3f}')
 
   dataset = sweep.dataset
   program = train_lib.PopulationProgram(sweep.model, spec, masked=masks is not None)
@@ -239,16 +241,14 @@ def stage_train(sweep: Sweep) -> None:
           total, spec.steps_per_epoch, tuple(config.dense.lr_decay_epochs),
           tuple(config.dense.lr_decay_fractions)))
     plans.append((group, spec, total))
-  total_epochs = sum(_epochs_of(total, spec.steps_per_epoch) for _, spec, total in plans)
-  progress = workdir_lib.Progress('train', total_epochs)
-  offset = 0
+  progress = workdir_lib.Progress(
+      'train', sum(len(group.seeds) * total for group, _, total in plans))
   for group, spec, total in plans:
     directory = sweep.path / 'dense' / group.name
     num_epochs = _epochs_of(total, spec.steps_per_epoch)
     saved = checkpoints.steps(directory / 'epochs')
     if all(e in saved for e in group.save_epochs) and num_epochs in saved:
-      offset += num_epochs
-      progress.update(offset, f'{group.name} done earlier', force=True)
+      progress.skip(len(group.seeds) * total, f'{group.name} done earlier')
       continue
     states = train_lib.init_population(sweep.model, sweep.dataset.input_shape, group.seeds,
                                        group.seeds, config.dense.momentum)
@@ -257,8 +257,7 @@ def stage_train(sweep: Sweep) -> None:
     _train_run(sweep, stage='train', directory=directory, spec=spec, total_steps=total,
                states=states, hparams=_dense_hparams(config, group), masks=None,
                save_epochs=group.save_epochs, resume_every=config.dense.resume_every,
-               member_info=info, label=group.name, progress=progress, progress_offset=offset)
-    offset += num_epochs
+               member_info=info, label=group.name, progress=progress)
 
 
 def dense_checkpoint(sweep: Sweep, temperature: float) -> dict[str, Any]:
@@ -295,10 +294,10 @@ def stage_prune(sweep: Sweep) -> None:
   progress = workdir_lib.Progress('prune', len(sweep.temperatures))
   evaluate = jax.jit(jax.vmap(
       lambda p, s, ds: train_lib.evaluate(sweep.model, p, s, ds, 'test'), in_axes=(0, 0, None)))
-  for i, temperature in enumerate(sweep.temperatures):
+  for temperature in sweep.temperatures:
     directory = sweep.path / 'masks' / sweep.key(temperature)
     if checkpoints.steps(directory):
-      progress.update(i + 1, f'{sweep.key(temperature)} done earlier')
+      progress.skip(1, f'{sweep.key(temperature)} done earlier')
       continue
     dense = dense_checkpoint(sweep, temperature)
     per_seed = []
@@ -322,7 +321,7 @@ def stage_prune(sweep: Sweep) -> None:
         'dense_test_error': np.asarray(dense_eval['error']),
         'pruned_test_error': np.asarray(pruned['error']).reshape(num_s, num_d),
         'density': actual})
-    progress.update(i + 1, f'{sweep.key(temperature)} masks {num_s}x{num_d}', force=True)
+    progress.advance(1, f'{sweep.key(temperature)} masks {num_s}x{num_d}', force=True)
 
 
 def _flat_members(masks):
@@ -384,19 +383,18 @@ def stage_retrain(sweep: Sweep) -> None:
   """Retrains every temperature's masked population (one program for all of them)."""
   spec, total, hparams, members = _retrain_setup(sweep)
   num_epochs = _epochs_of(total, spec.steps_per_epoch)
-  progress = workdir_lib.Progress('retrain', num_epochs * len(sweep.temperatures))
-  for i, temperature in enumerate(sweep.temperatures):
+  progress = workdir_lib.Progress('retrain', len(members) * total * len(sweep.temperatures))
+  for temperature in sweep.temperatures:
     directory = sweep.path / 'retrain' / sweep.key(temperature)
     if num_epochs in checkpoints.steps(directory / 'epochs'):
-      progress.update((i + 1) * num_epochs, f'{sweep.key(temperature)} done earlier')
+      progress.skip(len(members) * total, f'{sweep.key(temperature)} done earlier')
       continue
     states, masks = retrain_start(sweep, temperature)
     info = [{'temperature': temperature, **m} for m in members]
     _train_run(sweep, stage='retrain', directory=directory, spec=spec, total_steps=total,
                states=states, hparams=hparams, masks=masks, save_epochs=(num_epochs,),
                resume_every=sweep.config.retrain.resume_every, member_info=info,
-               label=f'{sweep.key(temperature)} ({len(members)} members)', progress=progress,
-               progress_offset=i * num_epochs)
+               label=f'{sweep.key(temperature)} ({len(members)} members)', progress=progress)
 
 
 def load_retrained(sweep: Sweep, temperature: float) -> tuple[train_lib.MemberState, dict]:
@@ -440,10 +438,10 @@ def stage_measure(sweep: Sweep) -> None:
   estimator = config.cka_estimator
   pair_cka = jax.jit(jax.vmap(functools.partial(cka_lib.output_cka, estimator=estimator)))
   chunk = int(sweep.config.measure.get('pairs_per_call', 0) or 0)
-  for i, temperature in enumerate(sweep.temperatures):
+  for temperature in sweep.temperatures:
     path = sweep.path / 'measure' / f'{sweep.key(temperature)}.json'
     if path.exists():
-      progress.update(i + 1, f'{sweep.key(temperature)} done earlier')
+      progress.skip(1, f'{sweep.key(temperature)} done earlier')
       continue
     states, history = load_retrained(sweep, temperature)
     test_error = np.asarray(history['test_error'])[:, -config.test_error_epochs:].mean(axis=1)
@@ -477,7 +475,7 @@ def stage_measure(sweep: Sweep) -> None:
     workdir_lib.write_json(path, {'temperature': temperature, 'knob': sweep.knob,
                                   'cka_examples': num_cka, 'cka_estimator': estimator,
                                   'pairs': rows})
-    progress.update(i + 1, f'{sweep.key(temperature)} {len(pairs)} pairs', force=True)
+    progress.advance(1, f'{sweep.key(temperature)} {len(pairs)} pairs', force=True)
 
 
 # ----------------------------------------------------------------------------- report

@@ -177,24 +177,41 @@ class MetricsLog:
 
 
 class Progress:
-  """Prints `[stage] what | i/n | elapsed | eta` lines, at most one per `every` seconds."""
+  """Prints `[stage] what | percent | elapsed | eta` lines, at most one per `every` seconds.
 
-  def __init__(self, stage: str, total: int, every: float = 5.0):
-    self.stage, self.total, self.every = stage, max(total, 1), every
+  Work is counted in units (member-steps for training); work skipped because it was finished
+  earlier (`skip`) does not count towards the rate, so the ETA stays honest after a resume.
+  """
+
+  def __init__(self, stage: str, total: float, every: float = 5.0):
+    self.stage, self.total, self.every = stage, max(float(total), 1.0), every
     self.start = time.time()
     self._last = 0.0
-    self.done = 0
+    self.done = 0.0
+    self.skipped = 0.0
 
-  def update(self, done: int, what: str = '', force: bool = False) -> None:
-    self.done = done
+  def skip(self, units: float, what: str = '') -> None:
+    """Marks `units` as finished earlier."""
+    self.skipped += units
+    self.done += units
+    self._print(what, force=True)
+
+  def advance(self, units: float, what: str = '', force: bool = False) -> None:
+    """Marks `units` as done now."""
+    self.done += units
+    self._print(what, force)
+
+  def _print(self, what: str, force: bool) -> None:
     now = time.time()
-    if not force and now - self._last < self.every and done < self.total:
+    finished = self.done >= self.total
+    if not force and not finished and now - self._last < self.every:
       return
     self._last = now
     elapsed = now - self.start
-    eta = elapsed / done * (self.total - done) if done else float('nan')
-    print(f'[{self.stage}] {what} | {done}/{self.total} | elapsed {format_seconds(elapsed)} | '
-          f'eta {format_seconds(eta)}', flush=True)
+    worked = self.done - self.skipped
+    eta = elapsed / worked * (self.total - self.done) if worked > 0 else float('nan')
+    print(f'[{self.stage}] {what} | {100 * self.done / self.total:5.1f}% | elapsed '
+          f'{format_seconds(elapsed)} | eta {format_seconds(eta)}', flush=True)
 
 
 def format_seconds(seconds: float) -> str:

@@ -26,6 +26,7 @@ def tiny_config():
   config.dataset.num_samples = 600
   config.model.widths = (8, 8, 8)
   config.dense.epochs = 2
+  config.temperature.knob = 'epochs'
   config.temperature.grid = (1, 2)
   config.prune.densities = (0.2, 0.6)
   config.retrain.epochs = 2
