@@ -104,7 +104,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.regimes.min_confidence = 0.7  # Below this a label is drawn as uncertain.
   config.regimes.seed = 0
 
-  config.tensorboard = False  # Also write TensorBoard event files (needs tensorboardX or tf).
+  config.tensorboard = False  # Also TensorBoard event files (`pip install tensorboardX`).
 
   if arg == 'quick':
     config.dataset.num_samples = 1500

@@ -98,7 +98,7 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
     for t in range(shape[0]):
       for d in range(shape[1]):
         n = lmc_values[t][d].size
-        if n:
+        if n and np.isfinite(lmc_values[t][d]).all() and np.isfinite(cka_values[t][d]).all():
           pick = rng.integers(0, n, n)
           lmc[t, d] = lmc_values[t][d][pick].mean()
           cka[t, d] = cka_values[t][d][pick].mean()

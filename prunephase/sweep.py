@@ -43,7 +43,7 @@ from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 
 STAGES = ('train', 'prune', 'retrain', 'measure', 'report')
-HISTORY_KEYS = ('loss', 'error', 'lr', 'test_loss', 'test_error')
+HISTORY_KEYS = workdir_lib.METRIC_KEYS
 
 
 class SweepError(RuntimeError):
@@ -109,7 +109,8 @@ class Sweep:
 
   @functools.cached_property
   def metrics_log(self) -> workdir_lib.MetricsLog:
-    return workdir_lib.MetricsLog(self.path / 'metrics.jsonl')
+    return workdir_lib.MetricsLog(self.path / 'metrics.jsonl',
+                                  bool(self.config.get('tensorboard', False)))
 
   def prunable(self, params) -> Any:
     return models.prunable_tree(params, self.config.model.prune_head)

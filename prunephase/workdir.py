@@ -159,21 +159,42 @@ class Workdir:
       self._lock_file = None
 
 
+METRIC_KEYS = ('loss', 'error', 'lr', 'test_loss', 'test_error')
+
+
 class MetricsLog:
   """Appends one JSON object per line to `metrics.jsonl` as training goes.
 
-  After a resumed run, epochs that were re-trained appear again; keep the last row per
-  (stage, temperature, member, epoch).
+  With `tensorboard=True` the same scalars also go to TensorBoard event files under
+  `tensorboard/` (written with tensorboardX, which needs no TensorFlow). After a resumed run,
+  epochs that were re-trained appear again; keep the last row per (stage, temperature, member,
+  epoch).
   """
 
-  def __init__(self, path: str | os.PathLike):
+  def __init__(self, path: str | os.PathLike, tensorboard: bool = False):
     self.path = pathlib.Path(path)
+    self._writer = None
+    if tensorboard:
+      try:
+        import tensorboardX  # pylint: disable=import-outside-toplevel
+      except ImportError as error:
+        raise WorkdirError('tensorboard=True needs tensorboardX: pip install tensorboardX'
+                           ) from error
+      self._writer = tensorboardX.SummaryWriter(str(self.path.parent / 'tensorboard'))
 
   def write(self, rows: list[dict[str, Any]]) -> None:
     stamp = time.time()
     with open(self.path, 'a') as f:
       for row in rows:
         f.write(json.dumps(to_jsonable({**row, 'time': round(stamp, 3)})) + '\n')
+    if self._writer is not None:
+      for row in rows:
+        member = '/'.join(f'{k}={row[k]}' for k in sorted(row)
+                          if k not in METRIC_KEYS and k not in ('stage', 'epoch'))
+        for key in METRIC_KEYS:
+          if key in row:
+            self._writer.add_scalar(f'{row["stage"]}/{member}/{key}', row[key], row['epoch'])
+      self._writer.flush()
 
 
 class Progress:

@@ -111,7 +111,7 @@ def test_bootstrap_diverged_neighbour_does_not_lower_confidence():
   # the diverged pair must not turn it into a regime-II cell with CKA 0.99, which would demote
   # the identical-pair cell above it from II-B to II-A.
   lmc = _pairs([[[0.0, 0.0]], [[0.0, np.nan]]])
-  cka = _pairs([[[0.9, 0.9]], [[0.99, np.nan]]])
+  cka = _pairs([[[0.7, 0.7]], [[0.99, np.nan]]])
   labels = regimes.label_grid(regimes.cell_means(lmc), regimes.cell_means(cka), RULE)
   assert labels.tolist() == [['II-B'], ['']]
   confidence = regimes.bootstrap_confidence(lmc, cka, labels, RULE, num_resamples=100)
