@@ -104,6 +104,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.regimes.min_confidence = 0.7  # Below this a label is drawn as uncertain.
   config.regimes.seed = 0
 
+  # Devices (ignored on one device): a ('members', 'data') mesh. members=0 puts every device not
+  # on the data axis on the member axis; data > 1 splits each batch (data parallelism).
+  config.mesh = ml_collections.ConfigDict()
+  config.mesh.members = 0
+  config.mesh.data = 1
+  config.distributed = False  # Call jax.distributed.initialize() first (multi-host runs).
+
   config.tensorboard = False  # Also TensorBoard event files (`pip install tensorboardX`).
 
   if arg == 'quick':

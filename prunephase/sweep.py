@@ -108,6 +108,17 @@ class Sweep:
     return grid.temperature_key(self.knob, temperature)
 
   @functools.cached_property
+  def mesh(self) -> jax.sharding.Mesh | None:
+    """The ('members', 'data') mesh from `config.mesh`, or None on a single device."""
+    mesh_config = self.config.get('mesh')
+    if jax.device_count() == 1 or mesh_config is None:
+      return None
+    try:
+      return train_lib.make_mesh(int(mesh_config.members), int(mesh_config.data))
+    except ValueError as error:
+      raise grid.ConfigError(str(error)) from error
+
+  @functools.cached_property
   def metrics_log(self) -> workdir_lib.MetricsLog:
     return workdir_lib.MetricsLog(self.path / 'metrics.jsonl',
                                   bool(self.config.get('tensorboard', False)))
@@ -165,6 +176,7 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
   full_epochs, remainder = divmod(total_steps, spec.steps_per_epoch)
   num_epochs = full_epochs + (1 if remainder else 0)
   num_members = len(member_info)
+  unpad = lambda tree: jax.tree.map(lambda a: a[:num_members], tree)
   history = {k: np.full((num_members, num_epochs), np.nan, np.float32) for k in HISTORY_KEYS}
   start = 0
   done = [s for s in checkpoints.steps(directory / 'epochs') + checkpoints.steps(
@@ -180,6 +192,8 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
                   f'{label}: resuming after epoch {start}')
 
   def on_epoch_end(epoch, states, metrics):
+    metrics = {k: v[:num_members] for k, v in metrics.items()}
+    states = unpad(states)
     rows = []
     for k in HISTORY_KEYS:
       history[k][:, epoch - 1] = metrics[k]
@@ -196,16 +210,26 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
     progress.advance(num_members * steps, f'{label} epoch {epoch}/{num_epochs} test error '
                      f'{np.nanmean(metrics["test_error"]):.3f}')
 
-  dataset = sweep.dataset
-  program = train_lib.PopulationProgram(sweep.model, spec, masked=masks is not None)
+  dataset, mesh, masked = sweep.dataset, sweep.mesh, masks is not None
+  program = train_lib.PopulationProgram(sweep.model, spec, masked, mesh)
+  if mesh is not None:
+    multiple = mesh.shape[train_lib.MEMBERS]
+    (states, hparams, masks), _ = train_lib.pad_members((states, hparams, masks), multiple)
+    if -num_members % multiple:
+      print(f'[{stage}] {label}: {num_members} members padded to '
+            f'{num_members + (-num_members % multiple)} for the {multiple}-way member axis',
+            flush=True)
+    states, hparams, masks = program.place((states, hparams, masks))
+    dataset = jax.device_put(dataset, jax.sharding.NamedSharding(
+        mesh, jax.sharding.PartitionSpec()))
   states = train_lib.run_epochs(program, states, hparams, masks, dataset, min(start, full_epochs),
                                 full_epochs, on_epoch_end)
   if remainder and start < num_epochs:
     partial = dataclasses.replace(spec, steps_per_epoch=remainder)
-    program = train_lib.PopulationProgram(sweep.model, partial, masked=masks is not None)
+    program = train_lib.PopulationProgram(sweep.model, partial, masked, mesh)
     states = train_lib.run_epochs(program, states, hparams, masks, dataset, full_epochs,
                                   num_epochs, on_epoch_end)
-  return states, history
+  return unpad(states), history
 
 
 def _epochs_of(total_steps: int, steps_per_epoch: int) -> int:

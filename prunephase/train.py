@@ -167,9 +167,13 @@ def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: H
 
 
 def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
-                mask: Any, dataset: data_lib.Dataset,
-                epoch: jax.Array) -> tuple[MemberState, dict[str, jax.Array]]:
+                mask: Any, dataset: data_lib.Dataset, epoch: jax.Array,
+                batch_sharding: jax.sharding.Sharding | None = None
+                ) -> tuple[MemberState, dict[str, jax.Array]]:
   """One epoch of ONE model: its own permutation of the train set, `lax.scan` over steps.
+
+  `batch_sharding` (e.g. NamedSharding(mesh, P('data'))) splits each batch over a data axis:
+  data parallelism within a member; BatchNorm statistics are then all-reduced by XLA.
 
   Returns the new state and the epoch means of the train-mode loss and error, and the lr of the
   epoch's last step.
@@ -180,6 +184,8 @@ def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
   def body(state, step_in_epoch):
     indices = jax.lax.dynamic_slice(order, (step_in_epoch * spec.batch_size,), (spec.batch_size,))
     x = data_lib.prepare_inputs(dataset, dataset.x_train[indices])
+    if batch_sharding is not None:
+      x = jax.lax.with_sharding_constraint(x, batch_sharding)
     if spec.augmentation != 'none':
       x = data_lib.augment(jax.random.fold_in(augment_key, step_in_epoch), x, spec.augmentation)
     return train_step(model, spec, state, hparams, mask, x, dataset.y_train[indices])
@@ -230,6 +236,41 @@ def evaluate(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
   return loss_and_error(predict(model, params, batch_stats, dataset, x, batch_size), y)
 
 
+MEMBERS, DATA = 'members', 'data'
+
+
+def make_mesh(members: int = 0, data: int = 1, devices: Sequence[jax.Device] | None = None
+              ) -> jax.sharding.Mesh:
+  """A ('members', 'data') mesh over `devices` (default: all, across every host).
+
+  members = 0 puts every device not used by the data axis on the member axis.
+  """
+  devices = list(devices or jax.devices())
+  if data < 1 or len(devices) % data:
+    raise ValueError(f'mesh.data={data} must divide the {len(devices)} devices')
+  members = members or len(devices) // data
+  if members * data != len(devices):
+    raise ValueError(f'mesh members x data = {members} x {data} != {len(devices)} devices')
+  auto = jax.sharding.AxisType.Auto  # jax >= 0.12 defaults to explicit axes.
+  return jax.make_mesh((members, data), (MEMBERS, DATA), axis_types=(auto, auto),
+                       devices=devices)
+
+
+def pad_members(tree: Any, multiple: int) -> tuple[Any, int]:
+  """Pads the member axis to a multiple of `multiple` with copies of the last member.
+
+  Returns the padded tree and the original member count (drop the padding with
+  `tree[:count]`). Padded members train like the copied one and are never reported.
+  """
+  leaves = [leaf for leaf in jax.tree.leaves(tree)]
+  count = leaves[0].shape[0]
+  extra = -count % multiple
+  if not extra:
+    return tree, count
+  pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+  return jax.tree.map(pad, tree), count
+
+
 @dataclasses.dataclass
 class PopulationProgram:
   """The compiled epoch and evaluation of one population shape.
@@ -238,21 +279,43 @@ class PopulationProgram:
     model: Flax module.
     spec: static training settings.
     masked: whether members carry masks (retraining) or not (dense training).
+    mesh: optional ('members', 'data') mesh: members are sharded over 'members', each batch
+      over 'data', the dataset is replicated. The member count must be a multiple of the
+      'members' axis size (see `pad_members`).
   """
 
   model: nn.Module
   spec: TrainSpec
   masked: bool
+  mesh: jax.sharding.Mesh | None = None
 
   def __post_init__(self):
     mask_axis = 0 if self.masked else None
-    epoch_fn = functools.partial(train_epoch, self.model, self.spec)
-    self._epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, mask_axis, None, None)),
-                          donate_argnums=(0,))
+    batch_sharding, spmd_axis, shardings = None, None, {}
+    if self.mesh is not None:
+      named = lambda *spec: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
+      members, replicated = named(MEMBERS), named()
+      if self.mesh.shape[DATA] > 1:
+        batch_sharding = named(DATA)
+      spmd_axis = MEMBERS
+      shardings = {'in_shardings': (members, members, members if self.masked else None,
+                                    replicated, replicated),
+                   'out_shardings': (members, members)}
+    epoch_fn = functools.partial(train_epoch, self.model, self.spec,
+                                 batch_sharding=batch_sharding)
+    self._epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, mask_axis, None, None),
+                                   spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
 
     def test_metrics(state, dataset):
       return evaluate(self.model, state.params, state.batch_stats, dataset, 'test')
-    self._evaluate = jax.jit(jax.vmap(test_metrics, in_axes=(0, None)))
+    self._evaluate = jax.jit(jax.vmap(test_metrics, in_axes=(0, None), spmd_axis_name=spmd_axis))
+
+  def place(self, tree: Any) -> Any:
+    """Puts a population pytree (leading member axis) where the program expects it."""
+    if self.mesh is None:
+      return tree
+    sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(MEMBERS))
+    return jax.device_put(tree, sharding)
 
   def epoch(self, states: MemberState, hparams: Hparams, masks: Any,
             dataset: data_lib.Dataset, epoch: int) -> tuple[MemberState, dict[str, jax.Array]]:

@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny MNIST-1D sweep, run once per test session."""
+
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / 'tests'))
+
+from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+from prunephase import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def tiny_config():
+  """Seconds-sized grid: 2 temperatures (epochs) x 2 densities, 1 dense x 3 retrain seeds."""
+  config = default_config.get_config('quick')
+  config.dataset.num_samples = 600
+  config.model.widths = (8, 8, 8)
+  config.dense.epochs = 2
+  config.temperature.knob = 'epochs'
+  config.temperature.grid = (1, 2)
+  config.prune.densities = (0.2, 0.6)
+  config.retrain.epochs = 2
+  config.retrain.seeds = (1, 2, 3)
+  config.measure.test_error_epochs = 2
+  config.measure.cka_examples = 100
+  config.measure.lmc_points = 5
+  config.regimes.bootstrap = 5
+  return config
+
+
+@pytest.fixture(scope='session')
+def finished_run(tmp_path_factory):
+  """(workdir, sweep, summary) of the tiny sweep, every stage."""
+  path = tmp_path_factory.mktemp('run')
+  sweep, summary = sweep_lib.run_sweep(tiny_config(), path)
+  return path, sweep, summary
