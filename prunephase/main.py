@@ -7,6 +7,7 @@ r"""Command line: run the three-regime sweep of one config into one workdir.
 Re-running the same command resumes: finished artifacts are skipped.
 """
 
+import os
 import sys
 import time
 
@@ -64,6 +65,9 @@ def main(argv) -> None:
   config = _CONFIG.value
   if config is None:
     fail('--config is required, e.g. --config=configs/default.py')
+  if config.get('distributed') or os.environ.get('PRUNEPHASE_DISTRIBUTED') == '1':
+    # Before any other JAX call; on TPU pods and Slurm the arguments are auto-detected.
+    jax.distributed.initialize()
   if not _WORKDIR.value:
     fail('--workdir is required')
   stages = [s.strip() for s in _STAGES.value if s.strip()]
