@@ -101,3 +101,32 @@ def label_text_grid(temperatures, densities, labels, confidence, knob: str,
       cells.append(f'{label:>8}')
     lines.append(f'{temperature:>12g} | ' + ' '.join(cells))
   return '\n'.join(lines)
+
+
+def markdown_grids(cells: list[dict], fields=(('test_error', 'Test error', '{:.3f}'),
+                                              ('normalized', 'Normalized test error', '{:.3f}'),
+                                              ('lmc', 'LMC', '{:+.3f}'),
+                                              ('cka_softmax', 'CKA (softmax)', '{:.4f}'),
+                                              ('regime', 'Regime', '{}'))) -> str:
+  """Markdown tables (temperature rows hottest first x density columns) of cells.csv rows."""
+  temperatures = list(dict.fromkeys(float(c['temperature']) for c in cells))
+  densities = sorted({float(c['density']) for c in cells})
+  knob = cells[0].get('knob', 'temperature')
+  value = {(float(c['temperature']), float(c['density'])): c for c in cells}
+  minimum = {d: min(float(value[t, d]['test_error']) for t in temperatures) for d in densities}
+  blocks = []
+  for field, title, fmt in fields:
+    lines = [f'**{title}**', '', f'| {knob} | ' + ' | '.join(f'{100 * d:g}%' for d in densities)
+             + ' |', '|---' * (len(densities) + 1) + '|']
+    for t in temperatures:
+      row = []
+      for d in densities:
+        cell = value[t, d]
+        raw = (float(cell['test_error']) - minimum[d] if field == 'normalized' else cell[field])
+        try:
+          row.append(fmt.format(float(raw)) if fmt != '{}' else str(raw))
+        except (TypeError, ValueError):
+          row.append(str(raw))
+      lines.append(f'| {t:g} | ' + ' | '.join(row) + ' |')
+    blocks.append('\n'.join(lines))
+  return '\n\n'.join(blocks)
