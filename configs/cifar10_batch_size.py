@@ -5,7 +5,7 @@ Command (prepare the tfds data first, see `prunephase/tfds_data.py`):
   prunephase --config=configs/cifar10_batch_size.py --workdir=runs/cifar10_batch_size \
       --config.dataset.data_dir=DIR
 
-  --config=configs/cifar10_batch_size.py:quick            smoke-sized grid (minutes on a CPU)
+  --config=configs/cifar10_batch_size.py:quick            smoke-sized grid (CPU or GPU)
   --config=configs/cifar10_batch_size.py:cifar100         the same family on CIFAR-100
   --config=configs/cifar10_batch_size.py:svhn             ... on SVHN (tfds svhn_cropped)
   --config=configs/cifar10_batch_size.py:svhn,quick       tokens combine
@@ -26,7 +26,8 @@ retraining is 6 x 9 x 2 = 108 runs x 62,400 x 128 = 8.6e8 training images, at ab
 per PreResNet-20 training image = 2.2e17 FLOP, i.e. 2.5 to 12 GPU-hours at an assumed 5 to 25
 TFLOP/s sustained; dense training (62,400 x (16 + ... + 512) = 6.3e7 images) and the measure
 stage (54 pairs) add little, though the small batches (B=16) run far below that throughput.
-The `:quick` variant: not measured yet (a few minutes on a CPU).
+The `:quick` variant: not measured yet; on a CPU expect tens of minutes (see
+`configs/cifar10_epochs.py`).
 
 What the paper's figure shows: the paper's batch-size diagram and its values are not in the
 released code or our notes (paper_notes §7: [GAP]). By the three-regime model (§6.2 for the

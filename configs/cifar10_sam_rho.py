@@ -5,7 +5,7 @@ Command (prepare the tfds data first, see `prunephase/tfds_data.py`):
   prunephase --config=configs/cifar10_sam_rho.py --workdir=runs/cifar10_sam_rho \
       --config.dataset.data_dir=DIR
 
-  --config=configs/cifar10_sam_rho.py:quick            smoke-sized grid (minutes on a CPU)
+  --config=configs/cifar10_sam_rho.py:quick            smoke-sized grid (CPU or GPU)
   --config=configs/cifar10_sam_rho.py:cifar100         the same family on CIFAR-100
   --config=configs/cifar10_sam_rho.py:svhn             ... on SVHN (tfds svhn_cropped)
   --config=configs/cifar10_sam_rho.py:cifar100,quick   tokens combine
@@ -22,7 +22,8 @@ Expected run time on one GPU: not measured yet. Estimate (from a FLOP count, not
 retraining is 8 x 9 x 3 x 3 = 648 runs x 160 epochs x 50k = 5.2e9 training images at about
 0.25 GFLOP each = 1.3e18 FLOP, i.e. 15 to 70 GPU-hours at an assumed 5 to 25 TFLOP/s sustained;
 dense SAM training (24 members x 160 epochs, two gradients per step) adds about 5 %.
-The `:quick` variant: not measured yet (a few minutes on a CPU).
+The `:quick` variant: not measured yet; on a CPU expect tens of minutes (see
+`configs/cifar10_epochs.py`).
 
 What the paper's figure shows: the paper's rho diagram and values are not in the released code
 or our notes (paper_notes §7, §8.3: [GAP]). Expected from the three-regime model: larger rho

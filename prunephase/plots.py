@@ -24,11 +24,17 @@ def _panel(ax, values, title, cmap, temperatures, densities, knob, fmt='{:.3f}',
   ax.set_ylabel(f'Temp.: {KNOB_LABELS.get(knob, knob)} (hot at top)')
   ax.set_title(title)
   finite = values[np.isfinite(values)]
-  middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+  low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
   for (t, d), value in np.ndenumerate(values):
-    if np.isfinite(value) and values.size <= 200:
-      ax.text(d, t, fmt.format(value), ha='center', va='center', fontsize=7,
-              color='white' if (value < middle) == (cmap != 'viridis_r') else 'black')
+    if not np.isfinite(value) or values.size > 200:
+      continue
+    if cmap == 'RdBu':  # Diverging around 0: saturated (dark) only far from 0.
+      dark = abs(value) > 0.6 * max(abs(low), abs(high))
+    else:  # viridis is dark at its low end, viridis_r at its high end.
+      position = (value - low) / (high - low) if high > low else 0.5
+      dark = position < 0.5 if cmap == 'viridis' else position > 0.5
+    ax.text(d, t, fmt.format(value), ha='center', va='center', fontsize=7,
+            color='white' if dark else 'black')
   plt.colorbar(image, ax=ax, fraction=0.046)
 
 

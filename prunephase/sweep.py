@@ -153,13 +153,15 @@ def _save_states(directory, step, states, history=None, max_to_keep=None):
 
 
 def _train_spec(section, num_train: int, total_steps: int | None = None,
-                use_sam: bool = False, decays: bool = True) -> tuple[train_lib.TrainSpec, int]:
-  """TrainSpec of a dense or retrain section, and the run's total steps."""
-  spe = grid.steps_per_epoch(num_train, section.batch_size)
+                batch_size: int | None = None, use_sam: bool = False,
+                decays: bool = True) -> tuple[train_lib.TrainSpec, int]:
+  """TrainSpec of a dense or retrain section (batch size overridable), and the total steps."""
+  batch_size = int(batch_size or section.batch_size)
+  spe = grid.steps_per_epoch(num_train, batch_size)
   total = total_steps or section.epochs * spe
   boundaries = optim.decay_boundaries(total, spe, tuple(section.lr_decay_epochs),
                                       tuple(section.lr_decay_fractions)) if decays else ()
-  return train_lib.TrainSpec(batch_size=int(section.batch_size), steps_per_epoch=spe,
+  return train_lib.TrainSpec(batch_size=batch_size, steps_per_epoch=spe,
                              lr_boundaries=boundaries, lr_decay=float(section.lr_decay),
                              momentum=float(section.momentum), use_sam=use_sam,
                              augmentation=section.augmentation), total
@@ -179,11 +181,11 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
   unpad = lambda tree: jax.tree.map(lambda a: a[:num_members], tree)
   history = {k: np.full((num_members, num_epochs), np.nan, np.float32) for k in HISTORY_KEYS}
   start = 0
-  done = [s for s in checkpoints.steps(directory / 'epochs') + checkpoints.steps(
-      directory / 'resume')]
+  saved_epochs = checkpoints.steps(directory / 'epochs')
+  done = saved_epochs + checkpoints.steps(directory / 'resume')
   if done:
     start = max(done)
-    source = 'epochs' if start in checkpoints.steps(directory / 'epochs') else 'resume'
+    source = 'epochs' if start in saved_epochs else 'resume'
     states, saved = _restore_states(directory / source, start, states)
     for k in HISTORY_KEYS:
       if k in saved:
@@ -192,8 +194,7 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
                   f'{label}: resuming after epoch {start}')
 
   def on_epoch_end(epoch, states, metrics):
-    metrics = {k: v[:num_members] for k, v in metrics.items()}
-    states = unpad(states)
+    metrics = {k: v[:num_members] for k, v in metrics.items()}  # Drop padding members.
     rows = []
     for k in HISTORY_KEYS:
       history[k][:, epoch - 1] = metrics[k]
@@ -202,9 +203,9 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
                    **{k: float(metrics[k][m]) for k in HISTORY_KEYS}})
     sweep.metrics_log.write(rows)
     if epoch in save_epochs or epoch == num_epochs:
-      _save_states(directory / 'epochs', epoch, states, history)
+      _save_states(directory / 'epochs', epoch, unpad(states), history)
     elif resume_every and epoch % resume_every == 0:
-      _save_states(directory / 'resume', epoch, states, history, max_to_keep=1)
+      _save_states(directory / 'resume', epoch, unpad(states), history, max_to_keep=1)
     steps = min(epoch * spec.steps_per_epoch, total_steps) - min(
         (epoch - 1) * spec.steps_per_epoch, total_steps)
     progress.advance(num_members * steps, f'{label} epoch {epoch}/{num_epochs} test error '
@@ -256,15 +257,8 @@ def stage_train(sweep: Sweep) -> None:
   groups = grid.dense_groups(config, sweep.dataset.num_train)
   plans = []
   for group in groups:
-    spec, total = _train_spec(config.dense, sweep.dataset.num_train, group.total_steps or None,
-                              use_sam=config.dense.optimizer == 'sam')
-    spec = dataclasses.replace(spec, batch_size=group.batch_size,
-                               steps_per_epoch=grid.steps_per_epoch(sweep.dataset.num_train,
-                                                                    group.batch_size))
-    if config.temperature.knob == 'batch_size':
-      spec = dataclasses.replace(spec, lr_boundaries=optim.decay_boundaries(
-          total, spec.steps_per_epoch, tuple(config.dense.lr_decay_epochs),
-          tuple(config.dense.lr_decay_fractions)))
+    spec, total = _train_spec(config.dense, sweep.dataset.num_train, group.total_steps,
+                              group.batch_size, use_sam=config.dense.optimizer == 'sam')
     plans.append((group, spec, total))
   progress = workdir_lib.Progress(
       'train', sum(len(group.seeds) * total for group, _, total in plans))
