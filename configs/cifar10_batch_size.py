@@ -37,26 +37,19 @@ and large batch, II-A (connected, lower CKA) at small batch, II-B at high densit
 batch.
 """
 
-import importlib.util
 import pathlib
 
 import ml_collections
+
+from prunephase import grid
 
 ITERATIONS = 62_400  # 160 epochs x 390 steps at B=128 on CIFAR (paper's --iterations).
 RETRAIN_BATCH = 128
 
 
-def _paper():
-  path = pathlib.Path(__file__).resolve().with_name('paper.py')
-  spec = importlib.util.spec_from_file_location('prunephase_configs_paper', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The batch-size family; `arg` is comma-separated tokens: cifar10|cifar100|svhn, quick."""
-  paper = _paper()
+  paper = grid.load_config_file(pathlib.Path(__file__).with_name('paper.py'))
   dataset, quick = paper.parse_arg(arg)
   config = paper.base_config(dataset)
   config.temperature.knob = 'batch_size'

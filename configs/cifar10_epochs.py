@@ -39,22 +39,15 @@ transition sits at the dense run's first lr decay.
 """
 
 import pathlib
-import importlib.util
 
 import ml_collections
 
-
-def _paper():
-  path = pathlib.Path(__file__).resolve().with_name('paper.py')
-  spec = importlib.util.spec_from_file_location('prunephase_configs_paper', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from prunephase import grid
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """Figure 2's family; `arg` is comma-separated tokens: cifar10|cifar100|svhn, quick."""
-  paper = _paper()
+  paper = grid.load_config_file(pathlib.Path(__file__).with_name('paper.py'))
   dataset, quick = paper.parse_arg(arg)
   config = paper.base_config(dataset)
   config.temperature.knob = 'epochs'

@@ -31,23 +31,16 @@ helps at low density (moves models out of Regime I), smaller rho at high density
 has rho 0.8 (hot) at the top and 0.1 at the bottom against density 5 ... 80 %.
 """
 
-import importlib.util
 import pathlib
 
 import ml_collections
 
-
-def _paper():
-  path = pathlib.Path(__file__).resolve().with_name('paper.py')
-  spec = importlib.util.spec_from_file_location('prunephase_configs_paper', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from prunephase import grid
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The SAM-rho family; `arg` is comma-separated tokens: cifar10|cifar100|svhn, quick."""
-  paper = _paper()
+  paper = grid.load_config_file(pathlib.Path(__file__).with_name('paper.py'))
   dataset, quick = paper.parse_arg(arg)
   config = paper.base_config(dataset)
   config.dense.optimizer = 'sam'

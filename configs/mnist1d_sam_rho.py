@@ -14,18 +14,16 @@ plain SGD, with test errors and gaps to the oracle.
 Run time and results: see the README ("Deciding with the regime model").
 """
 
-import importlib.util
 import pathlib
 
 import ml_collections
 
+from prunephase import grid
+
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The SAM-rho family; `arg='quick'` is a smoke-sized grid."""
-  path = pathlib.Path(__file__).resolve().with_name('default.py')
-  spec = importlib.util.spec_from_file_location('prunephase_configs_default', path)
-  default = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(default)
+  default = grid.load_config_file(pathlib.Path(__file__).with_name('default.py'))
   config = default.get_config(arg)
   config.dense.optimizer = 'sam'
   config.dense.epochs = 24 if not arg else 4

@@ -9,10 +9,11 @@ Config argument: comma-separated tokens, e.g. `:quick`, `:cifar100`, `:svhn`, `:
   quick                                 a smoke-sized grid (2 temperatures x 2 densities)
 """
 
-import importlib.util
 import pathlib
 
 import ml_collections
+
+from prunephase import grid
 
 # Config token -> tfds dataset name.
 DATASET_TOKENS = {'cifar10': 'cifar10', 'cifar100': 'cifar100', 'svhn': 'svhn_cropped'}
@@ -22,15 +23,6 @@ TRAIN_SIZES = {'cifar10': 50_000, 'cifar100': 50_000, 'svhn_cropped': 73_257}
 
 # The paper's load grid (paper_notes §4.4): density of conv weights kept.
 DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
-
-
-def load_sibling(filename: str, module_name: str):
-  """Loads `configs/<filename>` by path (works however absl or pytest found this file)."""
-  path = pathlib.Path(__file__).resolve().with_name(filename)
-  spec = importlib.util.spec_from_file_location(module_name, path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def parse_arg(arg: str) -> tuple[str, bool]:
@@ -63,7 +55,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   3 dense x 3 retrain seeds; test error = mean of the last 5 retraining epochs; LMC on 11
   points with BN recomputed at batch 64; CKA of softmax outputs on the first 6,464 train images.
   """
-  default = load_sibling('default.py', 'prunephase_configs_default')
+  default = grid.load_config_file(pathlib.Path(__file__).with_name('default.py'))
   config = default.get_config()
   config.dataset.name = dataset
   config.dataset.data_dir = ''  # '' = tfds' default; pass --config.dataset.data_dir=DIR.

@@ -7,8 +7,11 @@ hyperparameter (`config.temperature.knob`); rows of every table and figure run f
 
 from collections.abc import Sequence
 import dataclasses
+import importlib.util
 import itertools
 import math
+import os
+import pathlib
 
 from prunephase import data as data_lib
 from prunephase import models
@@ -20,6 +23,16 @@ KNOBS = {'epochs': False, 'batch_size': False, 'lr': True, 'weight_decay': True,
 RETRAIN_MODES = ('lr_rewinding', 'finetune')
 OPTIMIZERS = ('sgd', 'sam')
 DATASETS = ('mnist1d', 'cifar10', 'cifar100', 'svhn_cropped', 'mnist', 'fashion_mnist')
+
+
+def load_config_file(path: str | os.PathLike):
+  """Imports a config file by path, so configs can build on each other however absl, pytest or
+  a notebook found them (`configs/` is not a package on sys.path)."""
+  path = pathlib.Path(path).resolve()
+  spec = importlib.util.spec_from_file_location(f'prunephase_config_{path.stem}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 class ConfigError(ValueError):

@@ -1,7 +1,9 @@
 """Shared fixtures: a tiny MNIST-1D sweep, run once per test session."""
 
+import contextlib
 import pathlib
 import sys
+from unittest import mock
 
 import pytest
 
@@ -11,6 +13,20 @@ sys.path.insert(0, str(REPO / 'tests'))
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from prunephase import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@contextlib.contextmanager
+def mock_tfds(num_examples: int):
+  """Every tfds dataset exists, with `num_examples` random examples per split.
+
+  `tfds.testing.mock_data` does not make `builder.is_prepared()` true, which prunephase checks
+  before reading (to fail fast offline), so that is patched too.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  with tfds.testing.mock_data(num_examples=num_examples,
+                              policy=tfds.testing.MockPolicy.USE_CODE), \
+      mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
+    yield
 
 
 def tiny_config():

@@ -1,15 +1,12 @@
 """The paper's configs: every argument loads and validates; `:quick` trains on mock CIFAR-10."""
 
-import contextlib
-import importlib.util
 import json
 import pathlib
-from unittest import mock
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
+from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import checkpoints
 from prunephase import grid
 from prunephase import sweep as sweep_lib
@@ -25,24 +22,12 @@ PAPER_DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
 
 def load(name):
   """Loads configs/<name>.py by path, as absl's config_flags does (no package import)."""
-  spec = importlib.util.spec_from_file_location(f'config_{name}', REPO / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return grid.load_config_file(REPO / 'configs' / f'{name}.py')
 
 
 def dataset_of(arg):
   names = [t.strip() for t in arg.split(',') if t.strip() and t.strip() != 'quick']
   return DATASET_OF[names[0] if names else '']
-
-
-@contextlib.contextmanager
-def mock_tfds(num_examples: int):
-  """Every tfds dataset exists, with `num_examples` random examples per split."""
-  with tfds.testing.mock_data(num_examples=num_examples,
-                              policy=tfds.testing.MockPolicy.USE_CODE), \
-      mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
-    yield
 
 
 @pytest.mark.parametrize('family', FAMILIES)
@@ -175,3 +160,13 @@ def test_other_quick_families_train_on_mock_cifar10(family, tmp_path):
     assert sorted({r['group'] for r in train_rows}) == ['batch_size=16', 'batch_size=32']
   else:
     assert sorted({r['temperature'] for r in train_rows}) == [0.1, 0.5]
+
+
+@pytest.mark.parametrize('arg', ['', 'quick'])
+def test_mnist1d_configs_validate(arg):
+  for name in ('default', 'mnist1d_sam_rho'):
+    config = load(name).get_config(arg)
+    grid.validate(config)
+  sam = load('mnist1d_sam_rho').get_config(arg)
+  assert sam.temperature.knob == 'sam_rho' and sam.dense.optimizer == 'sam'
+  assert 0.0 in sam.temperature.grid  # Plain SGD is a member of the family.

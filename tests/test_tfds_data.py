@@ -6,7 +6,6 @@ promise is "the dataset exists"). The real read path (is_prepared, ArrayRecord f
 reads, PNG decoding) is tested on a tiny CIFAR-10 written by tfds' own writer from known images.
 """
 
-import contextlib
 import csv
 import importlib.util
 import io
@@ -26,6 +25,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.data_sources import base as data_source_base
 from tensorflow_datasets.image_classification import cifar
 
+from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
@@ -35,15 +35,6 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 SHAPES = {'cifar10': ((32, 32, 3), 10), 'cifar100': ((32, 32, 3), 100),
           'svhn_cropped': ((32, 32, 3), 10), 'mnist': ((28, 28, 1), 10),
           'fashion_mnist': ((28, 28, 1), 10)}
-
-
-@contextlib.contextmanager
-def mock_tfds(num_examples: int):
-  """Every tfds dataset exists, with `num_examples` random examples per split."""
-  with tfds.testing.mock_data(num_examples=num_examples,
-                              policy=tfds.testing.MockPolicy.USE_CODE), \
-      mock.patch.object(tfds.core.DatasetBuilder, 'is_prepared', return_value=True):
-    yield
 
 
 @pytest.fixture
