@@ -7,7 +7,6 @@ reads, PNG decoding) is tested on a tiny CIFAR-10 written by tfds' own writer fr
 """
 
 import csv
-import importlib.util
 import io
 import json
 import pathlib
@@ -27,6 +26,7 @@ from tensorflow_datasets.image_classification import cifar
 
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
+from prunephase import grid
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
 
@@ -53,10 +53,7 @@ def no_network(monkeypatch):
 
 
 def load_config_module(name):
-  spec = importlib.util.spec_from_file_location(f'test_{name}', REPO / 'configs' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return grid.load_config_file(REPO / 'configs' / f'{name}.py')
 
 
 # ----------------------------------------------------------------------------- mock data
