@@ -32,18 +32,8 @@ usage() {
   echo "usage: launch/local.sh [--dry-run] CONFIG[:ARG] WORKDIR [EXTRA_PRUNEPHASE_FLAGS...]" >&2
 }
 
-# Prints its arguments as one shell command line that can be pasted.
-quote() {
-  local out='' word
-  for word in "$@"; do
-    if [[ -n "$word" && "$word" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-      out+="${out:+ }$word"
-    else
-      out+="${out:+ }'${word//\'/\'\\\'\'}'"
-    fi
-  done
-  printf '%s\n' "$out"
-}
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 DRY_RUN=0
 if [[ "${1:-}" == "--dry-run" ]]; then

@@ -92,18 +92,8 @@ die() {
   exit 2
 }
 
-# Prints its arguments as one shell command line that can be pasted.
-quote() {
-  local out='' word
-  for word in "$@"; do
-    if [[ -n "$word" && "$word" =~ ^[A-Za-z0-9_./:=,@%+-]+$ ]]; then
-      out+="${out:+ }$word"
-    else
-      out+="${out:+ }'${word//\'/\'\\\'\'}'"
-    fi
-  done
-  printf '%s\n' "$out"
-}
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 NAME='' ZONE='' PROJECT='' REPO='' REF='' REMOTE_DIR=prunephase CONFIG='' WORKDIR=''
 SKIP_SETUP=0 BACKGROUND=0 DRY_RUN=0
