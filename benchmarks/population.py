@@ -12,6 +12,7 @@ over 11 points vmapped vs point by point. Ends with two machine-readable lines:
 """
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -81,7 +82,8 @@ def main():
       jax.block_until_ready(metrics)
     results[name] = timed(run_epoch, args.repeats)
   states, hparams = population(model, spec, dataset, 1)
-  singles = [[states] for _ in range(m)]
+  # Separate buffers per member: the epoch donates its input states.
+  singles = [[jax.tree.map(jnp.copy, states)] for _ in range(m)]
 
   def run_sequential():
     for box in singles:
@@ -94,13 +96,16 @@ def main():
     print(f'{name:>24}: {members * spe / seconds:9.1f} member-steps/s  ({seconds:.3f} s/epoch)')
   population_speedup = results[f'{m} members sequential'] / results[f'{m} members vmapped']
 
-  # Achieved FLOP/s of the vmapped epoch, from XLA's cost analysis of the compiled program.
+  # Achieved FLOP/s of the vmapped epoch. XLA's cost analysis counts a loop body once, so
+  # count one vmapped step and multiply by the steps of an epoch.
   states, hparams = population(model, spec, dataset, m)
-  compiled = program._epoch.lower(states, hparams, None, dataset,  # pylint: disable=protected-access
-                                  jnp.asarray(0, jnp.int32)).compile()
-  cost = compiled.cost_analysis()
+  x = jnp.zeros((m, spec.batch_size, *dataset.input_shape))
+  y = jnp.zeros((m, spec.batch_size), jnp.int32)
+  step = jax.jit(jax.vmap(functools.partial(train_lib.train_step, model, spec),
+                          in_axes=(0, 0, None, 0, 0)))
+  cost = step.lower(states, hparams, None, x, y).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan')))
+  flops = float(cost.get('flops', float('nan'))) * spe
   peak = matmul_peak()
   achieved = flops / results[f'{m} members vmapped']
   print(f'matmul peak (f32, 2048^3): {peak / 1e9:.1f} GFLOP/s; vmapped epoch: '
@@ -119,20 +124,31 @@ def main():
   print(f'conv layer x{m} members vmapped: im2col {t_im2col * 1e3:.2f} ms, lax.conv '
         f'{t_conv * 1e3:.2f} ms -> im2col {t_conv / t_im2col:.1f}x faster')
 
-  # LMC over 11 points: one vmapped program vs a loop of single-point programs.
+  # LMC over 11 points for the default's 18 seed pairs per temperature: the kernel the sweep
+  # uses (point_batching 'auto') vs a loop of one jitted program per point (vmapped over pairs).
+  pairs = 18
   states, _ = population(model, spec, dataset, 2)
-  a, b = train_lib.unstack_member(states, 0), train_lib.unstack_member(states, 1)
-  pair = lambda tree: jax.tree.map(lambda leaf: leaf[None], tree)
-  kernel_fn = landscape.make_pair_measurer(model, 11, 64, config.measure.point_batching, True)
-  run_kernel = lambda: jax.block_until_ready(
-      kernel_fn(pair(a.params), pair(b.params), pair(a.batch_stats), dataset))
-  point_fn = jax.jit(lambda t, ds: landscape.path_point(model, a.params, b.params,
-                                                        a.batch_stats, ds, t))
+  take = lambda i: jax.tree.map(lambda leaf: jnp.repeat(leaf[i:i + 1], pairs, axis=0), states)
+  a, b = take(0), take(1)
+  mode = landscape.resolve_point_batching(config.measure.point_batching)
+  kernel_fn = landscape.make_pair_measurer(model, 11, 64, mode, True)
+  run_kernel = lambda: jax.block_until_ready(kernel_fn(a.params, b.params, a.batch_stats,
+                                                       dataset))
+  point_fn = jax.jit(jax.vmap(
+      lambda pa, pb, s, t, ds: landscape.path_point(model, pa, pb, s, ds, t),
+      in_axes=(0, 0, 0, None, None)))
   ts = np.linspace(0, 1, 11)
-  run_loop = lambda: [jax.block_until_ready(point_fn(t, dataset)) for t in ts]
-  t_kernel, t_loop = timed(run_kernel, args.repeats), timed(run_loop, args.repeats)
-  print(f'LMC 11 points: kernel ({config.measure.point_batching}) {t_kernel:.3f} s, '
-        f'point-by-point loop {t_loop:.3f} s')
+  run_loop = lambda: [jax.block_until_ready(point_fn(a.params, b.params, a.batch_stats, t,
+                                                     dataset)) for t in ts]
+  timings = {'kernel': timed(run_kernel, args.repeats), 'loop': timed(run_loop, args.repeats)}
+  for other in ('vmap', 'map'):
+    if other != mode:
+      fn = landscape.make_pair_measurer(model, 11, 64, other, True)
+      timings[other] = timed(lambda fn=fn: jax.block_until_ready(
+          fn(a.params, b.params, a.batch_stats, dataset)), args.repeats)
+  print(f'LMC, 11 points x {pairs} pairs: kernel ({mode}) {timings["kernel"]:.2f} s, '
+        + ', '.join(f'{k} {v:.2f} s' for k, v in timings.items() if k != 'kernel'))
+  t_loop, t_kernel = timings['loop'], timings['kernel']
   print(f'population_speedup: {population_speedup:.2f}')
   print(f'lmc_speedup: {t_loop / t_kernel:.2f}')
 

@@ -92,7 +92,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.lmc_points = 11  # Points on the straight path, ends included.
   config.measure.bn_batch_size = 64  # BN recalibration batch size at every point.
   config.measure.lmc_test = True  # Also record test error along the path.
-  config.measure.point_batching = 'vmap'  # vmap | map (see landscape.lmc_curve).
+  config.measure.point_batching = 'auto'  # auto (map on CPU, vmap elsewhere) | vmap | map.
   config.measure.cka_examples = 6464  # First N un-augmented train inputs (the paper: 6,464).
   config.measure.cka_estimator = 'biased'  # biased (the paper's) | unbiased.
 
@@ -110,6 +110,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.mesh.members = 0
   config.mesh.data = 1
   config.distributed = False  # Call jax.distributed.initialize() first (multi-host runs).
+  # CPU: split the host into this many XLA devices so members train in parallel (0 = one per
+  # core; 1 = off). Accelerator backends are unaffected.
+  config.cpu_devices = 0
 
   config.tensorboard = False  # Also TensorBoard event files (`pip install tensorboardX`).
 

@@ -177,8 +177,8 @@ def validate(config) -> None:
   _check(measure.lmc_points >= 2, f'measure.lmc_points must be >= 2, got {measure.lmc_points}')
   _check(1 <= measure.test_error_epochs <= config.retrain.epochs,
          'measure.test_error_epochs must be in [1, retrain.epochs]')
-  _check(measure.point_batching in ('vmap', 'map'),
-         f'unknown measure.point_batching {measure.point_batching!r}; choose vmap or map')
+  _check(measure.point_batching in ('auto', 'vmap', 'map'),
+         f'unknown measure.point_batching {measure.point_batching!r}; choose auto, vmap or map')
   _check(measure.cka_estimator in ('biased', 'unbiased'),
          f'unknown measure.cka_estimator {measure.cka_estimator!r}; choose biased or unbiased')
   _check(measure.cka_examples >= 4, 'measure.cka_examples must be >= 4')

@@ -19,7 +19,7 @@ from prunephase import data as data_lib
 from prunephase import models
 from prunephase import train as train_lib
 
-POINT_BATCHING = ('vmap', 'map')
+POINT_BATCHING = ('auto', 'vmap', 'map')
 
 
 def recalibrate_batch_stats(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
@@ -87,22 +87,31 @@ def lmc_curve(model: nn.Module, params_a, params_b, batch_stats, dataset: data_l
     model, params_a, params_b, batch_stats, dataset, bn_batch_size, with_test: see
       `path_point`.
     num_points: K, points on the path including both ends (the paper: 11).
-    point_batching: 'vmap' evaluates the K points as one vectorised program (fastest for
-      matmul models); 'map' evaluates them one after another inside one program (`lax.map`;
-      faster for 2D convolutions on CPU, where vmap lowers to slow grouped convolutions).
+    point_batching: 'vmap' evaluates the K points as one vectorised program (for
+      accelerators); 'map' evaluates them one after another inside one program (`lax.map`;
+      faster on CPU, where vmap of convolutions lowers to slow grouped convolutions); 'auto'
+      picks 'map' on CPU and 'vmap' elsewhere.
 
   Returns:
     Dict of (K,) arrays: 't' and the metrics of `path_point`.
   """
   if num_points < 2:
     raise ValueError(f'an LMC curve needs at least 2 points, got {num_points}')
-  if point_batching not in POINT_BATCHING:
-    raise ValueError(f'unknown point_batching {point_batching!r}; choose one of {POINT_BATCHING}')
+  point_batching = resolve_point_batching(point_batching)
   ts = jnp.linspace(0.0, 1.0, num_points)
   at = functools.partial(path_point, model, params_a, params_b, batch_stats, dataset,
                          bn_batch_size=bn_batch_size, with_test=with_test)
   curve = jax.vmap(at)(ts) if point_batching == 'vmap' else jax.lax.map(at, ts)
   return {'t': ts, **curve}
+
+
+def resolve_point_batching(point_batching: str) -> str:
+  """'auto' -> 'map' on CPU (measured faster there: benchmarks/population.py), else 'vmap'."""
+  if point_batching not in POINT_BATCHING:
+    raise ValueError(f'unknown point_batching {point_batching!r}; choose one of {POINT_BATCHING}')
+  if point_batching == 'auto':
+    return 'map' if jax.default_backend() == 'cpu' else 'vmap'
+  return point_batching
 
 
 def lmc_statistic(errors: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -20,7 +20,7 @@ import numpy as np
 CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
 # Config sections that do not change any stored artifact: they may differ on a re-run.
-FREE_SECTIONS = ('regimes', 'tensorboard', 'mesh', 'distributed')
+FREE_SECTIONS = ('regimes', 'tensorboard', 'mesh', 'distributed', 'cpu_devices')
 
 
 class WorkdirError(RuntimeError):
