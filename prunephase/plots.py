@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 import os
+import warnings
 
 import matplotlib
 
@@ -63,7 +64,9 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
     confidence: (T, D) bootstrap confidence; cells below `min_confidence` are hatched.
     rule_text: the labelling rule, printed under the figure.
   """
-  normalized = test_error - np.nanmin(test_error, axis=0, keepdims=True)
+  with warnings.catch_warnings():  # A column without test errors stays NaN.
+    warnings.simplefilter('ignore', RuntimeWarning)
+    normalized = test_error - np.nanmin(test_error, axis=0, keepdims=True)
   fig, axes = plt.subplots(1, 4, figsize=(24, 0.45 * len(temperatures) + 3.5))
   _panel(axes[0], test_error, 'Test error (regimes labelled)', 'viridis_r', temperatures,
          densities, knob)
