@@ -37,6 +37,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.dataset.data_seed = 42  # mnist1d: generator seed (the package's default).
   config.dataset.data_dir = ''  # tfds: a prepared data_dir ('' = tfds' default).
   config.dataset.num_train = 0  # Use only the first N train examples (0 = all).
+  config.dataset.num_test = 0  # Use only the first N test examples (0 = all).
 
   # Model. Prunable: every conv/dense kernel except the classifier head (as in the paper).
   config.model = ml_collections.ConfigDict()
@@ -102,6 +103,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.bn_batch_size = 64  # BN recalibration batch size at every point.
   config.measure.lmc_test = True  # Also record test error along the path.
   config.measure.point_batching = 'auto'  # auto (map on CPU, vmap elsewhere) | vmap | map.
+  config.measure.pairs_per_call = 0  # Seed pairs per compiled LMC/CKA call (0 = all at once).
   config.measure.cka_examples = 6464  # First N un-augmented train inputs (the paper: 6,464).
   config.measure.cka_estimator = 'biased'  # biased (the paper's) | unbiased.
 

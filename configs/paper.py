@@ -2,7 +2,7 @@
 
 `configs/cifar10_epochs.py`, `configs/cifar10_batch_size.py` and `configs/cifar10_sam_rho.py`
 load this file by path (as absl loads config files, `configs` is not an importable package) with
-`load_sibling`, and build on `configs/default.py`'s `get_config()`.
+`prunephase.grid.load_config_file`, and build on `configs/default.py`'s `get_config()`.
 
 Config argument: comma-separated tokens, e.g. `:quick`, `:cifar100`, `:svhn`, `:cifar100,quick`.
   cifar10 (default) | cifar100 | svhn   the dataset (tfds `cifar10`, `cifar100`, `svhn_cropped`)
@@ -60,7 +60,6 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   config.dataset.name = dataset
   config.dataset.data_dir = ''  # '' = tfds' default; pass --config.dataset.data_dir=DIR.
   config.dataset.num_train = 0
-  config.dataset.num_test = 0  # Use only the first N test examples (0 = all).
 
   config.model.name = 'preresnet20'
   config.model.width = 1
@@ -95,7 +94,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   config.measure.bn_batch_size = 64
   config.measure.lmc_test = True
   config.measure.point_batching = 'map'  # 11 BN passes over 50k images: one point at a time.
-  config.measure.pairs_per_call = 9  # LMC pairs per compiled call (bounds device memory).
+  config.measure.pairs_per_call = 9  # Bounds device memory of the measure stage.
   config.measure.cka_examples = 6464
   config.measure.cka_estimator = 'biased'
   return config

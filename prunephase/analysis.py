@@ -4,7 +4,7 @@
   run.results                      # pandas DataFrame of results.csv (list of dicts without pandas)
   member = run.retrained(temperature=12, density=0.08, dense_seed=1, retrain_seed=2)
   logits = run.apply(member, run.dataset.x_test)   # eval mode, on CPU
-  run.test_error(member)                            # equals the row's test error at the last epoch
+  run.test_error(member)     # eval-mode test error = member['history']['test_error'][-1]
 
 Everything is restored onto the CPU, so a run made on accelerators can be analysed on a laptop.
 """

@@ -29,14 +29,15 @@ import numpy as np
 from prunephase import grid
 from prunephase import regimes as regimes_lib
 from prunephase import report
+from prunephase import runtime
 from prunephase import tables
 from prunephase import workdir as workdir_lib
 
 _RESULTS = flags.DEFINE_string('results', None, 'A results table (CSV); see prunephase.tables.')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'A finished sweep (reads results.csv and its '
                                'config.json).')
-_OUT = flags.DEFINE_string('out', None, 'Output directory (default: the workdir or the '
-                           "table's directory).")
+_OUT = flags.DEFINE_string('out', None, "Output directory (default: DIR/regimes for --workdir, "
+                           "the table's directory for --results).")
 _KNOB = flags.DEFINE_string('knob', None, 'Temperature knob of the table (if it has no knob '
                             'column): ' + ', '.join(grid.KNOBS))
 _LMC_THRESHOLD = flags.DEFINE_float('lmc_threshold', None, 'Regime I below this mean LMC.')
@@ -65,15 +66,9 @@ class CaseError(ValueError):
   """Bad command-line input; one line."""
 
 
-def fail(message: str) -> None:
-  print(f'prunephase: error: {message}', file=sys.stderr, flush=True)
-  sys.exit(2)
-
-
 def _regime_config() -> ml_collections.ConfigDict:
   """Rule parameters: flags override the workdir's config, which overrides the defaults."""
-  config = ml_collections.ConfigDict({'lmc_threshold': -0.02, 'cka_tolerance': 0.01,
-                                      'bootstrap': 200, 'min_confidence': 0.7, 'seed': 0})
+  config = ml_collections.ConfigDict(regimes_lib.DEFAULTS)
   if _WORKDIR.value:
     stored = workdir_lib.read_json(pathlib.Path(_WORKDIR.value) / workdir_lib.CONFIG_FILE)
     config.update(stored.get('regimes', {}))
@@ -97,7 +92,9 @@ def load_labelled() -> dict[str, Any]:
   labelled = regimes_lib.label_table(rows, temperatures, densities,
                                      regimes_lib.RegimeRule.from_config(regime_config),
                                      int(regime_config.bootstrap), int(regime_config.seed))
-  out = pathlib.Path(_OUT.value or (path.parent))
+  # Never overwrite a sweep's own report: default to DIR/regimes for --workdir.
+  default_out = pathlib.Path(_WORKDIR.value) / 'regimes' if _WORKDIR.value else path.parent
+  out = pathlib.Path(_OUT.value or default_out)
   return {'rows': rows, 'knob': knob, 'temperatures': temperatures, 'densities': densities,
           'labelled': labelled, 'config': regime_config, 'out': out, 'source': path}
 
@@ -123,7 +120,7 @@ def regimes_main(argv) -> None:
   try:
     loaded = load_labelled()
   except (CaseError, tables.TableError) as error:
-    fail(str(error))
+    runtime.fail(str(error))
   out = loaded['out']
   out.mkdir(parents=True, exist_ok=True)
   summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
@@ -215,6 +212,7 @@ def run_probe() -> None:
     raise CaseError('--probe needs --density and --temperature')
   config = probe_config(_CONFIG.value, _TEMPERATURE.value, _DENSITY.value)
   grid.validate(config)
+  runtime.prepare(config)  # The same device layout as `prunephase` would use.
   logging.set_verbosity(logging.WARNING)
   print(f'probe: {config.temperature.knob} {list(config.temperature.grid)} x density '
         f'{_DENSITY.value:g}, 1 dense seed x 2 retrain seeds, into {_WORKDIR.value}', flush=True)
@@ -224,6 +222,7 @@ def run_probe() -> None:
 def advise_main(argv) -> None:
   """prunephase-advise: CS1 for one cell, or evaluated over every cell of a sweep."""
   del argv
+  from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
   from prunephase import data as data_lib  # pylint: disable=import-outside-toplevel
   from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   from prunephase import workdir as wd  # pylint: disable=import-outside-toplevel
@@ -234,8 +233,8 @@ def advise_main(argv) -> None:
     if not _EVALUATE.value and (_DENSITY.value is None or _TEMPERATURE.value is None):
       raise CaseError('give --density and --temperature (a cell of the table), or --evaluate')
   except (CaseError, tables.TableError, grid.ConfigError, data_lib.DataError,
-          sweep_lib.SweepError, wd.WorkdirError) as error:
-    fail(str(error))
+          sweep_lib.SweepError, wd.WorkdirError, checkpoints.CheckpointError) as error:
+    runtime.fail(str(error))
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
   means, labels = labelled['means'], labelled['labels']
@@ -252,8 +251,9 @@ def advise_main(argv) -> None:
     t = temperatures.index(float(_TEMPERATURE.value))
     d = densities.index(float(_DENSITY.value))
   except ValueError:
-    fail(f'no cell at temperature {_TEMPERATURE.value:g}, density {_DENSITY.value:g}; the '
-         f'table has temperatures {temperatures} and densities {densities}')
+    runtime.fail(f'no cell at temperature {_TEMPERATURE.value:g}, density '
+                 f'{_DENSITY.value:g}; the table has temperatures {temperatures} and densities '
+                 f'{densities}')
   label = labels[t, d]
   move = advice_for(label)
   up, down = MOVES[knob]
@@ -322,14 +322,14 @@ def select_main(argv) -> None:
   try:
     loaded = load_labelled()
   except (CaseError, tables.TableError) as error:
-    fail(str(error))
+    runtime.fail(str(error))
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
   means, labels = labelled['means'], labelled['labels']
   chosen = [d for d in range(len(densities))
             if _DENSITY.value is None or np.isclose(densities[d], _DENSITY.value)]
   if not chosen:
-    fail(f'no density {_DENSITY.value:g} in the table; it has {densities}')
+    runtime.fail(f'no density {_DENSITY.value:g} in the table; it has {densities}')
   records, gaps = [], {}
   for d in chosen:
     column = {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error',

@@ -156,8 +156,3 @@ def subset(dataset: Dataset, num_train: int | None = None, num_test: int | None 
       dataset,
       x_train=dataset.x_train[:num_train], y_train=dataset.y_train[:num_train],
       x_test=dataset.x_test[:num_test], y_test=dataset.y_test[:num_test])
-
-
-def split_batches(num_examples: int, batch_size: int) -> Sequence[int]:
-  """(number of full batches, size of the remainder batch) for an in-order pass."""
-  return num_examples // batch_size, num_examples % batch_size

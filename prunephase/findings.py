@@ -13,6 +13,9 @@ Rows are ordered hottest first, so row 0 is the hottest and row -1 the coldest t
                (b) |LMC| at the highest density is below |threshold| at every temperature.
   similarity   at the highest density CKA rises from the hottest to the coldest temperature:
                by more than twice the seed noise -> reproduced; by less -> partly.
+
+With fewer than two seed pairs per cell there is no noise estimate; the parts that compare
+with the noise then do not hold, and the summary says so (never 'reproduced' without noise).
 """
 
 from collections.abc import Sequence
@@ -33,6 +36,13 @@ def _noise(*stds: float) -> float:
   """Pooled seed noise of cells: root mean square of their stds."""
   values = np.asarray([s for s in stds if np.isfinite(s)], float)
   return float(np.sqrt(np.mean(values ** 2))) if values.size else float('nan')
+
+
+def _noise_text(noise: float) -> str:
+  """'2x noise 0.0123', or why there is none (the noise-based parts then cannot hold)."""
+  if np.isfinite(noise):
+    return f'2x noise {2 * noise:.4f}'
+  return 'no noise estimate: fewer than 2 seed pairs per cell'
 
 
 def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
@@ -88,8 +98,8 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
                    f'T={temperatures[best_high]:g}')
     out['transition'] = {
         'status': _status([low_ok, high_ok]),
-        'summary': (f'density {densities[low]:g}: {low_text} (2x noise {2 * noise_low:.4f}); '
-                    f'density {densities[high]:g}: {high_text} (2x noise {2 * noise_high:.4f})'),
+        'summary': (f'density {densities[low]:g}: {low_text} ({_noise_text(noise_low)}); '
+                    f'density {densities[high]:g}: {high_text} ({_noise_text(noise_high)})'),
         'low_density': {'density': densities[low], 'best_temperature': temperatures[best_low],
                         'gap_to_coldest': gap_low, 'seed_noise': noise_low, 'holds': low_ok},
         'high_density': {'density': densities[high], 'best_temperature': temperatures[best_high],
@@ -116,6 +126,6 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
   out['similarity'] = {
       'status': status,
       'summary': (f'density {densities[high]:g}: CKA hottest {cka[0, high]:.4f} -> coldest '
-                  f'{cka[cold, high]:.4f} (rise {rise:+.4f}, 2x noise {2 * noise:.4f})'),
+                  f'{cka[cold, high]:.4f} (rise {rise:+.4f}, {_noise_text(noise)})'),
       'rise': rise, 'seed_noise': noise}
   return out

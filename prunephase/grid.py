@@ -13,16 +13,22 @@ import math
 import os
 import pathlib
 
+from prunephase import cka
 from prunephase import data as data_lib
+from prunephase import landscape
 from prunephase import models
 from prunephase import pruning
+from prunephase import tfds_data
 
 # knob -> True where a LARGER value is hotter (more training noise).
 KNOBS = {'epochs': False, 'batch_size': False, 'lr': True, 'weight_decay': True,
          'sam_rho': True}
 RETRAIN_MODES = ('lr_rewinding', 'finetune')
 OPTIMIZERS = ('sgd', 'sam')
-DATASETS = ('mnist1d', 'cifar10', 'cifar100', 'svhn_cropped', 'mnist', 'fashion_mnist')
+DATASETS = ('mnist1d',) + tfds_data.DATASETS
+# Models that take each dataset's inputs: MNIST-1D is 1D (length, channels), the rest images.
+MODELS_FOR_INPUTS = {'1d': ('mlp', 'cnn1d'),
+                     'image': ('mlp', 'preresnet20', 'preresnet56', 'vgg11', 'vgg16')}
 
 
 def load_config_file(path: str | os.PathLike):
@@ -137,6 +143,18 @@ def validate(config) -> None:
          f'unknown dataset {config.dataset.name!r}; choose one of {", ".join(DATASETS)}')
   _check(config.model.name in models.MODEL_NAMES,
          f'unknown model {config.model.name!r}; choose one of {", ".join(models.MODEL_NAMES)}')
+  inputs = '1d' if config.dataset.name == 'mnist1d' else 'image'
+  _check(config.model.name in MODELS_FOR_INPUTS[inputs],
+         f'model {config.model.name!r} does not take {config.dataset.name} inputs; choose one of '
+         f'{", ".join(MODELS_FOR_INPUTS[inputs])}')
+  model = config.model
+  if model.name == 'cnn1d':
+    _check(len(model.widths) >= 1 and len(model.widths) == len(model.kernel_sizes)
+           == len(model.strides), 'model.widths, model.kernel_sizes and model.strides (cnn1d) '
+           'need one entry per conv layer, equal lengths')
+  if model.name == 'mlp':
+    _check(len(model.widths) >= 1 or model.prune_head,
+           'model.widths (mlp) is empty: there is no prunable layer (or set model.prune_head)')
   _check(config.prune.method in pruning.METHODS, f'unknown pruning method '
          f'{config.prune.method!r}; choose one of {", ".join(pruning.METHODS)}')
   densities = tuple(config.prune.densities)
@@ -177,10 +195,18 @@ def validate(config) -> None:
   _check(measure.lmc_points >= 2, f'measure.lmc_points must be >= 2, got {measure.lmc_points}')
   _check(1 <= measure.test_error_epochs <= config.retrain.epochs,
          'measure.test_error_epochs must be in [1, retrain.epochs]')
-  _check(measure.point_batching in ('auto', 'vmap', 'map'),
-         f'unknown measure.point_batching {measure.point_batching!r}; choose auto, vmap or map')
-  _check(measure.cka_estimator in ('biased', 'unbiased'),
-         f'unknown measure.cka_estimator {measure.cka_estimator!r}; choose biased or unbiased')
+  _check(measure.point_batching in landscape.POINT_BATCHING,
+         f'unknown measure.point_batching {measure.point_batching!r}; choose one of '
+         f'{", ".join(landscape.POINT_BATCHING)}')
+  _check(measure.cka_estimator in cka.ESTIMATORS,
+         f'unknown measure.cka_estimator {measure.cka_estimator!r}; choose one of '
+         f'{", ".join(cka.ESTIMATORS)}')
+  _check(measure.pairs_per_call >= 0, 'measure.pairs_per_call must be >= 0 (0 = all at once)')
+  mesh = config.get('mesh')
+  if mesh is not None:
+    _check(mesh.members >= 0 and mesh.data >= 1,
+           f'mesh.members must be >= 0 (0 = all devices) and mesh.data >= 1, got '
+           f'{mesh.members} x {mesh.data}')
   _check(measure.cka_examples >= 4, 'measure.cka_examples must be >= 4')
   _check(measure.bn_batch_size >= 2, 'measure.bn_batch_size must be >= 2')
 

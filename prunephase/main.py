@@ -7,14 +7,14 @@ r"""Command line: run the three-regime sweep of one config into one workdir.
 Re-running the same command resumes: finished artifacts are skipped.
 """
 
-import os
-import sys
 import time
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
+
+from prunephase import runtime
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, optionally with an argument: configs/default.py:quick.',
@@ -23,11 +23,6 @@ _WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (created i
 _STAGES = flags.DEFINE_list('stages', 'train,prune,retrain,measure,report',
                             'Comma-separated stages to run, in pipeline order.')
 
-
-def fail(message: str) -> None:
-  """Ends the program with a one-line error and exit status 2."""
-  print(f'prunephase: error: {message}', file=sys.stderr, flush=True)
-  sys.exit(2)
 
 
 def print_summary(sweep, summary: dict, total_seconds: float) -> None:
@@ -51,25 +46,13 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
       print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')
 
 
-def split_host_into_devices(count: int) -> None:
-  """Makes XLA's CPU backend expose `count` devices (before JAX creates its backends).
-
-  One XLA CPU device runs a population's small kernels on about 1.5 of 2 cores; with one device
-  per core the member axis is sharded over them and trains in parallel (measured 1.5x on this
-  project's 2-core machine, benchmarks/scaling.py). Only the CPU backend is affected; an
-  explicit --xla_force_host_platform_device_count in XLA_FLAGS wins.
-  """
-  flags_now = os.environ.get('XLA_FLAGS', '')
-  if count > 1 and 'xla_force_host_platform_device_count' not in flags_now:
-    os.environ['XLA_FLAGS'] = f'{flags_now} --xla_force_host_platform_device_count={count}'.strip()
-
-
 def main(argv) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   config = _CONFIG.value
-  if config is not None:
-    split_host_into_devices(int(config.get('cpu_devices', 1) or os.cpu_count() or 1))
+  if config is None:
+    runtime.fail('--config is required, e.g. --config=configs/default.py')
+  runtime.prepare(config)
   # Imported here so `--help` and flag errors stay fast.
   import jax  # pylint: disable=import-outside-toplevel
   from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
@@ -78,17 +61,12 @@ def main(argv) -> None:
   from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   from prunephase import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
 
-  if config is None:
-    fail('--config is required, e.g. --config=configs/default.py')
-  if config.get('distributed') or os.environ.get('PRUNEPHASE_DISTRIBUTED') == '1':
-    # Before any other JAX call; on TPU pods and Slurm the arguments are auto-detected.
-    jax.distributed.initialize()
   if not _WORKDIR.value:
-    fail('--workdir is required')
+    runtime.fail('--workdir is required')
   stages = [s.strip() for s in _STAGES.value if s.strip()]
   unknown = [s for s in stages if s not in sweep_lib.STAGES]
   if unknown or not stages:
-    fail(f'unknown stage(s) {unknown}; choose from {",".join(sweep_lib.STAGES)}')
+    runtime.fail(f'unknown stage(s) {unknown}; choose from {",".join(sweep_lib.STAGES)}')
   start = time.time()
   print(f'prunephase: {config.model.name} on {config.dataset.name}, workdir {_WORKDIR.value}, '
         f'stages {",".join(stages)}, devices {jax.devices()}', flush=True)
@@ -96,7 +74,7 @@ def main(argv) -> None:
     sweep, summary = sweep_lib.run_sweep(config, _WORKDIR.value, stages)
   except (grid.ConfigError, data_lib.DataError, sweep_lib.SweepError,
           workdir_lib.WorkdirError, checkpoints.CheckpointError) as error:
-    fail(str(error))
+    runtime.fail(str(error))
   print_summary(sweep, summary, time.time() - start)
 
 

@@ -20,14 +20,17 @@ import numpy as np
 
 REGIMES = ('I', 'II-A', 'II-B')
 NO_LABEL = ''
+# The rule's defaults (configs/default.py states the same values; a test keeps them equal).
+DEFAULTS = {'lmc_threshold': -0.02, 'cka_tolerance': 0.002, 'bootstrap': 200,
+            'min_confidence': 0.7, 'seed': 0}
 
 
 @dataclasses.dataclass(frozen=True)
 class RegimeRule:
   """Parameters of the labelling rule (see the module docstring)."""
 
-  lmc_threshold: float = -0.02
-  cka_tolerance: float = 0.01
+  lmc_threshold: float = DEFAULTS['lmc_threshold']
+  cka_tolerance: float = DEFAULTS['cka_tolerance']
 
   @classmethod
   def from_config(cls, regimes_config) -> 'RegimeRule':
@@ -87,7 +90,8 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
   relabels the whole grid (the II-B plateau is a column property). A cell holding a NaN (a
   diverged member) stays NaN in every resample, as in the labelling: a resample that happened
   to skip the diverged member must not make it a regime-II cell that moves its column's
-  plateau. Unlabelled cells get NaN.
+  plateau. Unlabelled cells, and cells with fewer than two seed pairs (nothing to resample),
+  get NaN.
   """
   rng = np.random.default_rng(seed)
   shape = labels.shape
@@ -105,6 +109,8 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
     agree += label_grid(lmc, cka, rule) == labels
   confidence = agree / max(num_resamples, 1)
   confidence[labels == NO_LABEL] = np.nan
+  sizes = np.array([[v.size for v in line] for line in lmc_values]).reshape(shape)
+  confidence[sizes < 2] = np.nan
   return confidence
 
 
@@ -158,7 +164,6 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
   Returns:
     {'rule', 'means', 'stds' (dicts of (T, D) arrays), 'labels', 'confidence', 'num_pairs'}.
   """
-  present = [f for f in TABLE_FIELDS if any(f in row for row in rows)]
   filled = [{**{f: np.nan for f in TABLE_FIELDS}, **row} for row in rows]
   grids = {f: cell_grid(filled, temperatures, densities, f) for f in TABLE_FIELDS}
   means = {f: cell_means(g) for f, g in grids.items()}
@@ -172,5 +177,5 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
     t, d = t_index[float(row['temperature'])], d_index[float(row['density'])]
     row['regime'], row['regime_confidence'] = labels[t, d], confidence[t, d]
   return {'rule': rule, 'means': means, 'stds': stds, 'labels': labels,
-          'confidence': confidence, 'present': present,
+          'confidence': confidence,
           'num_pairs': np.array([[v.size for v in line] for line in grids['lmc']])}

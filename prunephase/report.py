@@ -130,3 +130,11 @@ def markdown_grids(cells: list[dict], fields=(('test_error', 'Test error', '{:.3
       lines.append(f'| {t:g} | ' + ' | '.join(row) + ' |')
     blocks.append('\n'.join(lines))
   return '\n\n'.join(blocks)
+
+
+if __name__ == '__main__':
+  # python -m prunephase.report DIR/cells.csv: the grids as Markdown (docs/default_search.md).
+  import csv  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  with open(sys.argv[1]) as f:
+    print(markdown_grids(list(csv.DictReader(f))))

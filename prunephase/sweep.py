@@ -71,8 +71,8 @@ class Sweep:
   def dataset(self) -> data_lib.Dataset:
     if self._dataset is None:
       self._dataset = data_lib.load_dataset(self.config.dataset)
-      num_train = self.config.dataset.get('num_train') or None
-      num_test = self.config.dataset.get('num_test') or None
+      num_train = self.config.dataset.num_train or None
+      num_test = self.config.dataset.num_test or None
       if num_train or num_test:
         self._dataset = data_lib.subset(self._dataset, num_train, num_test)
       grid.validate_against_data(self.config, self._dataset.num_train)
@@ -456,7 +456,7 @@ def stage_measure(sweep: Sweep) -> None:
                                                config.lmc_test)
   estimator = config.cka_estimator
   pair_cka = jax.jit(jax.vmap(functools.partial(cka_lib.output_cka, estimator=estimator)))
-  chunk = int(sweep.config.measure.get('pairs_per_call', 0) or 0)
+  chunk = int(sweep.config.measure.pairs_per_call)
   for temperature in sweep.temperatures:
     path = sweep.path / 'measure' / f'{sweep.key(temperature)}.json'
     if path.exists():
@@ -467,19 +467,21 @@ def stage_measure(sweep: Sweep) -> None:
     pairs = pair_indices(sweep)
     index_a = np.array([p['index_a'] for p in pairs])
     index_b = np.array([p['index_b'] for p in pairs])
-    curves = []
-    size = chunk or len(pairs)
-    for start in range(0, len(pairs), size):
-      a, b = index_a[start:start + size], index_b[start:start + size]
-      take = lambda idx: (lambda x: x[idx])
-      curves.append(jax.device_get(measure_pairs(
-          jax.tree.map(take(a), states.params), jax.tree.map(take(b), states.params),
-          jax.tree.map(take(a), states.batch_stats), sweep.dataset)))
-    curve = {k: np.concatenate([c[k] for c in curves]) for k in curves[0]}
     num_cka = min(config.cka_examples, sweep.dataset.num_train)
     logits = _cka_outputs_fn(sweep.model, num_cka)(states.params, states.batch_stats,
                                                    sweep.dataset)
-    cka = jax.device_get(pair_cka(logits[index_a], logits[index_b]))
+    chunks = []
+    size = chunk or len(pairs)  # Chunks of pairs bound the device memory of both metrics.
+    for start in range(0, len(pairs), size):
+      a, b = index_a[start:start + size], index_b[start:start + size]
+      take = lambda idx: (lambda x: x[idx])
+      measured = measure_pairs(
+          jax.tree.map(take(a), states.params), jax.tree.map(take(b), states.params),
+          jax.tree.map(take(a), states.batch_stats), sweep.dataset)
+      measured.update(pair_cka(logits[a], logits[b]))
+      chunks.append(jax.device_get(measured))
+    curve = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    cka = {k: curve.pop(k) for k in ('cka_softmax', 'cka_logits')}
     rows = []
     for p, pair in enumerate(pairs):
       rows.append({
@@ -575,6 +577,7 @@ def run_sweep(config, workdir: str | pathlib.Path,
   sweep = Sweep(config, pathlib.Path(workdir))
   if set(stages) - {'report'}:
     sweep.dataset  # pylint: disable=pointless-statement
+    sweep.mesh  # pylint: disable=pointless-statement  # A mesh that does not fit the devices.
   opened = workdir_lib.Workdir(workdir, config.to_dict())
   try:
     return sweep, run_stages(sweep, stages)

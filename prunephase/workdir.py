@@ -122,20 +122,25 @@ class Workdir:
         p.name != LOCK_FILE for p in self.path.iterdir()):
       raise WorkdirError(f'workdir {self.path} is not empty and holds no {CONFIG_FILE}: '
                          'not a prunephase workdir; choose another --workdir')
-    if existing.exists():
-      try:
-        old = json.loads(existing.read_text())
-      except json.JSONDecodeError as error:
-        raise WorkdirError(f'unreadable {existing}: {error}') from error
-      changed = changed_fields(old, config_dict)
-      if changed:
-        raise WorkdirError(
-            f'workdir {self.path} holds a run with another config ({"; ".join(changed[:4])}'
-            f'{" ..." if len(changed) > 4 else ""}); use a new --workdir or delete the old one')
     self.path.mkdir(parents=True, exist_ok=True)
-    self._acquire_lock()
-    if write:
-      write_json(existing, config_dict)
+    self._acquire_lock()  # Before comparing configs: the holder may still write config.json.
+    try:
+      if existing.exists():
+        try:
+          old = json.loads(existing.read_text())
+        except json.JSONDecodeError as error:
+          raise WorkdirError(f'unreadable {existing}: {error}') from error
+        changed = changed_fields(old, config_dict)
+        if changed:
+          raise WorkdirError(
+              f'workdir {self.path} holds a run with another config ('
+              f'{"; ".join(changed[:4])}{" ..." if len(changed) > 4 else ""}); use a new '
+              '--workdir or delete the old one')
+      if write:
+        write_json(existing, config_dict)
+    except BaseException:
+      self.release()
+      raise
 
   def _acquire_lock(self):
     self._lock_file = open(self.path / LOCK_FILE, 'a+')  # pylint: disable=consider-using-with

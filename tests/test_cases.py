@@ -282,8 +282,9 @@ def _results(path, drop=None, replace=None):
 
 
 def _run(command, *args):
-  return subprocess.run([str(BIN / command), *args], capture_output=True, text=True,
-                        timeout=120, check=False)
+  """Runs a console script; the expectations below were worked out with cka_tolerance 0.01."""
+  return subprocess.run([str(BIN / command), *args, '--cka_tolerance=0.01'],
+                        capture_output=True, text=True, timeout=120, check=False)
 
 
 def test_regimes_command(tmp_path):
@@ -337,7 +338,7 @@ def test_advise_command(tmp_path):
 def parsed_flags():
   """Parses command-line flags in this process for the *_main functions; resets them after."""
   def parse(*args):
-    flags.FLAGS(['prunephase-test', *args])
+    flags.FLAGS(['prunephase-test', *args, '--cka_tolerance=0.01'])  # As in _run.
   yield parse
   flags.FLAGS.unparse_flags()
 

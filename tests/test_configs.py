@@ -170,3 +170,9 @@ def test_mnist1d_configs_validate(arg):
   sam = load('mnist1d_sam_rho').get_config(arg)
   assert sam.temperature.knob == 'sam_rho' and sam.dense.optimizer == 'sam'
   assert 0.0 in sam.temperature.grid  # Plain SGD is a member of the family.
+
+
+def test_default_config_states_the_regime_rule_defaults():
+  from prunephase import regimes  # pylint: disable=import-outside-toplevel
+  config = load('default').get_config()
+  assert config.regimes.to_dict() == regimes.DEFAULTS

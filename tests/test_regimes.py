@@ -16,7 +16,7 @@ def _labels(lmc, cka, rule=RULE):
 
 
 def test_rule_defaults_from_config_and_describe():
-  assert regimes.RegimeRule() == regimes.RegimeRule(-0.02, 0.01)
+  assert regimes.RegimeRule() == regimes.RegimeRule(-0.02, 0.002)
   config = types.SimpleNamespace(lmc_threshold='-0.5', cka_tolerance=0.25)
   assert regimes.RegimeRule.from_config(config) == regimes.RegimeRule(-0.5, 0.25)
   text = RULE.describe()
@@ -186,9 +186,8 @@ def test_label_table():
         np.testing.assert_equal(out['stds'][field][t, d], np.std(pairs[:, k]))
   assert np.isnan(out['means']['lmc'][2, 1])
   assert out['means']['cka_softmax'][2, 1] == 0.95
-  # Absent fields are NaN cells and not 'present'.
+  # Absent fields are NaN cells.
   assert np.isnan(out['means']['train_error']).all()
-  assert out['present'] == ['lmc', 'cka_softmax', 'test_error']
   assert out['num_pairs'].tolist() == [[2, 2], [2, 2], [2, 2]]
   assert out['rule'] == RULE
   # No resample can change a label here (each cell's pairs sit on one side of every boundary),
@@ -203,3 +202,11 @@ def test_label_table():
   assert sum(row['regime'] == '' for row in rows) == 2
   assert regimes.counts(out['labels']) == {'I': 1, 'II-A': 2, 'II-B': 2, 'none': 1}
 
+
+
+def test_one_seed_pair_per_cell_has_no_confidence():
+  values = [[np.array([-0.5])], [np.array([0.0])]]
+  cka = [[np.array([0.9])], [np.array([0.95])]]
+  labels = regimes.label_grid(np.array([[-0.5], [0.0]]), np.array([[0.9], [0.95]]), RULE)
+  confidence = regimes.bootstrap_confidence(values, cka, labels, RULE, 10)
+  assert np.isnan(confidence).all()

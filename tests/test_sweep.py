@@ -185,3 +185,24 @@ def test_validate_rejects_what_cannot_work():
   config.temperature.grid = (1, 99)
   with pytest.raises(grid.ConfigError, match='whole numbers in'):
     grid.validate(config)
+
+
+@pytest.mark.parametrize('field, value, message', [
+    ('model.name', 'preresnet20', "model 'preresnet20' does not take mnist1d inputs"),
+    ('model.kernel_sizes', (5, 5), 'equal lengths'),
+    ('measure.pairs_per_call', -1, 'pairs_per_call must be >= 0'),
+    ('mesh.data', 0, 'mesh.data >= 1'),
+])
+def test_validate_names_the_field(field, value, message):
+  config = tiny_config()
+  section, name = field.split('.')
+  config[section][name] = value
+  with pytest.raises(grid.ConfigError, match=message):
+    grid.validate(config)
+
+
+def test_mlp_without_hidden_layers_is_refused():
+  config = tiny_config()
+  config.model.name, config.model.widths = 'mlp', ()
+  with pytest.raises(grid.ConfigError, match='no prunable layer'):
+    grid.validate(config)
