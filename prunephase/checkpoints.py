@@ -11,6 +11,7 @@ import pathlib
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -26,7 +27,16 @@ def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> oc
 
 
 def save(directory: str | os.PathLike, step: int, tree: Any, max_to_keep: int | None = None):
-  """Saves `tree` (a pytree of arrays, dicts and lists) as `step` under `directory`."""
+  """Saves `tree` (a pytree of arrays, dicts and lists) as `step` under `directory`.
+
+  Every process of a multi-host run must call this (orbax synchronises them). Arrays that
+  span processes are written shard by shard; process-local arrays (identical on every
+  process) are passed as NumPy, which orbax writes once, from the primary process.
+  """
+  if jax.process_count() > 1:
+    tree = jax.tree.map(
+        lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable else x,
+        tree)
   with _manager(directory, max_to_keep) as manager:
     manager.save(step, args=ocp.args.StandardSave(tree), force=True)
     manager.wait_until_finished()
@@ -53,12 +63,12 @@ def restore(directory: str | os.PathLike, step: int | None = None,
   Args:
     directory: the artifact's directory.
     step: which step; None = the latest.
-    device: where the arrays go; default the first CPU device.
+    device: where the arrays go; default this process's first CPU device.
 
   Raises:
     CheckpointError: nothing saved there, or the files are unreadable.
   """
-  device = device or jax.devices('cpu')[0]
+  device = device or jax.local_devices(backend='cpu')[0]
   if step is None:
     step = latest_step(directory)
   if step is None:

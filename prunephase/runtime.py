@@ -27,6 +27,18 @@ def prepare(config) -> None:
   """Device layout and multi-host start for a sweep config, before any other JAX call."""
   split_host_into_devices(int(config.get('cpu_devices', 1) or os.cpu_count() or 1))
   if config.get('distributed') or os.environ.get('PRUNEPHASE_DISTRIBUTED') == '1':
-    import jax  # pylint: disable=import-outside-toplevel
-    # On TPU pods and Slurm the coordinator and process ids are auto-detected.
-    jax.distributed.initialize()
+    start_distributed()
+
+
+def start_distributed() -> None:
+  """`jax.distributed.initialize()`: auto-detected on TPU pods and Slurm; elsewhere from
+  PRUNEPHASE_COORDINATOR (host:port), PRUNEPHASE_NUM_PROCESSES and PRUNEPHASE_PROCESS_ID.
+  CPU-only processes exchange data through gloo collectives."""
+  import jax  # pylint: disable=import-outside-toplevel
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  kwargs = {}
+  if os.environ.get('PRUNEPHASE_COORDINATOR'):
+    kwargs = {'coordinator_address': os.environ['PRUNEPHASE_COORDINATOR'],
+              'num_processes': int(os.environ['PRUNEPHASE_NUM_PROCESSES']),
+              'process_id': int(os.environ['PRUNEPHASE_PROCESS_ID'])}
+  jax.distributed.initialize(**kwargs)

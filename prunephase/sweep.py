@@ -118,6 +118,11 @@ class Sweep:
     except ValueError as error:
       raise grid.ConfigError(str(error)) from error
 
+  @property
+  def is_primary(self) -> bool:
+    """Whether this process writes tables, figures, JSON and logs (process 0 of a run)."""
+    return jax.process_index() == 0
+
   @functools.cached_property
   def metrics_log(self) -> workdir_lib.MetricsLog:
     return workdir_lib.MetricsLog(self.path / 'metrics.jsonl',
@@ -130,6 +135,19 @@ class Sweep:
 # ----------------------------------------------------------------------------- helpers
 
 
+def sync(name: str) -> None:
+  """Waits for every process of a multi-host run (no-op with one process).
+
+  Every process runs every stage (orbax saves and restores are collective, and the sharded
+  training steps span processes); only process 0 writes files. Stages and measure iterations
+  start with a barrier so that all processes see the same finished artifacts and take the same
+  skip decisions.
+  """
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)
+
+
 def _state_template(model, input_shape, num_members: int) -> train_lib.MemberState:
   return jax.eval_shape(lambda: train_lib.init_population(
       model, input_shape, list(range(num_members)), list(range(num_members))))
@@ -138,7 +156,7 @@ def _state_template(model, input_shape, num_members: int) -> train_lib.MemberSta
 def _restore_states(directory, step, template, device=None
                     ) -> tuple[train_lib.MemberState, dict]:
   try:
-    tree = checkpoints.restore(directory, step, device=device or jax.devices()[0])
+    tree = checkpoints.restore(directory, step, device=device or jax.local_devices()[0])
   except checkpoints.CheckpointError as error:
     raise SweepError(str(error)) from error
   states = flax.serialization.from_state_dict(template, tree['state'])
@@ -201,7 +219,8 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
     for m, info in enumerate(member_info):
       rows.append({'stage': stage, **info, 'epoch': epoch,
                    **{k: float(metrics[k][m]) for k in HISTORY_KEYS}})
-    sweep.metrics_log.write(rows)
+    if sweep.is_primary:
+      sweep.metrics_log.write(rows)
     if epoch in save_epochs or epoch == num_epochs:
       _save_states(directory / 'epochs', epoch, unpad(states), history)
     elif resume_every and epoch % resume_every == 0:
@@ -221,7 +240,7 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
             f'{num_members + (-num_members % multiple)} for the {multiple}-way member axis',
             flush=True)
     states, hparams, masks = program.place((states, hparams, masks))
-    dataset = jax.device_put(dataset, jax.sharding.NamedSharding(
+    dataset = jax.device_put(train_lib.host_copy(dataset), jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec()))
   states = train_lib.run_epochs(program, states, hparams, masks, dataset, min(start, full_epochs),
                                 full_epochs, on_epoch_end)
@@ -352,7 +371,7 @@ def load_masks(sweep: Sweep, temperature: float, params_template) -> dict[str, A
   """The prune stage's artifact: masks with leading (S, D) axes and the pre-retrain errors."""
   directory = sweep.path / 'masks' / sweep.key(temperature)
   try:
-    tree = checkpoints.restore(directory, device=sweep.device or jax.devices()[0])
+    tree = checkpoints.restore(directory, device=sweep.device or jax.local_devices()[0])
   except checkpoints.CheckpointError as error:
     raise SweepError(f'{error}: run the prune stage first') from error
   tree['masks'] = pruning.unflatten_mask(tree['masks'], sweep.prunable(params_template))
@@ -459,6 +478,7 @@ def stage_measure(sweep: Sweep) -> None:
   chunk = int(sweep.config.measure.pairs_per_call)
   for temperature in sweep.temperatures:
     path = sweep.path / 'measure' / f'{sweep.key(temperature)}.json'
+    sync(f'measure {temperature}')
     if path.exists():
       progress.skip(1, f'{sweep.key(temperature)} done earlier')
       continue
@@ -493,9 +513,10 @@ def stage_measure(sweep: Sweep) -> None:
           'cka_softmax': float(cka['cka_softmax'][p]),
           'cka_logits': float(cka['cka_logits'][p]),
           'curve': {k: curve[k][p] for k in curve if k not in ('lmc', 'lmc_index')}})
-    workdir_lib.write_json(path, {'temperature': temperature, 'knob': sweep.knob,
-                                  'cka_examples': num_cka, 'cka_estimator': estimator,
-                                  'pairs': rows})
+    if sweep.is_primary:
+      workdir_lib.write_json(path, {'temperature': temperature, 'knob': sweep.knob,
+                                    'cka_examples': num_cka, 'cka_estimator': estimator,
+                                    'pairs': rows})
     progress.advance(1, f'{sweep.key(temperature)} {len(pairs)} pairs', force=True)
 
 
@@ -540,7 +561,9 @@ def result_rows(sweep: Sweep, with_curves: bool = False) -> list[dict[str, Any]]
 def stage_report(sweep: Sweep) -> dict[str, Any]:
   """Writes results.csv, cells.csv, regimes.json, findings.json and the figures."""
   from prunephase import report  # pylint: disable=import-outside-toplevel
-  rows = result_rows(sweep, with_curves=True)
+  rows = result_rows(sweep, with_curves=True)  # Every process: restoring is collective.
+  if not sweep.is_primary:
+    return {}
   summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
                                 sweep.densities, sweep.config.regimes, with_curves=True)
   workdir_lib.write_csv(sweep.path / 'results.csv', rows, RESULT_COLUMNS)  # With labels.
@@ -555,6 +578,7 @@ def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
   for stage in STAGES:
     if stage not in stages:
       continue
+    sync(f'stage {stage}')
     start = time.time()
     result = functions[stage](sweep)
     sweep.timings[stage] = time.time() - start
@@ -578,8 +602,13 @@ def run_sweep(config, workdir: str | pathlib.Path,
   if set(stages) - {'report'}:
     sweep.dataset  # pylint: disable=pointless-statement
     sweep.mesh  # pylint: disable=pointless-statement  # A mesh that does not fit the devices.
-  opened = workdir_lib.Workdir(workdir, config.to_dict())
+  # Process 0 holds the workdir (lock, config check, config.json); the others wait for it.
+  opened = workdir_lib.Workdir(workdir, config.to_dict()) if sweep.is_primary else None
   try:
-    return sweep, run_stages(sweep, stages)
+    sync('workdir open')
+    result = sweep, run_stages(sweep, stages)
+    sync('sweep done')
+    return result
   finally:
-    opened.release()
+    if opened is not None:
+      opened.release()

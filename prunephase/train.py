@@ -239,6 +239,14 @@ def evaluate(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
 MEMBERS, DATA = 'members', 'data'
 
 
+def host_copy(tree: Any) -> Any:
+  """Process-local arrays as NumPy, so `jax.device_put` can build arrays spanning processes
+  (every process holds the same values)."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(np.asarray, tree)
+
+
 def make_mesh(members: int = 0, data: int = 1, devices: Sequence[jax.Device] | None = None
               ) -> jax.sharding.Mesh:
   """A ('members', 'data') mesh over `devices` (default: all, across every host).
@@ -315,7 +323,7 @@ class PopulationProgram:
     if self.mesh is None:
       return tree
     sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(MEMBERS))
-    return jax.device_put(tree, sharding)
+    return jax.device_put(host_copy(tree), sharding)
 
   def epoch(self, states: MemberState, hparams: Hparams, masks: Any,
             dataset: data_lib.Dataset, epoch: int) -> tuple[MemberState, dict[str, jax.Array]]:
@@ -325,6 +333,14 @@ class PopulationProgram:
   def test(self, states: MemberState, dataset: data_lib.Dataset) -> dict[str, jax.Array]:
     """Eval-mode test loss and error of every member, each shape (M,)."""
     return self._evaluate(states, dataset)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """A NumPy copy of `x`, gathered from every process if it spans several."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
 def run_epochs(program: PopulationProgram, states: MemberState, hparams: Hparams, masks: Any,
@@ -340,8 +356,8 @@ def run_epochs(program: PopulationProgram, states: MemberState, hparams: Hparams
   for epoch in range(start_epoch, end_epoch):
     states, train_metrics = program.epoch(states, hparams, masks, dataset, epoch)
     test_metrics = program.test(states, dataset)
-    metrics = {k: np.asarray(v) for k, v in train_metrics.items()}
-    metrics.update({f'test_{k}': np.asarray(v) for k, v in test_metrics.items()})
+    metrics = {k: to_host(v) for k, v in train_metrics.items()}
+    metrics.update({f'test_{k}': to_host(v) for k, v in test_metrics.items()})
     if on_epoch_end is not None:
       on_epoch_end(epoch + 1, states, metrics)
   return states
