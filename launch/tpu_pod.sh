@@ -4,8 +4,8 @@
 # jax.distributed.initialize(), which prunephase calls with --config.distributed=True and which
 # finds the other TPU hosts by itself). Run it from your own machine, where gcloud is set up.
 #
-# STATUS: the commands below are what a multi-host run needs, but prunephase's multi-host run has
-# NOT been verified end to end on a pod yet (see docs/scaling.md). Try --config=...:quick first.
+# STATUS: prunephase's multi-host path is verified with two local CPU processes
+# (tests/test_distributed.py), not yet on a real pod (see docs/scaling.md). Try :quick first.
 #
 # Usage:
 #   launch/tpu_pod.sh --name NAME --zone ZONE [--project PROJECT] --repo GIT_URL_OR_PATH
