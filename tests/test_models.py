@@ -307,3 +307,23 @@ def test_with_bn_momentum_keeps_the_parameter_tree():
   a, _ = param_shapes(model, (40, 1))
   b, _ = param_shapes(other, (40, 1))
   assert jax.tree.structure(a) == jax.tree.structure(b)
+
+
+def test_mixed_precision_keeps_float32_params_stats_and_logits():
+  config = ml_collections.ConfigDict(dict(name='cnn1d', widths=(4, 4), kernel_sizes=(3, 3),
+                                          strides=(2, 2)))
+  model = models.make_model(config, 10, dtype=jnp.bfloat16)
+  params, stats = models.init_variables(model, jax.random.PRNGKey(0), (40, 1))
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((params, stats)))
+  x = jax.random.normal(jax.random.PRNGKey(1), (8, 40, 1))
+  logits, updated = model.apply({'params': params, 'batch_stats': stats}, x, train=True,
+                                mutable=['batch_stats'])
+  assert logits.dtype == jnp.float32
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(updated))
+  conv = models.Conv1D(4, 3, dtype=jnp.bfloat16)
+  y = conv.apply({'params': {'kernel': params['conv0']['kernel']}}, x)
+  assert y.dtype == jnp.bfloat16  # The computation itself runs in bfloat16.
+  full = models.make_model(config, 10).apply({'params': params, 'batch_stats': stats}, x,
+                                             train=False)
+  mixed = model.apply({'params': params, 'batch_stats': stats}, x, train=False)
+  np.testing.assert_allclose(mixed, full, atol=0.1)  # bf16 rounding, same function.
