@@ -13,7 +13,6 @@ GPU-hours of the `cifar10_epochs` grid's retraining (1,296 runs x 160 epochs).
 import argparse
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +23,7 @@ from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
+from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
 
 DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
 STEPS_PER_CIFAR_EPOCH = 50_000 // 64
@@ -40,16 +40,6 @@ def population(model, members: int, num_train: int):
   hparams = train_lib.Hparams(lr=jnp.full(members, 0.1), weight_decay=jnp.full(members, 1e-4),
                               sam_rho=jnp.zeros(members))
   return states, hparams, masks
-
-
-def time_epochs(program, states, hparams, masks, dataset, repeats):
-  times = []
-  for epoch in range(repeats + 1):
-    start = time.perf_counter()
-    states, metrics = program.epoch(states, hparams, masks, dataset, epoch)
-    jax.block_until_ready(metrics)
-    times.append(time.perf_counter() - start)
-  return float(np.median(times[1:])), times[0]
 
 
 def main():

@@ -15,7 +15,6 @@ import argparse
 import functools
 import os
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,17 +26,7 @@ from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import landscape  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
-
-
-def timed(fn, repeats: int) -> float:
-  """Median wall seconds of `fn()` (which must block) after one warm-up call."""
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
+from benchmarks.common import timed  # pylint: disable=wrong-import-position
 
 
 def matmul_peak(size: int = 2048) -> float:

@@ -19,9 +19,9 @@ import time
 import numpy as np
 
 WORKER = r'''
-import os, sys, time
+import os, sys
 sys.path.insert(0, {repo!r})
-import jax, jax.numpy as jnp, numpy as np
+import jax, jax.numpy as jnp
 from configs import default as default_config
 from prunephase import data as data_lib, models, train as train_lib
 members, repeats = {members}, {repeats}
@@ -36,13 +36,8 @@ hparams = train_lib.Hparams(lr=jnp.full(members, 0.1), weight_decay=jnp.full(mem
 states, hparams = program.place((states, hparams))
 if mesh is not None:
   dataset = jax.device_put(dataset, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-times = []
-for epoch in range(repeats + 1):
-  start = time.perf_counter()
-  states, metrics = program.epoch(states, hparams, None, dataset, epoch)
-  jax.block_until_ready(metrics)
-  times.append(time.perf_counter() - start)
-seconds = float(np.median(times[1:]))
+from benchmarks.common import time_epochs
+seconds, _ = time_epochs(program, states, hparams, None, dataset, repeats)
 print('RESULT', jax.device_count(), jax.devices()[0].platform, members * spec.steps_per_epoch / seconds, seconds)
 '''
 
