@@ -206,11 +206,12 @@ def probe_config(config, temperature: float, density: float):
 def run_probe() -> None:
   """Runs the probe sweep into --workdir (resumable like any sweep)."""
   from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
-  if _CONFIG.value is None or not _WORKDIR.value:
+  config = runtime.config_value(_CONFIG)
+  if config is None or not _WORKDIR.value:
     raise CaseError('--probe needs --config=FILE and --workdir=DIR (a new directory)')
   if _DENSITY.value is None or _TEMPERATURE.value is None:
     raise CaseError('--probe needs --density and --temperature')
-  config = probe_config(_CONFIG.value, _TEMPERATURE.value, _DENSITY.value)
+  config = probe_config(config, _TEMPERATURE.value, _DENSITY.value)
   grid.validate(config)
   runtime.prepare(config)  # The same device layout as `prunephase` would use.
   logging.set_verbosity(logging.WARNING)
@@ -365,12 +366,12 @@ def select_main(argv) -> None:
 
 
 def run_regimes():
-  app.run(regimes_main)
+  app.run(regimes_main, flags_parser=runtime.parse_flags)
 
 
 def run_advise():
-  app.run(advise_main)
+  app.run(advise_main, flags_parser=runtime.parse_flags)
 
 
 def run_select():
-  app.run(select_main)
+  app.run(select_main, flags_parser=runtime.parse_flags)

@@ -49,7 +49,7 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
 def main(argv) -> None:
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  config = _CONFIG.value
+  config = runtime.config_value(_CONFIG)
   if config is None:
     runtime.fail('--config is required, e.g. --config=configs/default.py')
   runtime.prepare(config)
@@ -80,7 +80,7 @@ def main(argv) -> None:
 
 def run() -> None:
   """Console-script entry point."""
-  app.run(main)
+  app.run(main, flags_parser=runtime.parse_flags)
 
 
 if __name__ == '__main__':

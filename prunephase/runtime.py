@@ -10,6 +10,42 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a one-line error for a bad config file, argument or override.
+
+  Pass as `app.run(main, flags_parser=parse_flags)`. ml_collections raises KeyError or
+  AttributeError for an unknown `--config.a.b=...` field (the config is locked) and wraps a
+  config file's own error in a message that holds its traceback; both become one line here.
+  """
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as error:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    fail(f'bad flag: {lines[-1] if lines else error}')
+  except (KeyError, AttributeError, TypeError, ValueError) as error:
+    overrides = [a for a in argv[1:] if a.startswith('--config.')]
+    name = str(error).strip('"\'')
+    culprit = [a for a in overrides if name and name in a]
+    fail(f'bad config override {(culprit or overrides or [""])[0]}: {type(error).__name__} '
+         f'{error} (unknown field, or a value of the wrong type; the config file lists the '
+         'fields)')
+  return argv
+
+
+def config_value(holder):
+  """The parsed config of a `DEFINE_config_file` flag; a file that failed to load (absl defers
+  that error to the first access) ends in one line."""
+  try:
+    value = holder.value
+    if value is not None:
+      value.keys()  # A file that failed to load raises here, on first attribute access.
+    return value
+  except OSError as error:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    fail(f'cannot load the config file: {lines[-1] if lines else error}')
+
+
 def split_host_into_devices(count: int) -> None:
   """Makes XLA's CPU backend expose `count` devices (call before JAX creates its backends).
 

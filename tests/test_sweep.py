@@ -206,3 +206,18 @@ def test_mlp_without_hidden_layers_is_refused():
   config.model.name, config.model.widths = 'mlp', ()
   with pytest.raises(grid.ConfigError, match='no prunable layer'):
     grid.validate(config)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config=configs/default.py', '--config.nosuch=1'], 'bad config override --config.nosuch=1'),
+    (['--config=configs/default.py:bogus'], "unknown config argument 'bogus'"),
+    (['--config=configs/nofile.py'], 'cannot load the config file'),
+])
+def test_bad_flags_end_in_one_line(tmp_path, args, message):
+  result = subprocess.run([sys.executable, '-m', 'prunephase.main', *args,
+                           f'--workdir={tmp_path / "w"}'], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # One line.
+  assert message in result.stderr and 'Traceback' not in result.stderr
+  assert not (tmp_path / 'w').exists()
