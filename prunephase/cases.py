@@ -99,6 +99,14 @@ def load_labelled() -> dict[str, Any]:
           'labelled': labelled, 'config': regime_config, 'out': out, 'source': path}
 
 
+def load_labelled_or_fail() -> dict[str, Any]:
+  """`load_labelled`, ending the program with one line on a bad table or flag."""
+  try:
+    return load_labelled()
+  except (CaseError, tables.TableError) as error:
+    runtime.fail(str(error))
+
+
 def _print_table(title: str, header: list[str], lines: list[list[Any]]) -> None:
   widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
   print(f'\n{title}')
@@ -117,10 +125,7 @@ def _fmt(value: float, digits: int = 4) -> str:
 def regimes_main(argv) -> None:
   """prunephase-regimes: label and plot any results table."""
   del argv
-  try:
-    loaded = load_labelled()
-  except (CaseError, tables.TableError) as error:
-    runtime.fail(str(error))
+  loaded = load_labelled_or_fail()
   out = loaded['out']
   out.mkdir(parents=True, exist_ok=True)
   summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
@@ -320,10 +325,7 @@ def select_column(knob: str, temperatures, column: dict[str, np.ndarray],
 def select_main(argv) -> None:
   """prunephase-select: CS2 (CS3 on a SAM-rho sweep) per density, against baselines."""
   del argv
-  try:
-    loaded = load_labelled()
-  except (CaseError, tables.TableError) as error:
-    runtime.fail(str(error))
+  loaded = load_labelled_or_fail()
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
   means, labels = labelled['means'], labelled['labels']
