@@ -136,18 +136,22 @@ def load_mnist1d(num_samples: int = 5000, train_split: float = 0.8,
 
 
 def load_dataset(dataset_config) -> Dataset:
-  """Loads the dataset named by `dataset_config.name` ('mnist1d' or a tfds image dataset)."""
+  """Loads the dataset named by `dataset_config.name` ('mnist1d' or a tfds image dataset),
+  keeping only the first `num_train` / `num_test` examples where those are set (> 0)."""
   name = dataset_config.name
+  num_train = dataset_config.get('num_train') or None
+  num_test = dataset_config.get('num_test') or None
   if name == 'mnist1d':
-    return load_mnist1d(dataset_config.num_samples, dataset_config.train_split,
-                        dataset_config.data_seed)
-  from prunephase import tfds_data  # pylint: disable=import-outside-toplevel
-
-  if name in tfds_data.DATASETS:
-    return tfds_data.load(name, dataset_config.get('data_dir') or None,
-                          dataset_config.get('num_train') or None)
-  raise DataError(f'unknown dataset {name!r}; choose mnist1d or one of '
-                   f'{", ".join(tfds_data.DATASETS)}')
+    dataset = load_mnist1d(dataset_config.num_samples, dataset_config.train_split,
+                           dataset_config.data_seed)
+  else:
+    from prunephase import tfds_data  # pylint: disable=import-outside-toplevel
+    if name not in tfds_data.DATASETS:
+      raise DataError(f'unknown dataset {name!r}; choose mnist1d or one of '
+                      f'{", ".join(tfds_data.DATASETS)}')
+    # tfds reads only the first num_train records from disk.
+    dataset = tfds_data.load(name, dataset_config.get('data_dir') or None, num_train)
+  return subset(dataset, num_train, num_test) if (num_train or num_test) else dataset
 
 
 def subset(dataset: Dataset, num_train: int | None = None, num_test: int | None = None) -> Dataset:

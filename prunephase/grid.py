@@ -87,6 +87,11 @@ def steps_per_epoch(num_train: int, batch_size: int) -> int:
   return num_train // batch_size
 
 
+def epochs_of(total_steps: int, steps_per_epoch: int) -> int:
+  """Epochs a run of `total_steps` spans (the last one may be partial)."""
+  return math.ceil(total_steps / steps_per_epoch)
+
+
 def dense_groups(config, num_train: int) -> list[DenseGroup]:
   """How the dense family splits into programs (one per batch size)."""
   knob, dense = config.temperature.knob, config.dense
@@ -96,7 +101,7 @@ def dense_groups(config, num_train: int) -> list[DenseGroup]:
     groups = []
     for batch in values:
       spe = steps_per_epoch(num_train, int(batch))
-      epochs = math.ceil(dense.iterations / spe)
+      epochs = epochs_of(dense.iterations, spe)
       groups.append(DenseGroup(f'batch_size={batch:g}', int(batch), int(dense.iterations),
                                (batch,) * len(seeds), seeds, (epochs,)))
     return groups

@@ -20,7 +20,6 @@ Workdir layout (temperature keys such as `epochs=8`):
 from collections.abc import Sequence
 import dataclasses
 import functools
-import math
 import pathlib
 import time
 from typing import Any
@@ -71,10 +70,6 @@ class Sweep:
   def dataset(self) -> data_lib.Dataset:
     if self._dataset is None:
       self._dataset = data_lib.load_dataset(self.config.dataset)
-      num_train = self.config.dataset.num_train or None
-      num_test = self.config.dataset.num_test or None
-      if num_train or num_test:
-        self._dataset = data_lib.subset(self._dataset, num_train, num_test)
       grid.validate_against_data(self.config, self._dataset.num_train)
     return self._dataset
 
@@ -252,10 +247,6 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
   return unpad(states), history
 
 
-def _epochs_of(total_steps: int, steps_per_epoch: int) -> int:
-  return math.ceil(total_steps / steps_per_epoch)
-
-
 # ----------------------------------------------------------------------------- train
 
 
@@ -283,7 +274,7 @@ def stage_train(sweep: Sweep) -> None:
       'train', sum(len(group.seeds) * total for group, _, total in plans))
   for group, spec, total in plans:
     directory = sweep.path / 'dense' / group.name
-    num_epochs = _epochs_of(total, spec.steps_per_epoch)
+    num_epochs = grid.epochs_of(total, spec.steps_per_epoch)
     saved = checkpoints.steps(directory / 'epochs')
     if all(e in saved for e in group.save_epochs) and num_epochs in saved:
       progress.skip(len(group.seeds) * total, f'{group.name} done earlier')
@@ -420,7 +411,7 @@ def retrain_start(sweep: Sweep, temperature: float):
 def stage_retrain(sweep: Sweep) -> None:
   """Retrains every temperature's masked population (one program for all of them)."""
   spec, total, hparams, members = _retrain_setup(sweep)
-  num_epochs = _epochs_of(total, spec.steps_per_epoch)
+  num_epochs = grid.epochs_of(total, spec.steps_per_epoch)
   progress = workdir_lib.Progress('retrain', len(members) * total * len(sweep.temperatures))
   for temperature in sweep.temperatures:
     directory = sweep.path / 'retrain' / sweep.key(temperature)
@@ -439,7 +430,7 @@ def load_retrained(sweep: Sweep, temperature: float) -> tuple[train_lib.MemberSt
   """The retrained population of one temperature and its per-epoch history (M, epochs)."""
   spec, total, _, members = _retrain_setup(sweep)
   directory = sweep.path / 'retrain' / sweep.key(temperature) / 'epochs'
-  step = _epochs_of(total, spec.steps_per_epoch)
+  step = grid.epochs_of(total, spec.steps_per_epoch)
   if step not in checkpoints.steps(directory):
     raise SweepError(f'missing retrained models {directory}/{step}: run the retrain stage first')
   template = _state_template(sweep.model, sweep.dataset.input_shape, len(members))
