@@ -50,7 +50,8 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
 
   PreResNet-20; SGD lr 0.1, momentum 0.9, weight decay 1e-4 for dense training and retraining;
   batch 64, 160 epochs, lr x0.1 after epochs 80 and 120 (dense and lr-rewinding retraining);
-  random crop (4-pixel zero padding) + horizontal flip for dense training and retraining;
+  random crop (4-pixel black padding of the raw image) + horizontal flip for dense training and
+  retraining;
   one-shot layerwise-uniform magnitude pruning of all convs to the paper's 9 densities;
   3 dense x 3 retrain seeds; test error = mean of the last 5 retraining epochs; LMC on 11
   points with BN recomputed at batch 64; CKA of softmax outputs on the first 6,464 train images.

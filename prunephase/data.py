@@ -61,20 +61,35 @@ def prepare_inputs(dataset: Dataset, x: jax.Array) -> jax.Array:
   return x.astype(jnp.float32)
 
 
+def black_value(dataset: Dataset) -> jax.Array:
+  """The normalised value of a black pixel, (channels,): what the paper's crop pads with.
+
+  torchvision pads the raw image with 0 (black) before `Normalize`, so after normalisation the
+  border is (0 - mean) / std per channel, not 0 (the mean colour). Float datasets (already
+  model inputs) pad with 0.
+  """
+  if dataset.x_train.dtype == jnp.uint8:
+    return (0.0 - dataset.mean) / dataset.std
+  return jnp.zeros_like(dataset.mean)
+
+
 def epoch_order(member_key: jax.Array, epoch: jax.Array, num_examples: int) -> jax.Array:
   """The permutation of the train set one member uses in one epoch (0-based epoch)."""
   return jax.random.permutation(jax.random.fold_in(member_key, epoch), num_examples)
 
 
-def augment(key: jax.Array, x: jax.Array, kind: str) -> jax.Array:
-  """Augments one batch of float inputs for one member.
+def augment(key: jax.Array, x: jax.Array, kind: str,
+            pad_value: jax.Array | float = 0.0) -> jax.Array:
+  """Augments one batch of float (normalised) inputs for one member.
 
   Args:
     key: PRNG key of this member and step.
     x: (batch, height, width, channels) for 'crop_flip'; anything for 'none'.
-    kind: 'none', or 'crop_flip' = random crop of the 4-pixel zero-padded image back to its
-      size, then a horizontal flip with probability 1/2 (torchvision's RandomCrop(32, padding=4)
-      + RandomHorizontalFlip, applied to the normalised image, where zero padding stays zero).
+    kind: 'none', or 'crop_flip' = random crop of the 4-pixel padded image back to its size,
+      then a horizontal flip with probability 1/2 (torchvision's RandomCrop(32, padding=4) +
+      RandomHorizontalFlip).
+    pad_value: scalar or (channels,) value of the border. The paper pads the raw image with
+      black before normalising: pass `black_value(dataset)` for that.
 
   Returns:
     Augmented batch, same shape and dtype.
@@ -90,7 +105,8 @@ def augment(key: jax.Array, x: jax.Array, kind: str) -> jax.Array:
   crop_key, flip_key = jax.random.split(key)
   offsets = jax.random.randint(crop_key, (batch, 2), 0, 2 * pad + 1)
   flips = jax.random.bernoulli(flip_key, 0.5, (batch,))
-  padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  border = jnp.broadcast_to(jnp.asarray(pad_value, x.dtype), (x.shape[3],))
+  padded = jnp.pad(x - border, ((0, 0), (pad, pad), (pad, pad), (0, 0))) + border
 
   def crop_one(image, offset, flip):
     image = jax.lax.dynamic_slice(image, (offset[0], offset[1], 0), (height, width, x.shape[3]))

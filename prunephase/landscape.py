@@ -65,8 +65,8 @@ def path_point(model: nn.Module, params_a, params_b, batch_stats, dataset: data_
                with_test: bool = True) -> dict[str, jax.Array]:
   """Metrics at one point t of the straight path, BatchNorm recalibrated there.
 
-  Returns scalars 'train_error', 'train_loss' (eval mode, whole un-augmented train set) and,
-  with `with_test`, 'test_error' and 'test_loss'.
+  Returns scalars 'train_error', 'train_loss', 'train_mistakes' (eval mode, whole un-augmented
+  train set) and, with `with_test`, 'test_error', 'test_loss' and 'test_mistakes'.
   """
   params = interpolate(params_a, params_b, t)
   stats = recalibrate_batch_stats(model, params, batch_stats, dataset, bn_batch_size)
@@ -114,19 +114,31 @@ def resolve_point_batching(point_batching: str) -> str:
   return point_batching
 
 
-def lmc_statistic(errors: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """The paper's signed LMC statistic of a curve of errors (..., K).
+def lmc_statistic(mistakes: jax.Array, num_examples: int) -> tuple[jax.Array, jax.Array]:
+  """The paper's signed LMC statistic of a curve, computed exactly from integer counts.
 
-  m = (e[0] + e[K-1]) / 2; k = argmax_t |m - e[t]| (first index on ties); LMC = m - e[k].
-  Negative: a barrier (interior worse than the ends); about 0: linearly connected; positive:
-  the interior is better than the ends.
+  With errors e[t] = mistakes[t] / n: m = (e[0] + e[K-1]) / 2; k = argmax_t |m - e[t]| (the
+  first index on ties); LMC = m - e[k]. Negative: a barrier (interior worse than the ends);
+  about 0: linearly connected; positive: the interior is better than the ends. The argmax runs
+  on the integers |c[0] + c[K-1] - 2 c[t]|, so ties are exact (float errors such as
+  0.011000001 would break them and could flip the sign of a near-zero LMC); only the final
+  division rounds.
+
+  Args:
+    mistakes: (..., K) integer misclassification counts along the path.
+    num_examples: n, the examples each count is out of.
 
   Returns:
-    (lmc, k), each of shape (...).
+    (lmc, k): the statistic as a float32 fraction and the int32 index, each of shape (...).
   """
-  midpoint = 0.5 * (errors[..., 0] + errors[..., -1])
-  k = jnp.argmax(jnp.abs(midpoint[..., None] - errors), axis=-1)
-  return midpoint - jnp.take_along_axis(errors, k[..., None], axis=-1)[..., 0], k
+  mistakes = jnp.asarray(mistakes)
+  if not jnp.issubdtype(mistakes.dtype, jnp.integer):
+    raise TypeError(f'lmc_statistic needs integer mistake counts, got {mistakes.dtype}')
+  mistakes = mistakes.astype(jnp.int32)
+  twice_deviation = mistakes[..., :1] + mistakes[..., -1:] - 2 * mistakes  # 2 n (m - e[t]).
+  k = jnp.argmax(jnp.abs(twice_deviation), axis=-1)
+  picked = jnp.take_along_axis(twice_deviation, k[..., None], axis=-1)[..., 0]
+  return picked.astype(jnp.float32) / (2 * num_examples), k
 
 
 def make_pair_measurer(model: nn.Module, num_points: int, bn_batch_size: int,
@@ -135,12 +147,14 @@ def make_pair_measurer(model: nn.Module, num_points: int, bn_batch_size: int,
   """A jitted function measuring LMC curves for P pairs at once.
 
   The returned function takes (params_a, params_b, batch_stats, dataset) with a leading pair
-  axis P on the first three and returns (P, K) curves plus 'lmc' and 'lmc_index' of shape (P,).
+  axis P on the first three and returns (P, K) curves plus 'lmc' and 'lmc_index' of shape (P,),
+  the statistic computed exactly from the train misclassification counts.
   """
   def one_pair(params_a, params_b, batch_stats, dataset):
     curve = lmc_curve(model, params_a, params_b, batch_stats, dataset, num_points,
                       bn_batch_size, point_batching, with_test)
-    curve['lmc'], curve['lmc_index'] = lmc_statistic(curve['train_error'])
+    curve['lmc'], curve['lmc_index'] = lmc_statistic(curve['train_mistakes'],
+                                                     dataset.num_train)
     return curve
 
   return jax.jit(jax.vmap(one_pair, in_axes=(0, 0, 0, None)))

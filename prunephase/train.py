@@ -187,7 +187,8 @@ def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
     if batch_sharding is not None:
       x = jax.lax.with_sharding_constraint(x, batch_sharding)
     if spec.augmentation != 'none':
-      x = data_lib.augment(jax.random.fold_in(augment_key, step_in_epoch), x, spec.augmentation)
+      x = data_lib.augment(jax.random.fold_in(augment_key, step_in_epoch), x, spec.augmentation,
+                           data_lib.black_value(dataset))
     return train_step(model, spec, state, hparams, mask, x, dataset.y_train[indices])
 
   state, metrics = jax.lax.scan(body, state, jnp.arange(spec.steps_per_epoch))
@@ -223,9 +224,11 @@ def predict(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset, x:
 
 
 def loss_and_error(logits: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
-  """Mean cross-entropy and error (fraction misclassified) of logits (n, classes)."""
+  """Mean cross-entropy, error (fraction misclassified) and int32 'mistakes' (the count) of
+  logits (n, classes). The count is exact where float errors are not (LMC ties)."""
+  mistakes = jnp.sum(jnp.argmax(logits, -1) != labels, dtype=jnp.int32)
   return {'loss': cross_entropy(logits, labels),
-          'error': jnp.mean((jnp.argmax(logits, -1) != labels).astype(jnp.float32))}
+          'error': mistakes.astype(jnp.float32) / labels.shape[0], 'mistakes': mistakes}
 
 
 def evaluate(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,

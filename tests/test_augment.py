@@ -1,4 +1,8 @@
-"""On-device augmentation: random crop of the 4-pixel zero-padded image + horizontal flip."""
+"""On-device augmentation: random crop of the 4-pixel padded image + horizontal flip.
+
+The border is black in raw pixels (the paper pads before normalising), 0 in the tests that pass
+no pad value.
+"""
 
 import itertools
 
@@ -108,3 +112,34 @@ def test_none_is_identity_and_bad_input_raises():
     data_lib.augment(jax.random.PRNGKey(0), x, 'cutout')
   with pytest.raises(ValueError, match='crop_flip needs'):
     data_lib.augment(jax.random.PRNGKey(0), x[0], 'crop_flip')
+
+
+def test_padding_is_black_after_normalisation():
+  # The paper pads the raw uint8 image with 0 (black), then normalises: the border of the
+  # normalised crop is (0 - mean) / std per channel, never 0 (the mean colour).
+  mean = np.array([0.4914, 0.4822, 0.4465], np.float32)
+  std = np.array([0.2023, 0.1994, 0.2010], np.float32)
+  raw = np.random.default_rng(5).integers(1, 256, size=(8, 32, 32, 3), dtype=np.uint8)
+  dataset = data_lib.Dataset(x_train=jnp.asarray(raw), y_train=jnp.zeros(8, jnp.int32),
+                             x_test=jnp.asarray(raw), y_test=jnp.zeros(8, jnp.int32),
+                             num_classes=10, mean=jnp.asarray(mean), std=jnp.asarray(std))
+  black = np.asarray(data_lib.black_value(dataset))
+  np.testing.assert_allclose(black, -mean / std, rtol=1e-6)
+  x = data_lib.prepare_inputs(dataset, dataset.x_train)
+  y = np.asarray(data_lib.augment(jax.random.PRNGKey(7), x, 'crop_flip', black))
+  # Reference: pad the raw image with 0, normalise, then crop at the offsets `augment` chose.
+  padded = (np.pad(raw, ((0, 0), (PAD, PAD), (PAD, PAD), (0, 0))) / 255.0 - mean) / std
+  found = 0
+  for i in range(len(raw)):
+    for dy, dx, flip in itertools.product(range(2 * PAD + 1), range(2 * PAD + 1), (False, True)):
+      window = padded[i, dy:dy + 32, dx:dx + 32]
+      if np.allclose(window[:, ::-1] if flip else window, y[i], atol=1e-5):
+        found += 1
+        break
+  assert found == len(raw)
+  assert (np.isclose(y, black, atol=1e-5).all(-1)).any()  # Black borders occur.
+  # Float inputs (MNIST-1D) pad with 0, as before.
+  floats = data_lib.Dataset(x_train=jnp.zeros((2, 4, 4, 1)), y_train=jnp.zeros(2, jnp.int32),
+                            x_test=jnp.zeros((2, 4, 4, 1)), y_test=jnp.zeros(2, jnp.int32),
+                            num_classes=2, mean=jnp.zeros(1), std=jnp.ones(1))
+  np.testing.assert_array_equal(data_lib.black_value(floats), [0.0])

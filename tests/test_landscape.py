@@ -192,7 +192,9 @@ def test_pair_measurer_matches_single_curves():
     assert got[key].shape == (2, 5)
     np.testing.assert_allclose(got[key][0], value, rtol=1e-5, atol=1e-6, err_msg=key)
   np.testing.assert_allclose(got['train_loss'][1], single['train_loss'][::-1], rtol=1e-4)
-  lmc, k = landscape.lmc_statistic(jnp.asarray(got['train_error']))
+  lmc, k = landscape.lmc_statistic(jnp.asarray(got['train_mistakes']), dataset.num_train)
+  np.testing.assert_allclose(got['train_mistakes'] / dataset.num_train, got['train_error'],
+                             atol=1e-7)
   np.testing.assert_allclose(got['lmc'], lmc, atol=1e-7)
   np.testing.assert_array_equal(got['lmc_index'], k)
   assert got['lmc'].shape == got['lmc_index'].shape == (2,)
@@ -224,36 +226,56 @@ def numpy_lmc(errors):
   return np.reshape(lmc, errors.shape[:-1]), np.reshape(index, errors.shape[:-1])
 
 
+N = 64  # Hand-made errors are fractions of 64 examples.
+
+
+def _stat(errors):
+  counts = np.rint(np.asarray(errors, np.float64) * N).astype(np.int32)
+  return landscape.lmc_statistic(jnp.asarray(counts), N)
+
+
 def test_lmc_statistic_on_hand_made_curves():
   cases = {
-      'barrier': ([0.10, 0.20, 0.50, 0.30, 0.12], -0.39, 2),
+      'barrier': ([8 / N, 16 / N, 32 / N, 20 / N, 8 / N], -24 / N, 2),
       'flat': ([0.20] * 11, 0.0, 0),
-      'interior_better': ([0.30, 0.25, 0.10, 0.20, 0.30], 0.20, 2),
+      'interior_better': ([20 / N, 16 / N, 8 / N, 12 / N, 20 / N], 12 / N, 2),
       # Monotone: |m - e| ties at both ends and the first end wins, so the statistic is
       # (e[-1] - e[0]) / 2, signed by the direction (values exact in binary, so ties are exact).
       'increasing': ([0.25, 0.375, 0.5, 0.625, 0.75], 0.25, 0),
       'decreasing': ([0.75, 0.625, 0.5, 0.375, 0.25], -0.25, 0),
-      'dip_and_bump': ([0.20, 0.05, 0.20, 0.40, 0.20], -0.20, 3),
+      'dip_and_bump': ([12 / N, 4 / N, 12 / N, 24 / N, 12 / N], -12 / N, 3),
       'two_points': ([0.75, 0.25], -0.25, 0),
   }
   for name, (curve, want_lmc, want_k) in cases.items():
-    lmc, k = landscape.lmc_statistic(jnp.asarray(curve, jnp.float32))
+    lmc, k = _stat(curve)
     np.testing.assert_allclose(lmc, want_lmc, atol=1e-6, err_msg=name)
     assert int(k) == want_k, name
     ref_lmc, ref_k = numpy_lmc(curve)
     np.testing.assert_allclose(lmc, ref_lmc, atol=1e-6, err_msg=name)
     assert int(k) == int(ref_k), name
-  barrier, _ = landscape.lmc_statistic(jnp.asarray(cases['barrier'][0]))
-  better, _ = landscape.lmc_statistic(jnp.asarray(cases['interior_better'][0]))
+  barrier, _ = _stat(cases['barrier'][0])
+  better, _ = _stat(cases['interior_better'][0])
   assert barrier < 0 < better
+
+
+def test_lmc_statistic_exact_on_float_unrepresentable_ties():
+  # The counts of a reported row (4,000 train examples): m = (3 + 1) / 2 = 2 and |m - c| ties at
+  # 1 for k = 0, 1, 2, 3, 4, 5, 6, 9, 10. As float32 fractions (0.00075 ...), rounding broke the
+  # tie and the statistic took k = 9 (+0.00025); exactly, the first index k = 0 gives -0.00025.
+  counts = jnp.asarray([3, 3, 2, 2, 3, 3, 3, 2, 2, 1, 1], jnp.int32)
+  lmc, k = landscape.lmc_statistic(counts, 4000)
+  assert int(k) == 0
+  np.testing.assert_allclose(float(lmc), -0.00025, rtol=1e-6)
+  with pytest.raises(TypeError, match='integer'):
+    landscape.lmc_statistic(counts / 4000, 4000)
 
 
 @pytest.mark.parametrize('shape', [(11,), (7, 11), (2, 3, 5)])
 def test_lmc_statistic_matches_numpy_on_random_curves(shape):
   rng = np.random.default_rng(sum(shape))
-  # Errors on a 1/64 grid: ties of |m - e| occur and are exact in float32 and float64 alike.
-  errors = (rng.integers(0, 65, size=shape) / 64).astype(np.float32)
-  lmc, k = landscape.lmc_statistic(jnp.asarray(errors))
+  # Errors on a 1/64 grid: ties of |m - e| occur and are exact in float64.
+  errors = rng.integers(0, 65, size=shape) / 64
+  lmc, k = _stat(errors)
   want_lmc, want_k = numpy_lmc(errors)
   assert lmc.shape == k.shape == shape[:-1]
   np.testing.assert_allclose(lmc, want_lmc, atol=1e-6)
