@@ -107,11 +107,16 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.cka_examples = 6464  # First N un-augmented train inputs (the paper: 6,464).
   config.measure.cka_estimator = 'biased'  # biased (the paper's) | unbiased.
 
-  # Regime rule: prunephase's own (the paper draws its boundaries by hand).
+  # Regime rule: prunephase's own (the paper draws its boundaries by hand); prunephase/regimes.py
+  # states both rules in one paragraph each. Scored against the paper's Figure 2 with
+  # `prunephase-regimes --compare` (docs/paper_figure2/).
   config.regimes = ml_collections.ConfigDict()
-  config.regimes.lmc_threshold = -0.02  # Regime I where the cell's mean LMC is below this.
-  config.regimes.cka_tolerance = 0.002  # II-B where CKA >= column's regime-II maximum - this.
-  config.regimes.bootstrap = 200  # Resamples of seed pairs for each label's confidence.
+  config.regimes.rule = 'transition'  # transition (I where LMC drops sharply) | threshold.
+  config.regimes.min_drop = 0.05  # transition: smallest LMC drop (error fraction) that counts.
+  config.regimes.noise_factor = 1.0  # transition: a drop must exceed this x the seed noise.
+  config.regimes.lmc_threshold = -0.02  # threshold: Regime I where the mean LMC is below this.
+  config.regimes.cka_tolerance = 0.001  # II-B from the first cell within this of the plateau.
+  config.regimes.bootstrap = 200  # Resamples of dense seeds for each label's confidence.
   config.regimes.min_confidence = 0.7  # Below this a label is drawn as uncertain.
   config.regimes.seed = 0
 

@@ -1,6 +1,7 @@
 """The paper's three case studies as commands, on any results table.
 
   prunephase-regimes --results=FILE.csv --out=DIR [--knob=epochs]   label any table, plot it
+                     [--compare=LABELS.csv]                         and score it against labels
   prunephase-advise  --workdir=DIR --density=0.05 --temperature=80  CS1: which way to move
   prunephase-advise  --workdir=DIR --evaluate                       CS1 evaluated on a sweep
   prunephase-advise  --probe --config=configs/default.py --workdir=NEW --density=0.06
@@ -40,9 +41,19 @@ _OUT = flags.DEFINE_string('out', None, "Output directory (default: DIR/regimes 
                            "the table's directory for --results).")
 _KNOB = flags.DEFINE_string('knob', None, 'Temperature knob of the table (if it has no knob '
                             'column): ' + ', '.join(grid.KNOBS))
-_LMC_THRESHOLD = flags.DEFINE_float('lmc_threshold', None, 'Regime I below this mean LMC.')
-_CKA_TOLERANCE = flags.DEFINE_float('cka_tolerance', None, 'II-B within this of the column '
-                                    'maximum CKA.')
+_RULE = flags.DEFINE_enum('rule', None, list(regimes_lib.RULES), 'Regime rule (see '
+                          'prunephase/regimes.py); default: the workdir\'s, else transition.')
+_MIN_DROP = flags.DEFINE_float('min_drop', None, 'transition rule: smallest LMC drop that is a '
+                               'transition.')
+_NOISE_FACTOR = flags.DEFINE_float('noise_factor', None, 'transition rule: a drop must exceed '
+                                   'this many seed-noise units.')
+_LMC_THRESHOLD = flags.DEFINE_float('lmc_threshold', None, 'threshold rule: Regime I below this '
+                                    'mean LMC.')
+_CKA_TOLERANCE = flags.DEFINE_float('cka_tolerance', None, 'II-B within this of the column\'s '
+                                    'CKA plateau.')
+_COMPARE = flags.DEFINE_string('compare', None, 'regimes: a CSV with temperature, density and '
+                               'regime columns (e.g. a hand-drawn diagram); prints the fraction '
+                               'of matched cells whose labels agree.')
 _BOOTSTRAP = flags.DEFINE_integer('bootstrap', None, 'Bootstrap resamples for confidences.')
 _DENSITY = flags.DEFINE_float('density', None, 'Target density (fraction kept).')
 _TEMPERATURE = flags.DEFINE_float('temperature', None, 'Current temperature value (advise).')
@@ -72,7 +83,8 @@ def _regime_config() -> ml_collections.ConfigDict:
   if _WORKDIR.value:
     stored = workdir_lib.read_json(pathlib.Path(_WORKDIR.value) / workdir_lib.CONFIG_FILE)
     config.update(stored.get('regimes', {}))
-  for name, flag in (('lmc_threshold', _LMC_THRESHOLD), ('cka_tolerance', _CKA_TOLERANCE),
+  for name, flag in (('rule', _RULE), ('min_drop', _MIN_DROP), ('noise_factor', _NOISE_FACTOR),
+                     ('lmc_threshold', _LMC_THRESHOLD), ('cka_tolerance', _CKA_TOLERANCE),
                      ('bootstrap', _BOOTSTRAP)):
     if flag.value is not None:
       config[name] = flag.value
@@ -127,7 +139,13 @@ def regimes_main(argv) -> None:
   del argv
   loaded = load_labelled_or_fail()
   out = loaded['out']
-  out.mkdir(parents=True, exist_ok=True)
+  try:  # A bad --compare file fails before anything is written.
+    reference = read_reference(_COMPARE.value) if _COMPARE.value else None
+    out.mkdir(parents=True, exist_ok=True)
+  except CaseError as error:
+    runtime.fail(str(error))
+  except OSError as error:
+    runtime.fail(f'cannot create the output directory {out}: {error.strerror}')
   summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
                                 loaded['densities'], loaded['config'],
                                 cells_name='regimes.csv')
@@ -142,7 +160,41 @@ def regimes_main(argv) -> None:
   print(f'counts: I={counts["I"]} II-A={counts["II-A"]} II-B={counts["II-B"]} '
         f'unlabelled={counts["none"]}' + (f' (NaN cells: {summary["unlabelled"]})'
                                           if summary['unlabelled'] else ''))
-  print(f'wrote {out / "regimes.csv"}, regimes.json, findings.json, phase_diagram.png')
+  written = 'regimes.csv, regimes.json, findings.json, phase_diagram.png'
+  if reference is not None:
+    result = regimes_lib.agreement(summary['labels'], loaded['temperatures'],
+                                   loaded['densities'], reference)
+    print(f'agreement with {_COMPARE.value}: {result["agree"]}/{result["matched"]} matched '
+          f'cells ({100 * result["fraction"]:.1f}%)')
+    for miss in result['disagreements']:
+      print(f'  {loaded["knob"]}={miss["temperature"]:g} density {miss["density"]:g}: '
+            f'{miss["ours"] or "n/a"} here, {miss["theirs"]} there')
+    workdir_lib.write_json(out / 'agreement.json', {'labels': _COMPARE.value, **result})
+    written += ', agreement.json'
+  print(f'wrote {out}/: {written}')
+
+
+def read_reference(path: str) -> list[dict[str, Any]]:
+  """Rows of a labels CSV (temperature, density, regime), checked; CaseError if unusable."""
+  import csv  # pylint: disable=import-outside-toplevel
+  if not pathlib.Path(path).is_file():
+    raise CaseError(f'--compare: {path}: no such file')
+  with open(path, newline='') as f:
+    reader = csv.DictReader(f)
+    missing = {'temperature', 'density', 'regime'} - set(reader.fieldnames or ())
+    if missing:
+      raise CaseError(f'--compare: {path}: missing column(s) {", ".join(sorted(missing))}')
+    rows = list(reader)
+  for line, row in enumerate(rows, start=2):
+    for column in ('temperature', 'density'):
+      try:
+        float(row[column])
+      except (TypeError, ValueError):
+        raise CaseError(f'--compare: {path} line {line}: column {column}: {row[column]!r} is '
+                        'not a number') from None
+  if not any(row['regime'].strip() in regimes_lib.REGIMES for row in rows):
+    raise CaseError(f'--compare: {path}: no row has a regime I, II-A or II-B')
+  return rows
 
 
 # ---------------------------------------------------------------------------- advise

@@ -1,7 +1,8 @@
 """Checks of the paper's three qualitative findings on the run at hand, from its numbers.
 
 Each finding reads 'reproduced', 'partly' or 'not reproduced', computed here from the cell
-means and the seed noise (standard deviation over the cell's seed pairs), never set by hand.
+means, the regime labels and the seed noise (standard deviation over the cell's independent
+dense seeds, see regimes.py), never set by hand.
 Rows are ordered hottest first, so row 0 is the hottest and row -1 the coldest temperature.
 
   transition   (a) at the lowest density the best temperature is hotter than the coldest and
@@ -9,13 +10,16 @@ Rows are ordered hottest first, so row 0 is the hottest and row -1 the coldest t
                coldest temperature is within twice the seed noise of the best (or is the best).
                When either of those columns has no finite test error (test_error is
                optional in a table), it reads 'not reproduced'.
-  connectivity (a) LMC at (lowest density, coldest) is below the regime threshold;
-               (b) |LMC| at the highest density is below |threshold| at every temperature.
+  connectivity (a) the cell at (lowest density, coldest) is Regime I (a barrier) under the
+               run's regime rule; (b) no cell of the highest density is Regime I and |LMC|
+               there stays below the rule's barrier scale (`min_drop` for the transition
+               rule, |lmc_threshold| for the threshold rule) at every temperature.
   similarity   at the highest density CKA rises from the hottest to the coldest temperature:
                by more than twice the seed noise -> reproduced; by less -> partly.
 
-With fewer than two seed pairs per cell there is no noise estimate; the parts that compare
+With fewer than two dense seeds per cell there is no noise estimate; the parts that compare
 with the noise then do not hold, and the summary says so (never 'reproduced' without noise).
+Cells left unlabelled because a member diverged are listed under 'unlabelled_cells'.
 """
 
 from collections.abc import Sequence
@@ -42,20 +46,21 @@ def _noise_text(noise: float) -> str:
   """'2x noise 0.0123', or why there is none (the noise-based parts then cannot hold)."""
   if np.isfinite(noise):
     return f'2x noise {2 * noise:.4f}'
-  return 'no noise estimate: fewer than 2 seed pairs per cell'
+  return 'no noise estimate: fewer than 2 dense seeds per cell'
 
 
 def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
           temperatures: Sequence[float], densities: Sequence[float],
-          regime_config) -> dict[str, Any]:
+          labels: np.ndarray, rule) -> dict[str, Any]:
   """The three findings with their numbers.
 
   Args:
     means: (T, D) cell means, keys 'test_error', 'lmc', 'cka_softmax'.
-    stds: (T, D) cell stds over seed pairs, same keys.
+    stds: (T, D) cell stds over dense seeds, same keys.
     temperatures: hottest first.
     densities: ascending or not; the lowest and highest are found by value.
-    regime_config: has `lmc_threshold`.
+    labels: (T, D) regime labels ('' = unlabelled).
+    rule: the `regimes.RegimeRule` that produced them.
 
   Returns:
     {'transition': {...}, 'connectivity': {...}, 'similarity': {...}}, each with 'status',
@@ -65,7 +70,7 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
   low, high = int(order[0]), int(order[-1])
   cold = len(temperatures) - 1
   err, err_std = means['test_error'], stds['test_error']
-  threshold = float(regime_config.lmc_threshold)
+  barrier_scale = rule.min_drop if rule.rule == 'transition' else abs(rule.lmc_threshold)
   out = {}
   if len(temperatures) < 2:
     skip = {'status': 'not reproduced', 'summary': 'needs at least two temperatures'}
@@ -107,17 +112,20 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
 
   lmc, lmc_std = means['lmc'], stds['lmc']
   corner = float(lmc[cold, low])
-  worst_high = float(np.nanmax(np.abs(lmc[:, high])))
-  corner_ok = corner < threshold
-  high_ok = worst_high < abs(threshold)
+  high_lmc = np.abs(lmc[:, high])
+  worst_high = float(np.nanmax(high_lmc)) if np.isfinite(high_lmc).any() else float('nan')
+  corner_ok = labels[cold, low] == 'I'
+  high_ok = 'I' not in list(labels[:, high]) and worst_high < barrier_scale
   out['connectivity'] = {
       'status': _status([corner_ok, high_ok]),
-      'summary': (f'LMC at (density {densities[low]:g}, coldest) = {corner:+.4f} '
-                  f'(+-{lmc_std[cold, low]:.4f}) vs threshold {threshold:g}; max |LMC| at '
-                  f'density {densities[high]:g} = {worst_high:.4f}'),
+      'summary': (f'(density {densities[low]:g}, coldest): regime {labels[cold, low] or "n/a"}, '
+                  f'LMC {corner:+.4f} (+-{lmc_std[cold, low]:.4f}); density '
+                  f'{densities[high]:g}: {int((labels[:, high] == "I").sum())} Regime-I cells, '
+                  f'max |LMC| {worst_high:.4f} (barrier scale {barrier_scale:g})'),
       'cold_low_corner_lmc': corner, 'cold_low_corner_std': float(lmc_std[cold, low]),
-      'max_abs_lmc_high_density': worst_high, 'threshold': threshold,
-      'holds': [corner_ok, high_ok]}
+      'cold_low_corner_regime': str(labels[cold, low]),
+      'max_abs_lmc_high_density': worst_high, 'barrier_scale': barrier_scale,
+      'holds': [bool(corner_ok), bool(high_ok)]}
 
   cka, cka_std = means['cka_softmax'], stds['cka_softmax']
   rise = float(cka[cold, high] - cka[0, high])
@@ -128,4 +136,6 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
       'summary': (f'density {densities[high]:g}: CKA hottest {cka[0, high]:.4f} -> coldest '
                   f'{cka[cold, high]:.4f} (rise {rise:+.4f}, {_noise_text(noise)})'),
       'rise': rise, 'seed_noise': noise}
+  out['unlabelled_cells'] = [{'temperature': temperatures[t], 'density': densities[d]}
+                             for (t, d), label in np.ndenumerate(labels) if not label]
   return out

@@ -18,6 +18,7 @@ from prunephase import data as data_lib
 from prunephase import landscape
 from prunephase import models
 from prunephase import pruning
+from prunephase import regimes
 from prunephase import tfds_data
 
 # knob -> True where a LARGER value is hotter (more training noise).
@@ -214,6 +215,14 @@ def validate(config) -> None:
            f'{mesh.members} x {mesh.data}')
   _check(measure.cka_examples >= 4, 'measure.cka_examples must be >= 4')
   _check(measure.bn_batch_size >= 2, 'measure.bn_batch_size must be >= 2')
+  rule = config.regimes
+  _check(rule.rule in regimes.RULES,
+         f'unknown regimes.rule {rule.rule!r}; choose one of {", ".join(regimes.RULES)}')
+  for name in ('min_drop', 'noise_factor', 'cka_tolerance'):
+    _check(rule[name] >= 0, f'regimes.{name} must be >= 0, got {rule[name]}')
+  _check(rule.bootstrap >= 0, f'regimes.bootstrap must be >= 0, got {rule.bootstrap}')
+  _check(0 <= rule.min_confidence <= 1,
+         f'regimes.min_confidence must be in [0, 1], got {rule.min_confidence}')
 
 
 def validate_against_data(config, num_train: int) -> None:

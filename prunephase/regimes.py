@@ -1,16 +1,36 @@
-"""Regime labels I / II-A / II-B from LMC and CKA: prunephase's own, stated rule.
+"""Regime labels I / II-A / II-B from LMC and CKA: prunephase's own, stated rules.
 
-The paper draws its regime boundaries by hand (paper_notes §6.1); this rule and its
+The paper draws its regime boundaries by hand (paper_notes §6.1); these rules and their
 parameters are this project's, configurable in `config.regimes` and written next to every
-label. On a (temperature x density) grid of cell means over seed pairs:
+label. Both work on a (temperature x density) grid of cell means, rows hottest first.
 
-  Regime I    mean LMC < lmc_threshold                       (poorly connected: a barrier)
-  Regime II-B otherwise, and CKA >= (max CKA among the column's regime-II cells) - cka_tolerance
-  Regime II-A otherwise                                       (connected, less similar outputs)
+'transition' (the default) follows the paper's drawing. Its solid I/II curve sits where LMC
+*drops sharply* as training gets colder, not where LMC turns negative: hot, low-density cells
+with a mild barrier are II-A in the paper's Figure 2. In each density column we fit one change
+point along the temperature axis: the split into a hotter and a colder run of cells with the
+smallest squared error around the two runs' means. The column has a transition when the
+colder run is deeper by at least `min_drop` (in error fractions) and by more than
+`noise_factor` times the column's seed noise (the root mean square, over its cells, of the
+standard deviation of LMC over independent dense seeds); the colder run is then Regime I. A
+column without a transition has no Regime I unless its LMC is deep everywhere: below the grid's
+barrier level (the mean of the midpoints between the two runs of the columns that do have a
+transition; `-min_drop` when none does). The II-A/II-B boundary separates, within a column's
+regime-II cells, the hotter cells below the column's CKA plateau from the colder cells on it:
+the plateau is the highest CKA among those cells, the first cell (hot to cold) within
+`cka_tolerance` (or `noise_factor` times its CKA seed noise, if larger) of it starts II-B, and
+every colder regime-II cell is II-B too. A column whose coldest cell is Regime I has no II-B:
+cooling there ends in a barrier, not on a similarity plateau (the paper's dashed curve meets
+the solid one).
 
-Cells whose LMC or CKA is NaN (a diverged member) get no label ('') and are reported.
-The confidence of a label is the fraction of bootstrap resamples of each cell's seed pairs
-(with replacement, all cells resampled together) that give the same label.
+'threshold' (the rule of earlier versions): Regime I where the mean LMC < `lmc_threshold`;
+II-B where CKA >= (the column's highest CKA among regime-II cells) - `cka_tolerance`; else II-A.
+
+Noise is estimated over independent units: the dense seeds. Seed pairs that share a dense
+model (or a retrained member) are not independent, so each dense seed's pairs are first
+averaged; a table without a `dense_seed` column treats each row as its own unit. Cells whose
+LMC or CKA is NaN, or that hold a diverged member, get no label ('') and are reported. The
+confidence of a label is the fraction of bootstrap resamples of each cell's dense seeds (with
+replacement, all cells resampled together) that give the same label.
 """
 
 from collections.abc import Sequence
@@ -20,8 +40,10 @@ import numpy as np
 
 REGIMES = ('I', 'II-A', 'II-B')
 NO_LABEL = ''
-# The rule's defaults (configs/default.py states the same values; a test keeps them equal).
-DEFAULTS = {'lmc_threshold': -0.02, 'cka_tolerance': 0.002, 'bootstrap': 200,
+RULES = ('transition', 'threshold')
+# The rules' defaults, the one place they are stated (configs/default.py reads them from here).
+DEFAULTS = {'rule': 'transition', 'min_drop': 0.05, 'noise_factor': 1.0,
+            'lmc_threshold': -0.02, 'cka_tolerance': 0.001, 'bootstrap': 200,
             'min_confidence': 0.7, 'seed': 0}
 
 
@@ -29,47 +51,154 @@ DEFAULTS = {'lmc_threshold': -0.02, 'cka_tolerance': 0.002, 'bootstrap': 200,
 class RegimeRule:
   """Parameters of the labelling rule (see the module docstring)."""
 
+  rule: str = DEFAULTS['rule']
+  min_drop: float = DEFAULTS['min_drop']
+  noise_factor: float = DEFAULTS['noise_factor']
   lmc_threshold: float = DEFAULTS['lmc_threshold']
   cka_tolerance: float = DEFAULTS['cka_tolerance']
 
+  def __post_init__(self):
+    if self.rule not in RULES:
+      raise ValueError(f'unknown regimes.rule {self.rule!r}; choose one of {", ".join(RULES)}')
+
   @classmethod
   def from_config(cls, regimes_config) -> 'RegimeRule':
-    return cls(float(regimes_config.lmc_threshold), float(regimes_config.cka_tolerance))
+    """From `config.regimes` (or any mapping-like); absent fields take the defaults."""
+    get = (regimes_config.get if hasattr(regimes_config, 'get')
+           else lambda name, default: getattr(regimes_config, name, default))
+    return cls(str(get('rule', DEFAULTS['rule'])),
+               *(float(get(name, DEFAULTS[name]))
+                 for name in ('min_drop', 'noise_factor', 'lmc_threshold', 'cka_tolerance')))
 
   def describe(self) -> str:
-    return (f'I: mean LMC < {self.lmc_threshold:g}; II-B: CKA within {self.cka_tolerance:g} '
-            'of the column maximum among regime-II cells; II-A: the other regime-II cells')
+    if self.rule == 'threshold':
+      return (f'threshold rule: I: mean LMC < {self.lmc_threshold:g}; II-B: CKA within '
+              f'{self.cka_tolerance:g} of the column maximum among regime-II cells; II-A: the '
+              'other regime-II cells')
+    return (f'transition rule: I: the colder run of a density column after its LMC change point, '
+            f'if it drops by >= {self.min_drop:g} and > {self.noise_factor:g} x seed noise (or '
+            f'LMC below the barrier level everywhere); II-B: regime-II cells from the first one '
+            f'within max({self.cka_tolerance:g}, {self.noise_factor:g} x noise) of the column\'s '
+            'CKA plateau to the coldest, in columns that do not end in Regime I; II-A: the rest')
 
 
-def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule) -> np.ndarray:
-  """Labels a (T, D) grid of cell means; returns a (T, D) array of strings."""
+def _rms(values: np.ndarray) -> float:
+  values = values[np.isfinite(values)]
+  return float(np.sqrt(np.mean(values ** 2))) if values.size else float('nan')
+
+
+def column_change_point(lmc: np.ndarray) -> tuple[int, float]:
+  """The least-squares split of a column (hottest first) into a hotter and a colder run.
+
+  Args:
+    lmc: (n,) finite values, n >= 2.
+
+  Returns:
+    (k, drop): the colder run starts at index k (1 <= k < n); drop = mean(hotter run) -
+    mean(colder run), positive when the colder run is deeper. The first k wins ties.
+  """
+  best_k, best_sse = 1, np.inf
+  for k in range(1, lmc.size):
+    hot, cold = lmc[:k], lmc[k:]
+    sse = ((hot - hot.mean()) ** 2).sum() + ((cold - cold.mean()) ** 2).sum()
+    if sse < best_sse - 1e-15:
+      best_k, best_sse = k, sse
+  return best_k, float(lmc[:best_k].mean() - lmc[best_k:].mean())
+
+
+def _regime_one_transition(lmc: np.ndarray, lmc_noise: np.ndarray, valid: np.ndarray,
+                           rule: RegimeRule) -> np.ndarray:
+  """(T, D) booleans: Regime I under the transition rule."""
+  regime_one = np.zeros(lmc.shape, bool)
+  flat_columns, levels = [], []
+  for d in range(lmc.shape[1]):
+    rows = np.flatnonzero(valid[:, d])
+    if rows.size < 2:
+      flat_columns.append(d)
+      continue
+    k, drop = column_change_point(lmc[rows, d])
+    noise = _rms(lmc_noise[rows, d])
+    if drop >= rule.min_drop and not drop <= rule.noise_factor * noise:  # NaN noise: no check.
+      regime_one[rows[k:], d] = True
+      levels.append(0.5 * (lmc[rows[:k], d].mean() + lmc[rows[k:], d].mean()))
+    else:
+      flat_columns.append(d)
+  barrier_level = float(np.mean(levels)) if levels else -rule.min_drop
+  for d in flat_columns:
+    rows = np.flatnonzero(valid[:, d])
+    if rows.size and (lmc[rows, d] < barrier_level).all():
+      regime_one[rows, d] = True
+  return regime_one
+
+
+def _split_two(labels: np.ndarray, cka: np.ndarray, cka_noise: np.ndarray,
+               regime_two: np.ndarray, regime_one: np.ndarray, rule: RegimeRule) -> None:
+  """Writes II-A / II-B into `labels` for the regime-II cells (in place)."""
+  for d in range(labels.shape[1]):
+    rows = np.flatnonzero(regime_two[:, d])
+    if not rows.size:
+      continue
+    plateau = cka[rows, d].max()
+    if rule.rule == 'threshold':
+      similar = cka[rows, d] >= plateau - rule.cka_tolerance
+      labels[rows, d] = np.where(similar, 'II-B', 'II-A')
+      continue
+    labelled_rows = np.flatnonzero(regime_two[:, d] | regime_one[:, d])
+    if regime_one[labelled_rows[-1], d]:  # The column ends in a barrier: no plateau.
+      labels[rows, d] = 'II-A'
+      continue
+    noise = _rms(cka_noise[rows, d])
+    tolerance = max(rule.cka_tolerance, rule.noise_factor * noise if np.isfinite(noise) else 0.0)
+    onset = rows[np.argmax(cka[rows, d] >= plateau - tolerance)]
+    labels[rows, d] = np.where(rows >= onset, 'II-B', 'II-A')
+
+
+def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule,
+               lmc_noise: np.ndarray | None = None,
+               cka_noise: np.ndarray | None = None) -> np.ndarray:
+  """Labels a (T, D) grid of cell means (rows hottest first).
+
+  Args:
+    lmc, cka: (T, D) cell means; NaN cells get no label.
+    rule: the labelling rule.
+    lmc_noise, cka_noise: (T, D) seed noise of each cell (std over dense seeds); NaN or None =
+      no estimate, and the noise conditions of the transition rule are skipped.
+
+  Returns:
+    A (T, D) object array of 'I', 'II-A', 'II-B' or '' (unlabelled).
+  """
   lmc, cka = np.asarray(lmc, float), np.asarray(cka, float)
+  nan = np.full(lmc.shape, np.nan)
+  lmc_noise = nan if lmc_noise is None else np.asarray(lmc_noise, float)
+  cka_noise = nan if cka_noise is None else np.asarray(cka_noise, float)
   labels = np.full(lmc.shape, NO_LABEL, dtype=object)
   valid = np.isfinite(lmc) & np.isfinite(cka)
-  regime_one = valid & (lmc < rule.lmc_threshold)
-  regime_two = valid & ~regime_one
+  if rule.rule == 'threshold':
+    regime_one = valid & (lmc < rule.lmc_threshold)
+  else:
+    regime_one = _regime_one_transition(lmc, lmc_noise, valid, rule)
   labels[regime_one] = 'I'
-  for d in range(lmc.shape[1]):
-    column = regime_two[:, d]
-    if not column.any():
-      continue
-    plateau = cka[column, d].max()
-    similar = column & (cka[:, d] >= plateau - rule.cka_tolerance)
-    labels[similar, d] = 'II-B'
-    labels[column & ~similar, d] = 'II-A'
+  _split_two(labels, cka, cka_noise, valid & ~regime_one, regime_one, rule)
   return labels
 
 
-def cell_grid(rows: Sequence[dict], temperatures: Sequence[float], densities: Sequence[float],
+def unit_grid(rows: Sequence[dict], temperatures: Sequence[float], densities: Sequence[float],
               field: str) -> list[list[np.ndarray]]:
-  """The per-pair values of `field` in every cell: grid[t][d] is a 1-D array."""
+  """The per-unit values of `field` in every cell: grid[t][d] is a 1-D array.
+
+  A unit is a dense seed (the mean of its seed pairs) when rows have `dense_seed`, else a row.
+  """
   t_index = {float(t): i for i, t in enumerate(temperatures)}
   d_index = {float(d): j for j, d in enumerate(densities)}
-  values = [[[] for _ in densities] for _ in temperatures]
-  for row in rows:
-    values[t_index[float(row['temperature'])]][d_index[float(row['density'])]].append(
-        float(row[field]) if row[field] not in (None, '') else np.nan)
-  return [[np.asarray(v, float) for v in line] for line in values]
+  values = [[{} for _ in densities] for _ in temperatures]
+  for n, row in enumerate(rows):
+    seed = row.get('dense_seed')
+    unit = ('seed', float(seed)) if seed is not None and np.isfinite(float(seed)) else ('row', n)
+    value = float(row[field]) if row.get(field) not in (None, '') else np.nan
+    cell = values[t_index[float(row['temperature'])]][d_index[float(row['density'])]]
+    cell.setdefault(unit, []).append(value)
+  return [[np.array([np.mean(v) for v in cell.values()], float) for cell in line]
+          for line in values]
 
 
 def cell_means(grid_values: list[list[np.ndarray]]) -> np.ndarray:
@@ -78,20 +207,20 @@ def cell_means(grid_values: list[list[np.ndarray]]) -> np.ndarray:
 
 
 def cell_stds(grid_values: list[list[np.ndarray]]) -> np.ndarray:
-  """(T, D) standard deviations over seed pairs; NaN with fewer than two pairs (no estimate)."""
-  return np.array([[v.std() if v.size > 1 else np.nan for v in line] for line in grid_values])
+  """(T, D) sample standard deviations (ddof 1) over units; NaN with fewer than two."""
+  return np.array([[v.std(ddof=1) if v.size > 1 else np.nan for v in line]
+                   for line in grid_values])
 
 
 def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: RegimeRule,
-                         num_resamples: int, seed: int = 0) -> np.ndarray:
+                         num_resamples: int, seed: int = 0, lmc_noise=None,
+                         cka_noise=None) -> np.ndarray:
   """Fraction of resamples whose label equals `labels`, per cell; (T, D) floats in [0, 1].
 
-  Each resample draws, in every cell, as many seed pairs as it holds, with replacement, and
-  relabels the whole grid (the II-B plateau is a column property). A cell holding a NaN (a
-  diverged member) stays NaN in every resample, as in the labelling: a resample that happened
-  to skip the diverged member must not make it a regime-II cell that moves its column's
-  plateau. Unlabelled cells, and cells with fewer than two seed pairs (nothing to resample),
-  get NaN.
+  Each resample draws, in every cell, as many units (dense seeds) as it holds, with
+  replacement, and relabels the whole grid with the original noise (the rules look at whole
+  columns). A cell holding a NaN stays NaN in every resample, as in the labelling. Unlabelled
+  cells, and cells with fewer than two units (nothing to resample), get NaN.
   """
   rng = np.random.default_rng(seed)
   shape = labels.shape
@@ -106,7 +235,7 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
           pick = rng.integers(0, n, n)
           lmc[t, d] = lmc_values[t][d][pick].mean()
           cka[t, d] = cka_values[t][d][pick].mean()
-    agree += label_grid(lmc, cka, rule) == labels
+    agree += label_grid(lmc, cka, rule, lmc_noise, cka_noise) == labels
   confidence = agree / max(num_resamples, 1)
   confidence[labels == NO_LABEL] = np.nan
   sizes = np.array([[v.size for v in line] for line in lmc_values]).reshape(shape)
@@ -143,18 +272,54 @@ def counts(labels: np.ndarray) -> dict[str, int]:
   return out
 
 
+def agreement(labels: np.ndarray, temperatures: Sequence[float], densities: Sequence[float],
+              reference: Sequence[dict]) -> dict:
+  """How many cells carry the same label as a reference table (e.g. a hand-drawn diagram).
+
+  Args:
+    labels: (T, D) labels of this table.
+    temperatures, densities: the grid's axes.
+    reference: rows with 'temperature', 'density' and 'regime'; cells matched on temperature
+      and density (to 1e-9). Reference labels other than I / II-A / II-B (e.g. 'ambiguous')
+      are left out, as are cells missing from either side.
+
+  Returns:
+    {'matched', 'agree', 'fraction', 'disagreements': [{temperature, density, ours, theirs}]}.
+  """
+  agree, disagreements = 0, []
+  for row in reference:
+    theirs = str(row['regime']).strip()
+    if theirs not in REGIMES:
+      continue
+    t = [i for i, v in enumerate(temperatures) if abs(v - float(row['temperature'])) < 1e-9]
+    d = [j for j, v in enumerate(densities) if abs(v - float(row['density'])) < 1e-9]
+    if not t or not d:
+      continue
+    ours = labels[t[0], d[0]]
+    if ours == theirs:
+      agree += 1
+    else:
+      disagreements.append({'temperature': temperatures[t[0]], 'density': densities[d[0]],
+                            'ours': ours, 'theirs': theirs})
+  matched = agree + len(disagreements)
+  return {'matched': matched, 'agree': agree,
+          'fraction': agree / matched if matched else float('nan'),
+          'disagreements': disagreements}
+
+
 TABLE_FIELDS = ('lmc', 'cka_softmax', 'cka_logits', 'test_error', 'train_error',
                 'pruned_test_error', 'dense_test_error')
 
 
 def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequence[float],
                 rule: RegimeRule, bootstrap: int, seed: int = 0) -> dict:
-  """Cell means, stds, labels and confidences of a table; sets 'regime' and
+  """Cell means, seed noise, labels and confidences of a table; sets 'regime' and
   'regime_confidence' on every row.
 
   Args:
     rows: dicts with 'temperature', 'density', 'lmc', 'cka_softmax' and optionally the other
-      `TABLE_FIELDS` (absent fields give NaN cells).
+      `TABLE_FIELDS`, 'dense_seed' and 'diverged' (absent fields give NaN cells; a row with a
+      true 'diverged' leaves its cell unlabelled).
     temperatures: hottest first.
     densities: column order.
     rule: the labelling rule.
@@ -162,20 +327,35 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
     seed: resampling seed.
 
   Returns:
-    {'rule', 'means', 'stds' (dicts of (T, D) arrays), 'labels', 'confidence', 'num_pairs'}.
+    {'rule', 'means', 'stds' (dicts of (T, D) arrays; stds over dense seeds), 'labels',
+    'confidence', 'num_pairs', 'num_units'}.
   """
-  filled = [{**{f: np.nan for f in TABLE_FIELDS}, **row} for row in rows]
-  grids = {f: cell_grid(filled, temperatures, densities, f) for f in TABLE_FIELDS}
+  filled = []
+  for row in rows:
+    row = {**{f: np.nan for f in TABLE_FIELDS}, **row}
+    if _is_true(row.get('diverged')):
+      row['lmc'] = row['cka_softmax'] = np.nan  # Never labelled from a diverged member.
+    filled.append(row)
+  grids = {f: unit_grid(filled, temperatures, densities, f) for f in TABLE_FIELDS}
   means = {f: cell_means(g) for f, g in grids.items()}
   stds = {f: cell_stds(g) for f, g in grids.items()}
-  labels = label_grid(means['lmc'], means['cka_softmax'], rule)
+  labels = label_grid(means['lmc'], means['cka_softmax'], rule, stds['lmc'],
+                      stds['cka_softmax'])
   confidence = bootstrap_confidence(grids['lmc'], grids['cka_softmax'], labels, rule,
-                                    bootstrap, seed)
+                                    bootstrap, seed, stds['lmc'], stds['cka_softmax'])
   t_index = {float(t): i for i, t in enumerate(temperatures)}
   d_index = {float(d): j for j, d in enumerate(densities)}
+  num_pairs = np.zeros(labels.shape, int)
   for row in rows:
     t, d = t_index[float(row['temperature'])], d_index[float(row['density'])]
     row['regime'], row['regime_confidence'] = labels[t, d], confidence[t, d]
+    num_pairs[t, d] += 1
   return {'rule': rule, 'means': means, 'stds': stds, 'labels': labels,
-          'confidence': confidence,
-          'num_pairs': np.array([[v.size for v in line] for line in grids['lmc']])}
+          'confidence': confidence, 'num_pairs': num_pairs,
+          'num_units': np.array([[v.size for v in line] for line in grids['lmc']])}
+
+
+def _is_true(value) -> bool:
+  if isinstance(value, str):
+    return value.strip().lower() in ('1', 'true', 'yes')
+  return bool(value) and not (isinstance(value, float) and np.isnan(value))

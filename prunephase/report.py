@@ -18,7 +18,8 @@ from prunephase import regimes as regimes_lib
 from prunephase import workdir as workdir_lib
 
 CELL_COLUMNS = [
-    'knob', 'temperature', 'density', 'num_pairs', 'test_error', 'test_error_std',
+    'knob', 'temperature', 'density', 'num_pairs', 'num_dense_seeds', 'test_error',
+    'test_error_std',
     'train_error', 'lmc', 'lmc_std', 'cka_softmax', 'cka_softmax_std', 'cka_logits',
     'pruned_test_error', 'dense_test_error', 'regime', 'regime_confidence']
 
@@ -31,6 +32,7 @@ def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[s
     cells.append({
         'knob': knob, 'temperature': temperatures[t], 'density': densities[d],
         'num_pairs': int(labelled['num_pairs'][t, d]),
+        'num_dense_seeds': int(labelled['num_units'][t, d]),
         **{f: means[f][t, d] for f in means},
         **{f'{f}_std': stds[f][t, d] for f in ('test_error', 'lmc', 'cka_softmax')},
         'regime': label, 'regime_confidence': labelled['confidence'][t, d]})
@@ -51,7 +53,7 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
   unlabelled = [{'temperature': c['temperature'], 'density': c['density']}
                 for c in cells if not c['regime']]
   workdir_lib.write_json(out / 'regimes.json', {
-      'rule': rule.describe(), 'parameters': dataclasses.asdict(rule),
+      'rule': rule.rule, 'description': rule.describe(), 'parameters': dataclasses.asdict(rule),
       'bootstrap_resamples': int(regimes_config.bootstrap),
       'note': "prunephase's rule, not the paper's (the paper draws boundaries by hand)",
       'counts': regimes_lib.counts(labels), 'unlabelled_cells': unlabelled,
@@ -65,7 +67,7 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
       min_confidence=float(regimes_config.min_confidence), rule_text=rule.describe())
   if with_curves:
     plots.lmc_curves(out / 'lmc_curves.png', curve_examples(rows, temperatures, densities), knob)
-  found = findings_lib.check(means, labelled['stds'], temperatures, densities, regimes_config)
+  found = findings_lib.check(means, labelled['stds'], temperatures, densities, labels, rule)
   workdir_lib.write_json(out / 'findings.json', found)
   return {'counts': regimes_lib.counts(labels), 'unlabelled': unlabelled, 'findings': found,
           'num_cells': labels.size, 'num_rows': len(rows), 'cells': cells,

@@ -250,8 +250,9 @@ def test_axes_unknown_knob():
 
 # ---------------------------------------------------------------------------- commands
 
-# A 3 temperatures (epochs 10, 20, 40; hottest first) x 2 densities table, 2 seed pairs per cell.
-# Rule defaults: Regime I below LMC -0.02; II-B within 0.01 of the column's regime-II max CKA.
+# A 3 temperatures (epochs 10, 20, 40; hottest first) x 2 densities table, 2 seed pairs per cell
+# from 2 dense seeds. The commands run the threshold rule here (`_run`): Regime I below LMC
+# -0.02; II-B within 0.01 of the column's regime-II max CKA.
 #   density 0.1: CKA 0.80 / 0.90 / (0.95, LMC -0.3)  -> II-A, II-B, I
 #   density 0.5: CKA 0.70 / 0.915 / 0.92              -> II-A, II-B, II-B
 # LMC and CKA are equal within each cell's pairs, so every confidence is 1.
@@ -273,7 +274,8 @@ def _results(path, drop=None, replace=None):
   rows = []
   for (t, d), (lmc, cka, errors, dense) in CELLS.items():
     for seed_b, error in zip((2, 3), errors):
-      rows.append(dict(zip(COLUMNS, ['epochs', t, d, 0, 1, seed_b, lmc, cka, error, dense])))
+      rows.append(dict(zip(COLUMNS, ['epochs', t, d, seed_b - 2, 1, seed_b, lmc, cka, error,
+                                     dense])))
   if replace:
     index, column, value = replace
     rows[index][column] = value
@@ -282,8 +284,9 @@ def _results(path, drop=None, replace=None):
 
 
 def _run(command, *args):
-  """Runs a console script; the expectations below were worked out with cka_tolerance 0.01."""
-  return subprocess.run([str(BIN / command), *args, '--cka_tolerance=0.01'],
+  """Runs a console script; the expectations below were worked out with the threshold rule and
+  cka_tolerance 0.01 (the transition rule has its own command test)."""
+  return subprocess.run([str(BIN / command), *args, '--cka_tolerance=0.01', '--rule=threshold'],
                         capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -314,11 +317,48 @@ def test_regimes_command(tmp_path):
   report = json.loads((out / 'regimes.json').read_text())
   assert report['counts'] == {'I': 1, 'II-A': 2, 'II-B': 3, 'none': 0}
   assert report['unlabelled_cells'] == []
-  assert report['parameters'] == {'lmc_threshold': -0.02, 'cka_tolerance': 0.01}
+  assert report['rule'] == 'threshold'
+  assert report['parameters'] == {'rule': 'threshold', 'min_drop': 0.05, 'noise_factor': 1.0,
+                                  'lmc_threshold': -0.02, 'cka_tolerance': 0.01}
   found = json.loads((out / 'findings.json').read_text())
-  assert {k: v['status'] for k, v in found.items()} == {
+  assert {k: found[k]['status'] for k in ('transition', 'connectivity', 'similarity')} == {
       'transition': 'reproduced', 'connectivity': 'reproduced', 'similarity': 'reproduced'}
   assert found['transition']['low_density']['best_temperature'] == 20.0
+
+
+FIGURE2 = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'paper_figure2'
+
+
+def test_regimes_compare_with_the_papers_figure_2(tmp_path):
+  proc = subprocess.run(
+      [str(BIN / 'prunephase-regimes'), f'--results={FIGURE2 / "metrics.csv"}', '--knob=epochs',
+       f'--compare={FIGURE2 / "labels.csv"}', f'--out={tmp_path}'],
+      capture_output=True, text=True, timeout=120, check=False)
+  assert proc.returncode == 0, proc.stderr
+  line = next(l for l in proc.stdout.splitlines() if l.startswith('agreement with'))
+  agree, matched = map(int, line.split(': ')[1].split()[0].split('/'))
+  assert matched == 139 and agree / matched >= 0.9, proc.stdout
+  assert 'transition rule' in proc.stdout
+  saved = json.loads((tmp_path / 'agreement.json').read_text())
+  assert (saved['agree'], saved['matched']) == (agree, matched)
+
+
+@pytest.mark.parametrize('content, message', [
+    (None, 'no such file'),
+    ('temperature,density\n10,0.1\n', 'missing column(s) regime'),
+    ('temperature,density,regime\nten,0.1,I\n', "'ten' is not a number"),
+    ('temperature,density,regime\n10,0.1,ambiguous\n', 'no row has a regime'),
+])
+def test_regimes_compare_bad_file_is_one_line_and_writes_nothing(tmp_path, content, message):
+  labels = tmp_path / 'labels.csv'
+  if content is not None:
+    labels.write_text(content)
+  out = tmp_path / 'out'
+  proc = _run('prunephase-regimes', f'--results={_results(tmp_path / "r.csv")}',
+              f'--out={out}', f'--compare={labels}')
+  assert proc.returncode != 0
+  assert message in proc.stderr and 'Traceback' not in proc.stderr
+  assert not out.exists()
 
 
 def test_advise_command(tmp_path):
@@ -338,7 +378,7 @@ def test_advise_command(tmp_path):
 def parsed_flags():
   """Parses command-line flags in this process for the *_main functions; resets them after."""
   def parse(*args):
-    flags.FLAGS(['prunephase-test', *args, '--cka_tolerance=0.01'])  # As in _run.
+    flags.FLAGS(['prunephase-test', *args, '--cka_tolerance=0.01', '--rule=threshold'])  # As _run.
   yield parse
   flags.FLAGS.unparse_flags()
 

@@ -1,18 +1,19 @@
 """Tests for prunephase.findings.check on hand-made cell means and seed noise."""
 
-import types
-
 import numpy as np
 
 from prunephase import findings
+from prunephase import regimes
 
 TEMPERATURES = [10.0, 20.0, 40.0]  # hottest first; row 2 is the coldest.
 DENSITIES = [0.1, 0.5]  # column 0 is the low density, column 1 the high one.
-CONFIG = types.SimpleNamespace(lmc_threshold=-0.05)
+# The threshold rule keeps these hand-made 3-row grids easy to label; the connectivity test
+# below also runs the transition rule.
+RULE = regimes.RegimeRule('threshold', lmc_threshold=-0.05)
 
 
 def _check(test_error=None, lmc=None, cka=None, std=0.01, temperatures=TEMPERATURES,
-           densities=DENSITIES):
+           densities=DENSITIES, rule=RULE):
   """findings.check with neutral defaults; columns are [low density, high density]."""
   shape = (len(temperatures), len(densities))
   means = {
@@ -22,7 +23,8 @@ def _check(test_error=None, lmc=None, cka=None, std=0.01, temperatures=TEMPERATU
       'cka_softmax': np.array(cka if cka is not None
                               else [[0.5, 0.8], [0.6, 0.85], [0.7, 0.9]], float)}
   stds = {k: np.full(shape, std) for k in means}
-  return findings.check(means, stds, temperatures, densities, CONFIG)
+  labels = regimes.label_grid(means['lmc'], means['cka_softmax'], rule)
+  return findings.check(means, stds, temperatures, densities, labels, rule)
 
 
 def test_noise_is_root_mean_square_of_finite_stds():
@@ -88,7 +90,7 @@ def test_connectivity():
   assert out['holds'] == [True, True]
   assert out['cold_low_corner_lmc'] == -0.2
   assert out['max_abs_lmc_high_density'] == 0.01
-  assert out['threshold'] == -0.05
+  assert out['barrier_scale'] == 0.05 and out['cold_low_corner_regime'] == 'I'
   # The corner exactly at the threshold is not below it (strict, as for Regime I).
   out = _check(lmc=[[0.0, 0.0], [0.0, 0.0], [-0.05, 0.0]])['connectivity']
   assert out['status'] == 'partly' and out['holds'] == [False, True]
@@ -97,6 +99,19 @@ def test_connectivity():
   assert out['status'] == 'partly' and out['holds'] == [True, False]
   out = _check(lmc=[[0.0, -0.3], [0.0, 0.0], [0.0, 0.0]])['connectivity']
   assert out['status'] == 'not reproduced' and out['holds'] == [False, False]
+  # The transition rule: a sharp drop in the cold low-density corner is Regime I, a mild
+  # barrier above it is not, and a high-density column about 0 has none.
+  transition = regimes.RegimeRule()
+  out = _check(lmc=[[-0.03, 0.0], [-0.02, 0.0], [-0.4, 0.01]], rule=transition)['connectivity']
+  assert out['status'] == 'reproduced' and out['barrier_scale'] == 0.05
+  # |LMC| 0.06 at high density is beyond the barrier scale even without a labelled barrier.
+  out = _check(lmc=[[-0.03, -0.06], [-0.02, -0.06], [-0.4, -0.06]], rule=transition)
+  assert out['connectivity']['holds'] == [True, False]
+
+
+def test_unlabelled_cells_are_named():
+  found = _check(lmc=[[0.0, 0.0], [np.nan, 0.0], [-0.2, 0.01]])
+  assert found['unlabelled_cells'] == [{'temperature': 20.0, 'density': 0.1}]
 
 
 def test_similarity():

@@ -8,7 +8,7 @@ import pytest
 from prunephase import regimes
 
 # Thresholds exactly representable in binary floating point, so boundary cases are exact.
-RULE = regimes.RegimeRule(lmc_threshold=-0.25, cka_tolerance=0.125)
+RULE = regimes.RegimeRule(rule='threshold', lmc_threshold=-0.25, cka_tolerance=0.125)
 
 
 def _labels(lmc, cka, rule=RULE):
@@ -16,11 +16,19 @@ def _labels(lmc, cka, rule=RULE):
 
 
 def test_rule_defaults_from_config_and_describe():
-  assert regimes.RegimeRule() == regimes.RegimeRule(-0.02, 0.002)
-  config = types.SimpleNamespace(lmc_threshold='-0.5', cka_tolerance=0.25)
-  assert regimes.RegimeRule.from_config(config) == regimes.RegimeRule(-0.5, 0.25)
+  assert regimes.RegimeRule() == regimes.RegimeRule(
+      'transition', min_drop=0.05, noise_factor=1.0, lmc_threshold=-0.02, cka_tolerance=0.001)
+  config = types.SimpleNamespace(rule='threshold', lmc_threshold='-0.5', cka_tolerance=0.25)
+  assert regimes.RegimeRule.from_config(config) == regimes.RegimeRule(
+      'threshold', lmc_threshold=-0.5, cka_tolerance=0.25)
+  # A config from an older workdir (no `rule` field) gets the defaults for what it lacks.
+  old = types.SimpleNamespace(lmc_threshold=-0.1, cka_tolerance=0.002)
+  assert regimes.RegimeRule.from_config(old).rule == 'transition'
   text = RULE.describe()
   assert 'mean LMC < -0.25' in text and 'within 0.125' in text
+  assert 'drops by >= 0.05' in regimes.RegimeRule().describe()
+  with pytest.raises(ValueError, match='unknown regimes.rule'):
+    regimes.RegimeRule('sign')
 
 
 def test_three_regimes_and_plateau_ignores_regime_one():
@@ -46,7 +54,7 @@ def test_tolerance_boundary_is_inclusive():
 
 
 def test_equal_cka_ties_are_both_two_b():
-  rule = regimes.RegimeRule(lmc_threshold=-0.25, cka_tolerance=0.0)
+  rule = regimes.RegimeRule('threshold', lmc_threshold=-0.25, cka_tolerance=0.0)
   assert _labels(np.zeros((3, 1)), [[0.9], [0.9], [0.8]], rule) == [['II-B'], ['II-B'], ['II-A']]
 
 
@@ -88,8 +96,22 @@ def test_cell_means_and_stds():
   means = regimes.cell_means(grid)
   np.testing.assert_allclose(means, [[0.2, np.nan], [0.5, np.nan]])
   stds = regimes.cell_stds(grid)
-  # Population std over pairs; NaN with fewer than two pairs (no estimate).
-  np.testing.assert_allclose(stds, [[0.1, np.nan], [np.nan, np.nan]])
+  # Sample std (ddof 1) over units; NaN with fewer than two units (no estimate).
+  np.testing.assert_allclose(stds, [[np.sqrt(0.02), np.nan], [np.nan, np.nan]])
+
+
+def test_units_are_dense_seeds_not_pairs():
+  # Dense seed 1 has three pairs that share members (0.0, 0.0, 0.3): one unit, mean 0.1.
+  # Dense seed 2 has one pair (0.5). Noise is over the two dense seeds, not the four pairs.
+  rows = [{'temperature': 1.0, 'density': 0.5, 'dense_seed': 1, 'lmc': v} for v in (0, 0, 0.3)]
+  rows.append({'temperature': 1.0, 'density': 0.5, 'dense_seed': 2, 'lmc': 0.5})
+  units = regimes.unit_grid(rows, [1.0], [0.5], 'lmc')
+  np.testing.assert_allclose(units[0][0], [0.1, 0.5])
+  np.testing.assert_allclose(regimes.cell_stds(units)[0, 0], np.std([0.1, 0.5], ddof=1))
+  # Without a dense_seed column every row is its own unit.
+  for row in rows:
+    del row['dense_seed']
+  assert regimes.unit_grid(rows, [1.0], [0.5], 'lmc')[0][0].size == 4
 
 
 def _pairs(values):
@@ -164,7 +186,7 @@ def _table():
   rows = []
   for (t, d), pairs in cells.items():
     for seed, (lmc, cka, err) in enumerate(pairs):
-      rows.append({'temperature': float(t), 'density': d, 'seed_a': seed, 'lmc': lmc,
+      rows.append({'temperature': float(t), 'density': d, 'dense_seed': seed, 'lmc': lmc,
                    'cka_softmax': cka, 'test_error': err})
   return rows, cells
 
@@ -183,7 +205,7 @@ def test_label_table():
       for k, field in enumerate(('lmc', 'cka_softmax', 'test_error')):
         expected = np.mean(pairs[:, k])
         np.testing.assert_equal(out['means'][field][t, d], expected)
-        np.testing.assert_equal(out['stds'][field][t, d], np.std(pairs[:, k]))
+        np.testing.assert_equal(out['stds'][field][t, d], np.std(pairs[:, k], ddof=1))
   assert np.isnan(out['means']['lmc'][2, 1])
   assert out['means']['cka_softmax'][2, 1] == 0.95
   # Absent fields are NaN cells.
