@@ -72,9 +72,12 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
   err, err_std = means['test_error'], stds['test_error']
   barrier_scale = rule.min_drop if rule.rule == 'transition' else abs(rule.lmc_threshold)
   out = {}
+  unlabelled = [{'temperature': temperatures[t], 'density': densities[d]}
+                for (t, d), label in np.ndenumerate(labels) if not label]
   if len(temperatures) < 2:
     skip = {'status': 'not reproduced', 'summary': 'needs at least two temperatures'}
-    return {'transition': skip, 'connectivity': skip, 'similarity': skip}
+    return {'transition': skip, 'connectivity': skip, 'similarity': skip,
+            'unlabelled_cells': unlabelled}
 
   if not (np.isfinite(err[:, low]).any() and np.isfinite(err[:, high]).any()):
     # No test errors (the column is optional) or every member diverged: nothing to rank.
@@ -136,6 +139,5 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
       'summary': (f'density {densities[high]:g}: CKA hottest {cka[0, high]:.4f} -> coldest '
                   f'{cka[cold, high]:.4f} (rise {rise:+.4f}, {_noise_text(noise)})'),
       'rise': rise, 'seed_noise': noise}
-  out['unlabelled_cells'] = [{'temperature': temperatures[t], 'density': densities[d]}
-                             for (t, d), label in np.ndenumerate(labels) if not label]
+  out['unlabelled_cells'] = unlabelled
   return out

@@ -42,7 +42,12 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
     counts = summary['counts']
     print(f'regimes (prunephase rule, see regimes.json): I={counts["I"]} '
           f'II-A={counts["II-A"]} II-B={counts["II-B"]} unlabelled={counts["none"]}')
-    for name, finding in summary['findings'].items():
+    if summary['unlabelled']:
+      cells = ', '.join(f'({c["temperature"]:g}, {c["density"]:g})' for c in summary['unlabelled'])
+      print(f'unlabelled cells (a diverged member or NaN metric; see results.csv diverged): '
+            f'{cells}')
+    for name in ('transition', 'connectivity', 'similarity'):
+      finding = summary['findings'][name]
       print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')
 
 

@@ -476,6 +476,13 @@ def stage_measure(sweep: Sweep) -> None:
     states, history = load_retrained(sweep, temperature)
     test_error = np.asarray(history['test_error'])[:, -config.test_error_epochs:].mean(axis=1)
     pairs = pair_indices(sweep)
+    member_diverged = train_lib.diverged(history['loss'], np.asarray(history['test_error'])[:, -1],
+                                         sweep.dataset.num_classes)
+    masks_info = checkpoints.restore(sweep.path / 'masks' / sweep.key(temperature))
+    dense_diverged = train_lib.diverged(
+        np.zeros((len(sweep.dense_seeds), 0)), masks_info['dense_test_error'],
+        sweep.dataset.num_classes)
+    warn_diverged(sweep, 'measure', temperature, member_diverged, dense_diverged)
     index_a = np.array([p['index_a'] for p in pairs])
     index_b = np.array([p['index_b'] for p in pairs])
     num_cka = min(config.cka_examples, sweep.dataset.num_train)
@@ -503,6 +510,8 @@ def stage_measure(sweep: Sweep) -> None:
           'lmc': float(curve['lmc'][p]), 'lmc_index': int(curve['lmc_index'][p]),
           'cka_softmax': float(cka['cka_softmax'][p]),
           'cka_logits': float(cka['cka_logits'][p]),
+          'diverged': bool(member_diverged[pair['index_a']] or member_diverged[pair['index_b']]
+                           or dense_diverged[sweep.dense_seeds.index(pair['dense_seed'])]),
           'curve': {k: curve[k][p] for k in curve if k not in ('lmc', 'lmc_index')}})
     if sweep.is_primary:
       workdir_lib.write_json(path, {'temperature': temperature, 'knob': sweep.knob,
@@ -511,13 +520,26 @@ def stage_measure(sweep: Sweep) -> None:
     progress.advance(1, f'{sweep.key(temperature)} {len(pairs)} pairs', force=True)
 
 
+def warn_diverged(sweep: Sweep, stage: str, temperature: float, members: np.ndarray,
+                  dense: np.ndarray) -> None:
+  """One warning line naming diverged retrained members and dense models (process 0 only)."""
+  if not sweep.is_primary or not (members.any() or dense.any()):
+    return
+  chance = 1.0 - 1.0 / sweep.dataset.num_classes
+  seeds = [s for s, bad in zip(sweep.dense_seeds, dense) if bad]
+  print(f'[{stage}] warning: {sweep.key(temperature)}: {int(members.sum())} of {members.size} '
+        f'retrained members and dense seeds {seeds or "none"} diverged (non-finite loss, or at '
+        f'chance: test error within {train_lib.CHANCE_MARGIN:g} of {chance:.3f}); their cells stay '
+        'unlabelled (results.csv column diverged)', flush=True)
+
+
 # ----------------------------------------------------------------------------- report
 
 RESULT_COLUMNS = [
     'knob', 'temperature', 'density', 'dense_seed', 'seed_a', 'seed_b', 'test_error',
     'train_error', 'lmc', 'cka_softmax', 'cka_logits', 'regime', 'regime_confidence',
     'test_error_a', 'test_error_b', 'train_error_a', 'train_error_b', 'pruned_test_error',
-    'dense_test_error', 'actual_density']
+    'dense_test_error', 'actual_density', 'diverged']
 def result_rows(sweep: Sweep, with_curves: bool = False) -> list[dict[str, Any]]:
   """One row per (temperature, density, dense seed, seed pair) from the measure artifacts."""
   rows = []
@@ -540,7 +562,8 @@ def result_rows(sweep: Sweep, with_curves: bool = False) -> list[dict[str, Any]]
           train_error_b=float(curve['train_error'][-1]),
           pruned_test_error=float(masks['pruned_test_error'][s, d]),
           dense_test_error=float(masks['dense_test_error'][s]),
-          actual_density=float(masks['density'][s, d]))
+          actual_density=float(masks['density'][s, d]),
+          diverged=bool(pair.get('diverged', False)))  # Absent in workdirs of <= 0.1.0.
       row['train_error'] = 0.5 * (row['train_error_a'] + row['train_error_b'])
       row = {k: (np.nan if v is None else v) for k, v in row.items()}
       if with_curves:

@@ -239,6 +239,33 @@ def evaluate(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
   return loss_and_error(predict(model, params, batch_stats, dataset, x, batch_size), y)
 
 
+CHANCE_MARGIN = 0.02  # A test error within this of chance (1 - 1/classes) is at chance.
+
+
+def diverged(loss_history: np.ndarray, final_test_error: np.ndarray,
+             num_classes: int) -> np.ndarray:
+  """Which members diverged: a non-finite train loss in any epoch or a non-finite final test
+  error, or a model that stays at chance: final train loss >= ln(num_classes) (no better than
+  a uniform guess) and final test error within `CHANCE_MARGIN` of chance (1 - 1/num_classes).
+  A weak model that still learns (loss below ln C) is not diverged. With no loss history
+  ((M, 0), e.g. dense models seen through their test error alone) the test error decides.
+
+  Args:
+    loss_history: (M, epochs) train-mode losses of the epochs run.
+    final_test_error: (M,) test error at the end.
+    num_classes: C.
+
+  Returns:
+    (M,) booleans.
+  """
+  final_test_error = np.asarray(final_test_error, float)
+  loss_history = np.asarray(loss_history, float).reshape(len(final_test_error), -1)
+  at_chance = final_test_error >= 1.0 - 1.0 / num_classes - CHANCE_MARGIN
+  if loss_history.shape[1]:
+    at_chance &= loss_history[:, -1] >= np.log(num_classes)
+  return ~np.isfinite(loss_history).all(axis=1) | ~np.isfinite(final_test_error) | at_chance
+
+
 MEMBERS, DATA = 'members', 'data'
 
 

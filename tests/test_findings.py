@@ -156,6 +156,7 @@ def test_single_temperature_is_not_reproduced():
   for name in ('transition', 'connectivity', 'similarity'):
     assert found[name] == {'status': 'not reproduced',
                            'summary': 'needs at least two temperatures'}
+  assert found['unlabelled_cells'] == []
 
 
 def test_no_test_errors():

@@ -50,8 +50,9 @@ def test_every_output_is_written_with_values_in_range(finished_run):
   assert float(cell['lmc']) == pytest.approx(np.mean([float(r['lmc']) for r in members]),
                                              abs=1e-5)
   assert sum(summary['counts'].values()) == 4
-  for finding in summary['findings'].values():
-    assert finding['status'] in ('reproduced', 'partly', 'not reproduced')
+  for name in ('transition', 'connectivity', 'similarity'):
+    assert summary['findings'][name]['status'] in ('reproduced', 'partly', 'not reproduced')
+  assert {row['diverged'] for row in rows} == {'False'}
   # Rows hottest first: the epoch family is hottest at the fewest epochs.
   assert [float(c['temperature']) for c in cells[::2]] == [1.0, 2.0]
 
@@ -141,10 +142,25 @@ def test_workdir_with_another_config_is_refused(finished_run):
 def test_changing_only_the_regime_rule_relabels_without_retraining(finished_run):
   path, _, _ = finished_run
   config = tiny_config()
+  config.regimes.rule = 'threshold'
   config.regimes.lmc_threshold = 1.0  # Everything below: all Regime I.
   _, summary = sweep_lib.run_sweep(config, path, stages=('report',))
   assert summary['counts']['I'] == 4
   sweep_lib.run_sweep(tiny_config(), path, stages=('report',))  # Restore the labels.
+
+
+def test_diverged_dense_models_are_flagged_and_the_sweep_goes_on(tmp_path, capsys):
+  config = tiny_config()
+  config.dense.lr = 80.0  # Diverges: non-finite loss, every model at chance.
+  config.temperature.grid = (2,)
+  _, summary = sweep_lib.run_sweep(config, tmp_path)
+  rows = read_csv(tmp_path / 'results.csv')
+  assert rows and all(row['diverged'] == 'True' for row in rows)
+  assert all(row['regime'] == '' for row in rows)
+  assert summary['counts']['none'] == 2 and len(summary['unlabelled']) == 2
+  assert 'diverged (non-finite loss, or at chance: test error within 0.02' in capsys.readouterr().out
+  found = workdir_lib.read_json(tmp_path / 'findings.json')
+  assert len(found['unlabelled_cells']) == 2
 
 
 def test_workdir_in_use_is_refused(tmp_path):

@@ -345,3 +345,16 @@ def test_evaluate_matches_numpy_error_and_loss():
     assert 0.0 < want_error < 1.0
   # The two splits hold different data, so a swapped split would be caught.
   assert got['train']['loss'] != got['test']['loss']
+
+
+def test_diverged_members():
+  ln10 = np.log(10)
+  loss = np.array([[1.0, 0.5], [1.0, np.inf], [2.4, ln10 + 0.1], [2.4, ln10 - 0.1],
+                   [1.0, 0.4]])
+  # 10 classes: chance error 0.9, "at chance" from 0.88.
+  final_test_error = np.array([0.2, 0.2, 0.89, 0.89, np.nan])
+  np.testing.assert_array_equal(train.diverged(loss, final_test_error, 10),
+                                [False, True, True, False, True])  # Row 3 still learns.
+  no_loss = np.zeros((2, 0))
+  np.testing.assert_array_equal(train.diverged(no_loss, np.array([0.87, 0.885]), 10),
+                                [False, True])
