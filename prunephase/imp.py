@@ -28,6 +28,10 @@ import numpy as np
 
 from prunephase import pruning
 
+# imp reuses pruning's private count (`_num_pruned`), density check and ranking (`_ranks`), so
+# that one-shot and iterative masks count and break ties identically.
+# pylint: disable=protected-access
+
 IMP_METHODS = ('uniform', 'global', 'lamp')
 _POWER_TOLERANCE = 1e-9
 
@@ -55,7 +59,7 @@ def level_densities(densities: float | Sequence[float],
   rate = _check_rate(rate_per_level)
   if isinstance(densities, (int, float, np.floating, np.integer)):
     densities = (densities,)
-  targets = sorted({d for d in pruning._check_densities(densities) if d < 1.0}, reverse=True)  # pylint: disable=protected-access
+  targets = sorted({d for d in pruning._check_densities(densities) if d < 1.0}, reverse=True)
   if not targets:
     return ()
   near = lambda power: any(abs(power - d) <= _POWER_TOLERANCE * d for d in targets)
@@ -86,7 +90,7 @@ def _is_tracer(x) -> bool:
 def _pool_pruned(size: int, kept, rate: float | None, density: float | None) -> int:
   """Entries a pool of `size` weights with `kept` remaining has pruned after the level."""
   if density is not None:
-    pruned = pruning._num_pruned(density, size)  # pylint: disable=protected-access
+    pruned = pruning._num_pruned(density, size)
     if kept is not None and pruned < size - kept:
       raise ValueError(f'density {density} keeps more weights ({size - pruned}) than the '
                        f'current mask ({kept} of {size}): a level can only prune')
@@ -126,7 +130,7 @@ def next_level_mask(params, mask, rate: float | None = None, *, density: float |
   if rate is not None:
     rate = _check_rate(rate)
   else:
-    density = pruning._check_densities((density,))[0]  # pylint: disable=protected-access
+    density = pruning._check_densities((density,))[0]
 
   mask_leaves, treedef = jax.tree_util.tree_flatten(mask, is_leaf=lambda m: m is None)
   param_leaves = treedef.flatten_up_to(params)
@@ -152,12 +156,12 @@ def next_level_mask(params, mask, rate: float | None = None, *, density: float |
 
   if method == 'uniform':
     pruned = [_pool_pruned(w.size, n, rate, density) for w, n in zip(weights, kept)]
-    ranks = [pruning._ranks(s) for s in scores]  # pylint: disable=protected-access
+    ranks = [pruning._ranks(s) for s in scores]
   else:
     total = sum(int(w.size) for w in weights)
     pool_kept = sum(kept) if concrete else None
     pruned = [_pool_pruned(total, pool_kept, rate, density)] * len(weights)
-    pooled = pruning._ranks(jnp.concatenate(scores))  # pylint: disable=protected-access
+    pooled = pruning._ranks(jnp.concatenate(scores))
     ranks = jnp.split(pooled, np.cumsum([w.size for w in weights])[:-1].tolist())
 
   out = list(mask_leaves)
