@@ -171,7 +171,7 @@ def curve_metrics(model: nn.Module, spec: CurveSpec, params_a, theta, params_b, 
 
   Returns:
     Dict of (K,) arrays 't' and the metrics of `curve_point`, plus scalars 'mc' and 'mc_index':
-    `landscape.lmc_statistic` of the train-error curve.
+    `landscape.lmc_statistic` of the train misclassification counts (exact).
   """
   if spec.num_points < 2:
     raise ValueError(f'a curve needs at least 2 points, got {spec.num_points}')
@@ -183,7 +183,8 @@ def curve_metrics(model: nn.Module, spec: CurveSpec, params_a, theta, params_b, 
   else:
     curve = jax.lax.map(at, ts)
   curve = {'t': ts, **curve}
-  curve['mc'], curve['mc_index'] = landscape.lmc_statistic(curve['train_error'])
+  curve['mc'], curve['mc_index'] = landscape.lmc_statistic(curve['train_mistakes'],
+                                                           dataset.num_train)
   return curve
 
 

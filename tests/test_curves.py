@@ -109,7 +109,7 @@ def test_untrained_curve_is_the_lmc_curve():
                                        member_a.params, member_b.params, member_a.batch_stats, ds)
   for key, value in want.items():
     np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
-  lmc, index = landscape.lmc_statistic(want['train_error'])
+  lmc, index = landscape.lmc_statistic(want['train_mistakes'], ds.num_train)
   np.testing.assert_allclose(got['mc'], lmc, atol=1e-7)
   assert int(got['mc_index']) == int(index)
   assert got['bend_loss'].shape == (0,)
