@@ -1,8 +1,10 @@
 """Checks of the paper's three qualitative findings on the run at hand, from its numbers.
 
 Each finding reads 'reproduced', 'partly' or 'not reproduced', computed here from the cell
-means, the regime labels and the seed noise (standard deviation over the cell's independent
-dense seeds, see regimes.py), never set by hand.
+means, the regime labels and the seed noise, never set by hand. Every comparison of two cells
+is a comparison of two means over independent dense seeds, so its noise is the standard error
+of their difference, sqrt(s_a^2 / n_a + s_b^2 / n_b), with s the sample standard deviation over
+a cell's n dense seeds (see regimes.py); "twice the noise" below means twice that.
 Rows are ordered hottest first, so row 0 is the hottest and row -1 the coldest temperature.
 
   transition   (a) at the lowest density the best temperature is hotter than the coldest and
@@ -36,22 +38,23 @@ def _status(parts: Sequence[bool]) -> str:
   return 'partly' if any(parts) else 'not reproduced'
 
 
-def _noise(*stds: float) -> float:
-  """Pooled seed noise of cells: root mean square of their stds."""
-  values = np.asarray([s for s in stds if np.isfinite(s)], float)
-  return float(np.sqrt(np.mean(values ** 2))) if values.size else float('nan')
+def _noise(std_a: float, n_a: int, std_b: float, n_b: int) -> float:
+  """Standard error of the difference of two cell means; NaN without two seeds in each."""
+  if not (np.isfinite(std_a) and np.isfinite(std_b) and n_a > 1 and n_b > 1):
+    return float('nan')
+  return float(np.sqrt(std_a ** 2 / n_a + std_b ** 2 / n_b))
 
 
 def _noise_text(noise: float) -> str:
   """'2x noise 0.0123', or why there is none (the noise-based parts then cannot hold)."""
   if np.isfinite(noise):
-    return f'2x noise {2 * noise:.4f}'
+    return f'2x SE {2 * noise:.4f}'
   return 'no noise estimate: fewer than 2 dense seeds per cell'
 
 
 def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
           temperatures: Sequence[float], densities: Sequence[float],
-          labels: np.ndarray, rule) -> dict[str, Any]:
+          labels: np.ndarray, rule, num_seeds: np.ndarray | None = None) -> dict[str, Any]:
   """The three findings with their numbers.
 
   Args:
@@ -61,6 +64,8 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
     densities: ascending or not; the lowest and highest are found by value.
     labels: (T, D) regime labels ('' = unlabelled).
     rule: the `regimes.RegimeRule` that produced them.
+    num_seeds: (T, D) independent dense seeds behind each cell mean (default 2 everywhere,
+      which makes the noise of two cells the root mean square of their stds).
 
   Returns:
     {'transition': {...}, 'connectivity': {...}, 'similarity': {...}}, each with 'status',
@@ -72,6 +77,7 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
   err, err_std = means['test_error'], stds['test_error']
   barrier_scale = rule.min_drop if rule.rule == 'transition' else abs(rule.lmc_threshold)
   out = {}
+  seeds = np.full(np.shape(labels), 2) if num_seeds is None else np.asarray(num_seeds)
   unlabelled = [{'temperature': temperatures[t], 'density': densities[d]}
                 for (t, d), label in np.ndenumerate(labels) if not label]
   if len(temperatures) < 2:
@@ -88,10 +94,12 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
   else:
     best_low = int(np.nanargmin(err[:, low]))
     gap_low = float(err[cold, low] - err[best_low, low])
-    noise_low = _noise(err_std[cold, low], err_std[best_low, low])
+    noise_low = _noise(err_std[cold, low], seeds[cold, low], err_std[best_low, low],
+                       seeds[best_low, low])
     best_high = int(np.nanargmin(err[:, high]))
     gap_high = float(err[cold, high] - err[best_high, high])
-    noise_high = _noise(err_std[cold, high], err_std[best_high, high])
+    noise_high = _noise(err_std[cold, high], seeds[cold, high], err_std[best_high, high],
+                        seeds[best_high, high])
     low_ok = best_low != cold and gap_low > 2 * noise_low
     high_ok = best_high == cold or gap_high <= 2 * noise_high
     if best_low == cold:
@@ -132,7 +140,7 @@ def check(means: dict[str, np.ndarray], stds: dict[str, np.ndarray],
 
   cka, cka_std = means['cka_softmax'], stds['cka_softmax']
   rise = float(cka[cold, high] - cka[0, high])
-  noise = _noise(cka_std[cold, high], cka_std[0, high])
+  noise = _noise(cka_std[cold, high], seeds[cold, high], cka_std[0, high], seeds[0, high])
   status = 'reproduced' if rise > 2 * noise else ('partly' if rise > 0 else 'not reproduced')
   out['similarity'] = {
       'status': status,

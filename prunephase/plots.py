@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 import os
+import textwrap
 import warnings
 
 import matplotlib
@@ -85,10 +86,11 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
   for (t, d), label in np.ndenumerate(labels):
     axes[0].text(d, t + 0.33, label or 'n/a', ha='center', va='center', fontsize=7,
                  color='red' if label == 'I' else 'black', fontweight='bold')
-  fig.text(0.01, 0.01, f'Regime rule (prunephase\'s, not the paper\'s): {rule_text}. '
-           f'Solid red: I/II; dashed white: II-A/II-B; hatched: confidence < '
-           f'{min_confidence:g}.', fontsize=9)
-  fig.tight_layout(rect=(0, 0.04, 1, 1))
+  caption = textwrap.fill(
+      f'Regime rule (prunephase\'s, not the paper\'s): {rule_text}. Solid red: I/II; dashed '
+      f'white: II-A/II-B; hatched: confidence < {min_confidence:g}.', width=230)
+  fig.text(0.01, 0.01, caption, fontsize=9, va='bottom')
+  fig.tight_layout(rect=(0, 0.03 + 0.025 * caption.count('\n'), 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)
 

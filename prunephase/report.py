@@ -67,7 +67,8 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
       min_confidence=float(regimes_config.min_confidence), rule_text=rule.describe())
   if with_curves:
     plots.lmc_curves(out / 'lmc_curves.png', curve_examples(rows, temperatures, densities), knob)
-  found = findings_lib.check(means, labelled['stds'], temperatures, densities, labels, rule)
+  found = findings_lib.check(means, labelled['stds'], temperatures, densities, labels, rule,
+                             labelled['num_units'])
   workdir_lib.write_json(out / 'findings.json', found)
   return {'counts': regimes_lib.counts(labels), 'unlabelled': unlabelled, 'findings': found,
           'num_cells': labels.size, 'num_rows': len(rows), 'cells': cells,

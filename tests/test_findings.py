@@ -13,7 +13,7 @@ RULE = regimes.RegimeRule('threshold', lmc_threshold=-0.05)
 
 
 def _check(test_error=None, lmc=None, cka=None, std=0.01, temperatures=TEMPERATURES,
-           densities=DENSITIES, rule=RULE):
+           densities=DENSITIES, rule=RULE, num_seeds=2):
   """findings.check with neutral defaults; columns are [low density, high density]."""
   shape = (len(temperatures), len(densities))
   means = {
@@ -24,13 +24,25 @@ def _check(test_error=None, lmc=None, cka=None, std=0.01, temperatures=TEMPERATU
                               else [[0.5, 0.8], [0.6, 0.85], [0.7, 0.9]], float)}
   stds = {k: np.full(shape, std) for k in means}
   labels = regimes.label_grid(means['lmc'], means['cka_softmax'], rule)
-  return findings.check(means, stds, temperatures, densities, labels, rule)
+  return findings.check(means, stds, temperatures, densities, labels, rule,
+                        np.full(shape, num_seeds))
 
 
-def test_noise_is_root_mean_square_of_finite_stds():
-  assert np.isclose(findings._noise(0.01, 0.03), np.sqrt((0.01**2 + 0.03**2) / 2))
-  assert findings._noise(0.02, np.nan) == 0.02
-  assert np.isnan(findings._noise(np.nan, np.nan))
+def test_noise_is_the_standard_error_of_a_difference_of_means():
+  assert np.isclose(findings._noise(0.01, 2, 0.03, 2), np.sqrt((0.01**2 + 0.03**2) / 2))
+  assert np.isclose(findings._noise(0.03, 3, 0.03, 3), 0.03 * np.sqrt(2 / 3))
+  assert np.isnan(findings._noise(0.02, 2, np.nan, 2))
+  assert np.isnan(findings._noise(0.02, 1, 0.02, 3))  # One seed: no estimate.
+
+
+def test_more_seeds_make_a_smaller_gap_count():
+  # Gap 0.2 at low density; seed std 0.12: with 2 seeds per cell 2 x SE = 0.24 > 0.2 (fails),
+  # with 6 seeds 2 x SE = 0.139 < 0.2 (holds).
+  err = [[0.2, 0.3], [0.1, 0.2], [0.3, 0.1]]
+  assert not _check(test_error=err, std=0.12)['transition']['low_density']['holds']
+  out = _check(test_error=err, std=0.12, num_seeds=6)['transition']
+  assert out['low_density']['holds'] and np.isclose(out['low_density']['seed_noise'],
+                                                    0.12 * np.sqrt(2 / 6))
 
 
 def test_transition_reproduced():
