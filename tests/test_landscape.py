@@ -160,7 +160,9 @@ def test_lmc_curve_endpoints_and_point_batching():
             for mode in landscape.POINT_BATCHING}
   vmapped = curves['vmap']
   np.testing.assert_allclose(vmapped['t'], [0.0, 0.25, 0.5, 0.75, 1.0], atol=1e-7)
-  assert set(vmapped) == {'t', 'train_error', 'train_loss', 'test_error', 'test_loss'}
+  assert set(vmapped) == {'t', 'train_error', 'train_loss', 'train_mistakes', 'test_error',
+                          'test_loss', 'test_mistakes'}
+  assert vmapped['train_mistakes'].dtype == np.int32
   for key, value in vmapped.items():
     assert value.shape == (5,), key
     np.testing.assert_allclose(curves['map'][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
@@ -172,9 +174,9 @@ def test_lmc_curve_endpoints_and_point_batching():
                                  atol=1e-6)
       np.testing.assert_allclose(vmapped[f'{split}_loss'][index], want[split]['loss'],
                                  rtol=1e-5)
-  # Errors are multiples of 1/20 on the train set, and the curve is not constant.
-  np.testing.assert_allclose(vmapped['train_error'] * 20, np.round(vmapped['train_error'] * 20),
-                             atol=1e-4)
+  # Errors are multiples of 1/20 on the train set (the counts over 20), and the curve is not
+  # constant.
+  np.testing.assert_allclose(vmapped['train_error'], vmapped['train_mistakes'] / 20, atol=1e-7)
   assert np.ptp(vmapped['train_loss']) > 1e-3
 
 
