@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-AUGMENTATIONS = ('none', 'crop_flip')
+from prunephase.config import names
+
+AUGMENTATIONS = names.AUGMENTATIONS
 
 
 class DataError(ValueError):

@@ -18,8 +18,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prunephase.config import names
+
 HEAD_NAME = 'head'
-MODEL_NAMES = ('mlp', 'cnn1d', 'preresnet20', 'preresnet56', 'vgg11', 'vgg16')
+MODEL_NAMES = names.MODELS
 
 # PyTorch's kaiming_normal_(mode='fan_out') as used by the paper's PreResNet: N(0, 2 / (k*k*C_out)).
 he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
