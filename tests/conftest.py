@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny MNIST-1D sweep, run once per test session."""
+"""Shared fixtures and helpers: a tiny MNIST-1D sweep run once per session, the commands run
+from this checkout, mock tfds data, small parameter trees."""
 
 import contextlib
 import pathlib
+import subprocess
 import sys
 from unittest import mock
 
@@ -12,7 +14,24 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tests'))
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from prunephase import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Console script -> the module that runs it (run with this interpreter, from this checkout: an
+# installed console script may point at another copy of prunephase).
+COMMANDS = {'prunephase': 'prunephase.cli.main', 'prunephase-regimes': 'prunephase.cli.regimes',
+            'prunephase-advise': 'prunephase.cli.advise',
+            'prunephase-select': 'prunephase.cli.select'}
+
+
+def run_command(command: str, *args: str, timeout: float = 300,
+                **kwargs) -> subprocess.CompletedProcess:
+  """Runs a console script (`COMMANDS`) of this checkout in a subprocess; output as text."""
+  return subprocess.run([sys.executable, '-m', COMMANDS[command], *map(str, args)], cwd=REPO,
+                        capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+  """The non-empty stderr lines of a command that failed."""
+  return [line for line in result.stderr.splitlines() if line.strip()]
 
 
 @contextlib.contextmanager
@@ -50,6 +69,7 @@ def tiny_config():
 @pytest.fixture(scope='session')
 def finished_run(tmp_path_factory):
   """(workdir, sweep, summary) of the tiny sweep, every stage."""
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   path = tmp_path_factory.mktemp('run')
   sweep, summary = sweep_lib.run_sweep(tiny_config(), path)
   return path, sweep, summary
