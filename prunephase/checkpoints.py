@@ -81,8 +81,10 @@ def restore(directory: str | os.PathLike, step: int | None = None,
       target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                             tree)
       return manager.restore(step, args=ocp.args.StandardRestore(target))
-  except CheckpointError:
-    raise
-  except Exception as error:  # Orbax raises many types for damaged files.
-    raise CheckpointError(f'unreadable checkpoint {directory} step {step}: '
-                          f'{type(error).__name__}: {str(error).splitlines()[0][:200]}') from error
+  except Exception as error:  # Orbax raises many types for damaged or truncated files.
+    detail = next((line.strip() for line in str(error).splitlines() if line.strip()), '')
+    detail = detail.split(' See full TensorStore details')[0][:160]
+    raise CheckpointError(f'unreadable checkpoint {pathlib.Path(directory) / str(step)} '
+                          f'({type(error).__name__}: {detail}); it is damaged or truncated: '
+                          'delete that directory and re-run the stage that wrote it'
+                          ) from error

@@ -22,11 +22,15 @@ COMMANDS = {'prunephase': 'prunephase.cli.main', 'prunephase-regimes': 'prunepha
             'prunephase-select': 'prunephase.cli.select'}
 
 
-def run_command(command: str, *args: str, timeout: float = 300,
+def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),
                 **kwargs) -> subprocess.CompletedProcess:
-  """Runs a console script (`COMMANDS`) of this checkout in a subprocess; output as text."""
-  return subprocess.run([sys.executable, '-m', COMMANDS[command], *map(str, args)], cwd=REPO,
-                        capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
+  """Runs a console script (`COMMANDS`) of this checkout in a subprocess; output as text.
+
+  `prefix` goes before the interpreter (e.g. a command that drops privileges).
+  """
+  return subprocess.run([*prefix, sys.executable, '-m', COMMANDS[command], *map(str, args)],
+                        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+                        **kwargs)
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -64,6 +68,16 @@ def tiny_config():
   config.measure.lmc_points = 5
   config.regimes.bootstrap = 5
   return config
+
+
+def tiny_config_file(directory: pathlib.Path) -> pathlib.Path:
+  """A config file giving `tiny_config()`, for running the tiny sweep's workdir through the
+  `prunephase` command."""
+  path = pathlib.Path(directory) / 'tiny_config.py'
+  path.write_text(f'import sys\nsys.path.insert(0, {str(REPO / "tests")!r})\n'
+                  'from conftest import tiny_config\n\n\n'
+                  'def get_config(arg=""):\n  del arg\n  return tiny_config()\n')
+  return path
 
 
 @pytest.fixture(scope='session')
