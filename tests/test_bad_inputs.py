@@ -4,11 +4,13 @@ cannot be created, a damaged workdir config. docs/bad_inputs.md lists every case
 
 import os
 import pathlib
+import re
 import shutil
 
 import pytest
 
 from conftest import error_lines  # pylint: disable=g-bad-import-order
+from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config_file
 
@@ -123,3 +125,50 @@ def test_out_that_cannot_be_created(tmp_path, command, args, out, reason):
   assert result.stdout == ''  # Nothing printed (or written) before the check.
   assert sorted(p.name for p in tmp_path.iterdir()) in (['results.csv'],
                                                         ['a_file', 'results.csv'])
+
+
+# ----------------------------------------------------------------------------- flags
+
+
+@pytest.mark.parametrize('command, args, message', [
+    ('prunephase-advise', ['--temperature=10', '--density=0.33'],
+     'no cell at temperature 10, density 0.33; the table has temperatures [10.0, 20.0, 40.0] '
+     'and densities [0.1, 0.5]'),
+    ('prunephase-advise', [],
+     'give --density and --temperature (a cell of the table), or --evaluate'),
+    ('prunephase-advise', ['--probe'],
+     '--probe needs --config=FILE and --workdir=DIR (a new directory)'),
+    ('prunephase-select', ['--density=0.33'], 'no density 0.33 in the table; it has [0.1, 0.5]'),
+    ('prunephase-regimes', ['--rule=bogus'],
+     'bad flag: flag --rule=bogus: value should be one of <transition|threshold>'),
+])
+def test_case_command_flags(tmp_path, command, args, message):
+  result = run_command(command, f'--results={_table(tmp_path)}', *args)
+  assert _one_error_line(result) == f'prunephase: error: {message}'
+  assert result.stdout == '' and [p.name for p in tmp_path.iterdir()] == ['results.csv']
+
+
+def test_a_directory_that_is_not_a_workdir_for_the_case_commands(tmp_path):
+  result = run_command('prunephase-regimes', f'--workdir={tmp_path}')
+  assert _one_error_line(result) == (
+      f'prunephase: error: {tmp_path} is not a prunephase workdir (no config.json)')
+
+
+def test_unknown_stage(tmp_path):
+  result = run_command('prunephase', QUICK, f'--workdir={tmp_path / "w"}', '--stages=train,bake')
+  assert _one_error_line(result) == (
+      "prunephase: error: unknown stage(s) ['bake']; choose from "
+      'train,prune,retrain,measure,report')
+  assert not (tmp_path / 'w').exists()
+
+
+# ----------------------------------------------------------------------------- the catalogue
+
+
+def test_the_catalogue_lists_at_least_25_kinds_and_names_real_tests():
+  text = (REPO / 'docs' / 'bad_inputs.md').read_text()
+  rows = [line for line in text.splitlines() if re.match(r'\| *\d+ *\|', line)]
+  assert len(rows) >= 25
+  for row in rows:
+    for file, test in re.findall(r'`(tests/test_\w+\.py)::(test_\w+)', row):
+      assert re.search(rf'^def {test}\(', (REPO / file).read_text(), re.M), (file, test)
