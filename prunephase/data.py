@@ -6,7 +6,6 @@ memory. Every population member draws its own batch order from its own key (`epo
 the paper's retraining seed changes the data order (and augmentation) only.
 """
 
-from collections.abc import Sequence
 import dataclasses
 
 import flax.struct

@@ -78,9 +78,11 @@ class BatchNorm(nn.Module):
 class Conv1D(nn.Module):
   """1D convolution (cross-correlation, like PyTorch) written as im2col + matmul.
 
-  `vmap` over a population turns this into one batched matmul; `vmap` of `lax.conv` lowers to
-  a grouped convolution that was ~17x slower on CPU. `tests/test_models.py` pins equality with
-  `lax.conv_general_dilated`.
+  `vmap` over a population turns this into one batched matmul (`vmap` of `lax.conv` lowers to a
+  grouped convolution). Measured on the project's 2-core CPU for the default layer, 8 members
+  vmapped: 0.99 ms against 0.86 ms for `lax.conv` (README, Performance); a large gap in favour
+  of im2col reported for a 48-member population did not reproduce at this size.
+  `tests/test_models.py` pins equality with `lax.conv_general_dilated`.
 
   Attributes:
     features: output channels.
