@@ -87,3 +87,44 @@ def finished_run(tmp_path_factory):
   path = tmp_path_factory.mktemp('run')
   sweep, summary = sweep_lib.run_sweep(tiny_config(), path)
   return path, sweep, summary
+
+
+# ----------------------------------------------------------------------------- small trees
+
+
+def make_params(seed=0):
+  """Three prunable kernels of 40, 96 and 432 weights plus BN and head leaves (not prunable)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  return {
+      'stem': {'kernel': normal(3, 3, 3, 16)},  # 432 weights, the paper's PreResNet stem.
+      'conv0': {'kernel': normal(5, 1, 8)},  # 40 weights.
+      'bn0': {'scale': normal(8), 'bias': normal(8)},
+      'conv1': {'kernel': 0.1 * normal(3, 8, 4)},  # 96 weights, smaller scale than the others.
+      'head': {'kernel': normal(12, 3), 'bias': normal(3)},
+  }
+
+
+def half_mask(params, seed=0):
+  """Keeps a random half of the first layer's kernel (dense0 or conv0); every other leaf
+  unmasked (None)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  first = 'dense0' if 'dense0' in params else 'conv0'
+  mask = jax.tree.map(lambda _: None, params)
+  kernel = params[first]['kernel']
+  mask[first] = {'kernel': jnp.asarray(rng.random(kernel.shape) < 0.5)}
+  return mask
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+  """Same structure and every leaf close."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)

@@ -3,14 +3,14 @@ prunephase-regimes / -advise / -select commands on synthetic tables with known a
 
 import csv
 import json
-import pathlib
 import re
 
 from absl import flags
 import numpy as np
 import pytest
 
-from conftest import run_command  # pylint: disable=g-bad-import-order
+from conftest import REPO  # pylint: disable=g-bad-import-order
+from conftest import run_command
 from prunephase import cases
 from prunephase import tables
 from prunephase.cli import advise as advise_cli
@@ -324,7 +324,7 @@ def test_regimes_command(tmp_path):
   assert found['transition']['low_density']['best_temperature'] == 20.0
 
 
-FIGURE2 = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'paper_figure2'
+FIGURE2 = REPO / 'docs' / 'paper_figure2'
 
 
 def test_regimes_compare_with_the_papers_figure_2(tmp_path):

@@ -1,18 +1,17 @@
 """The paper's configs: every argument loads and validates; `:quick` trains on mock CIFAR-10."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
+from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import checkpoints
 from prunephase import grid
 from prunephase import sweep as sweep_lib
 from prunephase.config import paper
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 FAMILIES = ('cifar10_epochs', 'cifar10_batch_size', 'cifar10_sam_rho')
 ARGS = ('', 'quick', 'cifar10', 'cifar100', 'svhn', 'cifar10,quick', 'cifar100,quick',
         'svhn,quick', 'quick,svhn', ' cifar100 , quick ')

@@ -1,9 +1,8 @@
 """The README's two set-up commands are the ones CI and users run."""
 
-import pathlib
 import re
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import REPO  # pylint: disable=g-bad-import-order
 
 
 def _readme_commands():
