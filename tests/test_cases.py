@@ -11,6 +11,8 @@ import pytest
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import run_command
+from conftest import tiny_config
+from conftest import tiny_config_file
 from prunephase import cases
 from prunephase import tables
 from prunephase.cli import advise as advise_cli
@@ -369,6 +371,34 @@ def test_advise_command(tmp_path):
   evidence = json.loads((tmp_path / 'advise.json').read_text())
   assert evidence['advice'] == 'increase' and evidence['regime'] == 'I'
   assert evidence['lmc'] == -0.3 and np.isclose(evidence['column_max_cka'], 0.95)
+
+
+def test_probe_config_is_the_cell_and_its_neighbours():
+  config = tiny_config()
+  config.temperature.grid = (1, 2, 3, 4)
+  config.dense.epochs = 4
+  probe = cases.probe_config(config, 2, 0.3)
+  assert tuple(probe.temperature.grid) == (1, 2, 3)  # epochs: fewer is hotter, hottest first
+  assert tuple(probe.prune.densities) == (0.3,)
+  assert tuple(probe.dense.seeds) == (1,) and tuple(probe.retrain.seeds) == (1, 2)
+  assert tuple(config.temperature.grid) == (1, 2, 3, 4)  # The config itself is unchanged.
+  with pytest.raises(cases.CaseError, match=r"--temperature 5 is not in the config's "
+                     r'temperature.grid \[1, 2, 3, 4\]'):
+    cases.probe_config(config, 5, 0.3)
+
+
+def test_advise_probe_command(tmp_path):
+  workdir = tmp_path / 'probe'
+  proc = run_command('prunephase-advise', '--probe', f'--config={tiny_config_file(tmp_path)}',
+                     f'--workdir={workdir}', '--temperature=2', '--density=0.2')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.splitlines()
+  assert lines[0] == (f'probe: epochs [1, 2] x density 0.2, 1 dense seed x 2 retrain seeds, into '
+                      f'{workdir}')
+  advice = next(line for line in lines if line.startswith('epochs=2, density 0.2: regime '))
+  evidence = json.loads((workdir / 'regimes' / 'advise.json').read_text())
+  assert f'-> {evidence["advice"]}' in advice
+  assert (workdir / 'results.csv').exists()
 
 
 @pytest.fixture

@@ -18,14 +18,13 @@ EVALUATE = flags.DEFINE_bool('evaluate', False, 'Evaluate the advice on every ce
 PROBE = flags.DEFINE_bool('probe', False, 'Run the minimal probe (prune -> retrain x 2 seeds -> '
                           'LMC/CKA) for --temperature, its grid neighbours and --density, from '
                           '--config, into --workdir; then advise.')
+flags.adopt_module_key_flags(common)  # --help lists them all.
+flags.adopt_module_key_flags(table_flags)
 
 
 def _probe_errors() -> tuple[type[Exception], ...]:
   from prunephase import main as main_lib  # pylint: disable=import-outside-toplevel
   return table_flags.ERRORS + main_lib.user_errors()
-
-flags.adopt_module_key_flags(common)  # --help lists them all.
-flags.adopt_module_key_flags(table_flags)
 
 
 def main(argv) -> None:
@@ -33,7 +32,8 @@ def main(argv) -> None:
   temperature, density = TEMPERATURE.value, table_flags.DENSITY.value
   if PROBE.value:
     config = runtime.config_value(common.CONFIG)
-    # The probe sets up devices before JAX is imported, then any sweep error is one line.
+    # Importing the error types starts no JAX backend: cases.probe still sets the device
+    # layout (and multi-host start) before the first JAX call. Any sweep error is one line.
     common.fail_on(_probe_errors(), cases.probe, config, common.WORKDIR.value, temperature,
                    density)
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
