@@ -8,6 +8,7 @@ on accelerators restores on a laptop.
 
 import os
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -17,6 +18,30 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
   """A checkpoint is missing or unreadable."""
+
+
+def _is_closed_loop_error(value: BaseException) -> bool:
+  return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
+
+
+def _quiet_late_callbacks() -> None:
+  """Stops tracebacks of reads that finish after a failed restore from reaching stderr.
+
+  When one array of a damaged checkpoint fails, orbax closes its event loop while TensorStore
+  still reads the others; as each read finishes, TensorStore schedules its callback on the
+  closed loop and prints the RuntimeError ('Event loop is closed') through `sys.excepthook`, so
+  a one-line CheckpointError would come with a dozen lines of noise. Only that error is dropped.
+  """
+  previous = sys.excepthook
+  if getattr(previous, 'prunephase_quiet', False):
+    return
+
+  def hook(kind, value, traceback):
+    if not _is_closed_loop_error(value):
+      previous(kind, value, traceback)
+
+  hook.prunephase_quiet = True
+  sys.excepthook = hook
 
 
 def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> ocp.CheckpointManager:
@@ -82,6 +107,7 @@ def restore(directory: str | os.PathLike, step: int | None = None,
                             tree)
       return manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as error:  # Orbax raises many types for damaged or truncated files.
+    _quiet_late_callbacks()
     detail = next((line.strip() for line in str(error).splitlines() if line.strip()), '')
     detail = detail.split(' See full TensorStore details')[0][:160]
     raise CheckpointError(f'unreadable checkpoint {pathlib.Path(directory) / str(step)} '

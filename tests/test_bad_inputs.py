@@ -90,6 +90,21 @@ def test_truncated_checkpoint_is_one_line_naming_it(finished_run, tmp_path):
   assert not (copy / 'measure' / 'epochs=1.json').exists()
 
 
+def test_late_read_callbacks_after_a_failed_restore_print_nothing(capsys, monkeypatch):
+  import sys  # pylint: disable=import-outside-toplevel
+  from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(sys, 'excepthook', sys.__excepthook__)
+  checkpoints._quiet_late_callbacks()  # pylint: disable=protected-access
+  checkpoints._quiet_late_callbacks()  # pylint: disable=protected-access  # Installed once.
+  assert sys.excepthook.prunephase_quiet
+  closed = RuntimeError('Event loop is closed')
+  sys.excepthook(RuntimeError, closed, None)
+  assert capsys.readouterr().err == ''
+  other = ValueError('a real problem')
+  sys.excepthook(ValueError, other, None)
+  assert 'a real problem' in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------- --out
 
 
@@ -172,3 +187,4 @@ def test_the_catalogue_lists_at_least_25_kinds_and_names_real_tests():
   for row in rows:
     for file, test in re.findall(r'`(tests/test_\w+\.py)::(test_\w+)', row):
       assert re.search(rf'^def {test}\(', (REPO / file).read_text(), re.M), (file, test)
+
