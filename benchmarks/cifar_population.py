@@ -23,9 +23,10 @@ from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
+from prunephase.config import paper  # pylint: disable=wrong-import-position
 from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
 
-DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
+DENSITIES = paper.DENSITIES
 STEPS_PER_CIFAR_EPOCH = 50_000 // 64
 GRID_RETRAIN_EPOCHS = 1296 * 160
 

@@ -41,7 +41,7 @@ import pathlib
 
 import ml_collections
 
-from prunephase import grid
+from prunephase.config import load_config_file
 
 ITERATIONS = 62_400  # 160 epochs x 390 steps at B=128 on CIFAR (paper's --iterations).
 RETRAIN_BATCH = 128
@@ -49,7 +49,7 @@ RETRAIN_BATCH = 128
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The batch-size family; `arg` is comma-separated tokens: cifar10|cifar100|svhn, quick."""
-  paper = grid.load_config_file(pathlib.Path(__file__).with_name('paper.py'))
+  paper = load_config_file(pathlib.Path(__file__).with_name('paper.py'))
   dataset, quick = paper.parse_arg(arg)
   config = paper.base_config(dataset)
   config.temperature.knob = 'batch_size'

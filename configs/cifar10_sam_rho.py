@@ -35,12 +35,12 @@ import pathlib
 
 import ml_collections
 
-from prunephase import grid
+from prunephase.config import load_config_file
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The SAM-rho family; `arg` is comma-separated tokens: cifar10|cifar100|svhn, quick."""
-  paper = grid.load_config_file(pathlib.Path(__file__).with_name('paper.py'))
+  paper = load_config_file(pathlib.Path(__file__).with_name('paper.py'))
   dataset, quick = paper.parse_arg(arg)
   config = paper.base_config(dataset)
   config.dense.optimizer = 'sam'

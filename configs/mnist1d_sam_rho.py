@@ -18,16 +18,18 @@ import pathlib
 
 import ml_collections
 
-from prunephase import grid
+from prunephase.config import load_config_file
+from prunephase.config import parse_arg
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The SAM-rho family; `arg='quick'` is a smoke-sized grid."""
-  default = grid.load_config_file(pathlib.Path(__file__).with_name('default.py'))
+  default = load_config_file(pathlib.Path(__file__).with_name('default.py'))
   config = default.get_config(arg)
+  quick = parse_arg(arg, quick=False)['quick']
   config.dense.optimizer = 'sam'
-  config.dense.epochs = 24 if not arg else 4
+  config.dense.epochs = 4 if quick else 24
   config.dense.iterations = 0
   config.temperature.knob = 'sam_rho'
-  config.temperature.grid = (0.0, 0.05, 0.1, 0.2, 0.4) if not arg else (0.0, 0.4)
+  config.temperature.grid = (0.0, 0.4) if quick else (0.0, 0.05, 0.1, 0.2, 0.4)
   return config

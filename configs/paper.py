@@ -2,7 +2,8 @@
 
 `configs/cifar10_epochs.py`, `configs/cifar10_batch_size.py` and `configs/cifar10_sam_rho.py`
 load this file by path (as absl loads config files, `configs` is not an importable package) with
-`prunephase.grid.load_config_file`, and build on `configs/default.py`'s `get_config()`.
+`prunephase.config.load_config_file`, and build on `configs/default.py`'s `get_config()`. The
+paper's grids themselves are stated in `prunephase/config/paper.py`.
 
 Config argument: comma-separated tokens, e.g. `:quick`, `:cifar100`, `:svhn`, `:cifar100,quick`.
   cifar10 (default) | cifar100 | svhn   the dataset (tfds `cifar10`, `cifar100`, `svhn_cropped`)
@@ -13,16 +14,15 @@ import pathlib
 
 import ml_collections
 
-from prunephase import grid
+from prunephase.config import load_config_file
+from prunephase.config import paper
+from prunephase.config import parse_arg as parse_config_arg
 
 # Config token -> tfds dataset name.
 DATASET_TOKENS = {'cifar10': 'cifar10', 'cifar100': 'cifar100', 'svhn': 'svhn_cropped'}
 TOKENS = (*DATASET_TOKENS, 'quick')
 # Train examples of each dataset (tfds train split), for fixed-iteration budgets.
 TRAIN_SIZES = {'cifar10': 50_000, 'cifar100': 50_000, 'svhn_cropped': 73_257}
-
-# The paper's load grid (paper_notes §4.4): density of conv weights kept.
-DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
 
 
 def parse_arg(arg: str) -> tuple[str, bool]:
@@ -31,18 +31,12 @@ def parse_arg(arg: str) -> tuple[str, bool]:
   Raises:
     ValueError: an unknown or repeated token, or two datasets.
   """
-  tokens = [t.strip() for t in (arg or '').split(',') if t.strip()]
-  unknown = [t for t in tokens if t not in TOKENS]
-  if unknown:
-    raise ValueError(f'unknown config argument(s) {unknown} in {arg!r}; use comma-separated '
-                     f'tokens from {", ".join(TOKENS)} (e.g. "cifar100,quick")')
-  if len(set(tokens)) != len(tokens):
-    raise ValueError(f'repeated token in config argument {arg!r}')
-  datasets = [t for t in tokens if t in DATASET_TOKENS]
+  tokens = parse_config_arg(arg, **{token: False for token in TOKENS})
+  datasets = [t for t in DATASET_TOKENS if tokens[t]]
   if len(datasets) > 1:
     raise ValueError(f'config argument {arg!r} names {len(datasets)} datasets; choose one of '
                      f'{", ".join(DATASET_TOKENS)}')
-  return DATASET_TOKENS[datasets[0] if datasets else 'cifar10'], 'quick' in tokens
+  return DATASET_TOKENS[datasets[0] if datasets else 'cifar10'], tokens['quick']
 
 
 def base_config(dataset: str) -> ml_collections.ConfigDict:
@@ -56,7 +50,7 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   3 dense x 3 retrain seeds; test error = mean of the last 5 retraining epochs; LMC on 11
   points with BN recomputed at batch 64; CKA of softmax outputs on the first 6,464 train images.
   """
-  default = grid.load_config_file(pathlib.Path(__file__).with_name('default.py'))
+  default = load_config_file(pathlib.Path(__file__).with_name('default.py'))
   config = default.get_config()
   config.dataset.name = dataset
   config.dataset.data_dir = ''  # '' = tfds' default; pass --config.dataset.data_dir=DIR.
@@ -85,10 +79,10 @@ def base_config(dataset: str) -> ml_collections.ConfigDict:
   config.retrain.resume_every = 10
 
   config.temperature.knob = 'epochs'
-  config.temperature.grid = tuple(range(10, 161, 10))
+  config.temperature.grid = paper.EPOCHS
 
   config.prune.method = 'uniform'
-  config.prune.densities = DENSITIES
+  config.prune.densities = paper.DENSITIES
 
   config.measure.test_error_epochs = 5
   config.measure.lmc_points = 11

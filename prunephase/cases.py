@@ -1,122 +1,106 @@
-"""The paper's three case studies as commands, on any results table.
+"""The paper's three case studies as plain functions, on any results table.
 
-  prunephase-regimes --results=FILE.csv --out=DIR [--knob=epochs]   label any table, plot it
-                     [--compare=LABELS.csv]                         and score it against labels
-  prunephase-advise  --workdir=DIR --density=0.05 --temperature=80  CS1: which way to move
-  prunephase-advise  --workdir=DIR --evaluate                       CS1 evaluated on a sweep
-  prunephase-advise  --probe --config=configs/default.py --workdir=NEW --density=0.06
-                     --temperature=128                              CS1 from a minimal probe
-  prunephase-select  --workdir=DIR [--density=0.05]                 CS2 (and CS3 on a SAM-rho
-                                                                    sweep): which model to prune
+  loaded = cases.load_labelled(results='FILE.csv', knob='epochs')   # or workdir='DIR'
+  cases.regimes(loaded, compare='LABELS.csv')        label any table, plot it, score it
+  cases.advise(loaded, temperature=80, density=0.05) CS1: which way to move the temperature
+  cases.evaluate(loaded)                             CS1 evaluated on every cell
+  cases.probe(config, 'NEW_DIR', temperature=128, density=0.06)   CS1 from a minimal probe
+  cases.select(loaded, density=0.05)                 CS2 (CS3 on a SAM-rho sweep)
+
+Each prints what its command (`prunephase-regimes`, `-advise`, `-select`; prunephase.cli) prints
+and writes CSV/JSON into `loaded['out']`; bad input raises CaseError or tables.TableError with a
+one-line message before anything is printed or written.
 
 The rules are prunephase's own (paper_notes §8: the paper's case-study code and numbers are not
 available). CS1: Regime I -> increase the temperature; II-A -> decrease it; II-B -> keep it.
 CS2: among cells not in Regime I pick the highest CKA; if every candidate is in Regime I, the
-highest LMC. Each command prints a compact table and writes CSV/JSON next to the figures.
+highest LMC.
 """
 
-import json
+import csv
 import pathlib
-import sys
 from typing import Any
 
-from absl import app
-from absl import flags
-from absl import logging
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 
-from prunephase import grid
 from prunephase import regimes as regimes_lib
 from prunephase import report
-from prunephase import runtime
 from prunephase import tables
 from prunephase import workdir as workdir_lib
+from prunephase.config import names
 
-_RESULTS = flags.DEFINE_string('results', None, 'A results table (CSV); see prunephase.tables.')
-_WORKDIR = flags.DEFINE_string('workdir', None, 'A finished sweep (reads results.csv and its '
-                               'config.json).')
-_OUT = flags.DEFINE_string('out', None, "Output directory (default: DIR/regimes for --workdir, "
-                           "the table's directory for --results).")
-_KNOB = flags.DEFINE_string('knob', None, 'Temperature knob of the table (if it has no knob '
-                            'column): ' + ', '.join(grid.KNOBS))
-_RULE = flags.DEFINE_enum('rule', None, list(regimes_lib.RULES), 'Regime rule (see '
-                          'prunephase/regimes.py); default: the workdir\'s, else transition.')
-_MIN_DROP = flags.DEFINE_float('min_drop', None, 'transition rule: smallest LMC drop that is a '
-                               'transition.')
-_NOISE_FACTOR = flags.DEFINE_float('noise_factor', None, 'transition rule: a drop must exceed '
-                                   'this many seed-noise units.')
-_LMC_THRESHOLD = flags.DEFINE_float('lmc_threshold', None, 'threshold rule: Regime I below this '
-                                    'mean LMC.')
-_CKA_TOLERANCE = flags.DEFINE_float('cka_tolerance', None, 'II-B within this of the column\'s '
-                                    'CKA plateau.')
-_COMPARE = flags.DEFINE_string('compare', None, 'regimes: a CSV with temperature, density and '
-                               'regime columns (e.g. a hand-drawn diagram); prints the fraction '
-                               'of matched cells whose labels agree.')
-_BOOTSTRAP = flags.DEFINE_integer('bootstrap', None, 'Bootstrap resamples for confidences.')
-_DENSITY = flags.DEFINE_float('density', None, 'Target density (fraction kept).')
-_TEMPERATURE = flags.DEFINE_float('temperature', None, 'Current temperature value (advise).')
-_EVALUATE = flags.DEFINE_bool('evaluate', False, 'advise: evaluate the advice on every cell.')
-_PROBE = flags.DEFINE_bool('probe', False, 'advise: run the minimal probe (prune -> retrain x 2 '
-                           'seeds -> LMC/CKA) for --temperature, its grid neighbours and '
-                           '--density, from --config, into --workdir; then advise.')
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'advise --probe: the sweep config.',
-                                          lock_config=True)
-
-MOVES = {  # knob -> (what "increase the temperature" means, what "decrease" means)
-    'epochs': ('train fewer epochs (an earlier checkpoint)', 'train more epochs'),
-    'batch_size': ('use a smaller batch', 'use a larger batch'),
-    'lr': ('raise the learning rate', 'lower the learning rate'),
-    'weight_decay': ('raise the weight decay', 'lower the weight decay'),
-    'sam_rho': ('raise SAM rho', 'lower SAM rho'),
-}
+# Rule parameters a caller may override (the flags of the same names).
+RULE_FIELDS = ('rule', 'min_drop', 'noise_factor', 'lmc_threshold', 'cka_tolerance', 'bootstrap')
+MOVES = names.MOVES  # knob -> (what "increase the temperature" means, what "decrease" means)
+ADVICE = {'I': 'increase', 'II-A': 'decrease', 'II-B': 'keep'}
 
 
 class CaseError(ValueError):
-  """Bad command-line input; one line."""
+  """Bad input to a case study; one line."""
 
 
-def _regime_config() -> ml_collections.ConfigDict:
-  """Rule parameters: flags override the workdir's config, which overrides the defaults."""
+def regime_config(workdir: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+  """Rule parameters: `overrides` (None values ignored) over the workdir's config over the
+  defaults (regimes.DEFAULTS)."""
   config = ml_collections.ConfigDict(regimes_lib.DEFAULTS)
-  if _WORKDIR.value:
-    stored = workdir_lib.read_json(pathlib.Path(_WORKDIR.value) / workdir_lib.CONFIG_FILE)
+  if workdir:
+    path = pathlib.Path(workdir) / workdir_lib.CONFIG_FILE
+    try:
+      stored = workdir_lib.read_json(path)
+    except (OSError, ValueError) as error:
+      raise CaseError(f'unreadable {path}: {error}') from None
     config.update(stored.get('regimes', {}))
-  for name, flag in (('rule', _RULE), ('min_drop', _MIN_DROP), ('noise_factor', _NOISE_FACTOR),
-                     ('lmc_threshold', _LMC_THRESHOLD), ('cka_tolerance', _CKA_TOLERANCE),
-                     ('bootstrap', _BOOTSTRAP)):
-    if flag.value is not None:
-      config[name] = flag.value
+  for name, value in (overrides or {}).items():
+    if name not in RULE_FIELDS:
+      raise CaseError(f'unknown rule parameter {name!r}; choose from {", ".join(RULE_FIELDS)}')
+    if value is not None:
+      config[name] = value
   return config
 
 
-def load_labelled() -> dict[str, Any]:
-  """Reads the table named by the flags and labels it."""
-  if bool(_RESULTS.value) == bool(_WORKDIR.value):
+def load_labelled(results: str | None = None, workdir: str | None = None,
+                  knob: str | None = None, out: str | None = None,
+                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Reads a table (`results` CSV, or a finished sweep's `workdir`) and labels its cells.
+
+  Args:
+    results: a results table (see prunephase.tables); give this or `workdir`.
+    workdir: a finished sweep (its results.csv and config.json: knob and rule parameters).
+    knob: the temperature knob, for a table without a knob column.
+    out: where outputs go (default: DIR/regimes for a workdir, the table's directory).
+    overrides: rule parameters (RULE_FIELDS) over the workdir's and the defaults.
+
+  Returns:
+    rows, knob, temperatures (hottest first), densities, labelled (regimes.label_table's
+    means, labels and confidence, each (T, D)), config (the rule), out, source (the table).
+  """
+  if bool(results) == bool(workdir):
     raise CaseError('give exactly one of --results=FILE.csv or --workdir=DIR')
-  path = pathlib.Path(_RESULTS.value or pathlib.Path(_WORKDIR.value) / 'results.csv')
-  if _WORKDIR.value and not (pathlib.Path(_WORKDIR.value) / workdir_lib.CONFIG_FILE).exists():
-    raise CaseError(f'{_WORKDIR.value} is not a prunephase workdir (no config.json)')
+  path = pathlib.Path(results or pathlib.Path(workdir) / 'results.csv')
+  if workdir and not (pathlib.Path(workdir) / workdir_lib.CONFIG_FILE).exists():
+    raise CaseError(f'{workdir} is not a prunephase workdir (no config.json)')
   rows = tables.read_table(path)
-  knob, temperatures, densities = tables.axes(rows, _KNOB.value)
-  regime_config = _regime_config()
+  knob, temperatures, densities = tables.axes(rows, knob)
+  config = regime_config(workdir, overrides)
   labelled = regimes_lib.label_table(rows, temperatures, densities,
-                                     regimes_lib.RegimeRule.from_config(regime_config),
-                                     int(regime_config.bootstrap), int(regime_config.seed))
-  # Never overwrite a sweep's own report: default to DIR/regimes for --workdir.
-  default_out = pathlib.Path(_WORKDIR.value) / 'regimes' if _WORKDIR.value else path.parent
-  out = pathlib.Path(_OUT.value or default_out)
+                                     regimes_lib.RegimeRule.from_config(config),
+                                     int(config.bootstrap), int(config.seed))
+  # Never overwrite a sweep's own report: default to DIR/regimes for a workdir.
+  default_out = pathlib.Path(workdir) / 'regimes' if workdir else path.parent
   return {'rows': rows, 'knob': knob, 'temperatures': temperatures, 'densities': densities,
-          'labelled': labelled, 'config': regime_config, 'out': out, 'source': path}
+          'labelled': labelled, 'config': config, 'out': pathlib.Path(out or default_out),
+          'source': path}
 
 
-def load_labelled_or_fail() -> dict[str, Any]:
-  """`load_labelled`, ending the program with one line on a bad table or flag."""
+def make_out(out: pathlib.Path) -> None:
+  """Creates the output directory; CaseError naming it (and why) if that is impossible."""
   try:
-    return load_labelled()
-  except (CaseError, tables.TableError) as error:
-    runtime.fail(str(error))
+    out.mkdir(parents=True, exist_ok=True)
+  except OSError as error:
+    raise CaseError(f'cannot create the output directory {out}: '
+                    f'{error.strerror or error}') from None
 
 
 def _print_table(title: str, header: list[str], lines: list[list[Any]]) -> None:
@@ -134,49 +118,8 @@ def _fmt(value: float, digits: int = 4) -> str:
 # ---------------------------------------------------------------------------- regimes
 
 
-def regimes_main(argv) -> None:
-  """prunephase-regimes: label and plot any results table."""
-  del argv
-  loaded = load_labelled_or_fail()
-  out = loaded['out']
-  try:  # A bad --compare file fails before anything is written.
-    reference = read_reference(_COMPARE.value) if _COMPARE.value else None
-    out.mkdir(parents=True, exist_ok=True)
-  except CaseError as error:
-    runtime.fail(str(error))
-  except OSError as error:
-    runtime.fail(f'cannot create the output directory {out}: {error.strerror}')
-  summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
-                                loaded['densities'], loaded['config'],
-                                cells_name='regimes.csv')
-  rule = regimes_lib.RegimeRule.from_config(loaded['config'])
-  print(f'regimes of {loaded["source"]} ({rule.describe()}; prunephase\'s rule, not the '
-        'paper\'s; parentheses: confidence below '
-        f'{loaded["config"].min_confidence:g})')
-  print(report.label_text_grid(loaded['temperatures'], loaded['densities'], summary['labels'],
-                               summary['confidence'], loaded['knob'],
-                               float(loaded['config'].min_confidence)))
-  counts = summary['counts']
-  print(f'counts: I={counts["I"]} II-A={counts["II-A"]} II-B={counts["II-B"]} '
-        f'unlabelled={counts["none"]}' + (f' (NaN cells: {summary["unlabelled"]})'
-                                          if summary['unlabelled'] else ''))
-  written = 'regimes.csv, regimes.json, findings.json, phase_diagram.png'
-  if reference is not None:
-    result = regimes_lib.agreement(summary['labels'], loaded['temperatures'],
-                                   loaded['densities'], reference)
-    print(f'agreement with {_COMPARE.value}: {result["agree"]}/{result["matched"]} matched '
-          f'cells ({100 * result["fraction"]:.1f}%)')
-    for miss in result['disagreements']:
-      print(f'  {loaded["knob"]}={miss["temperature"]:g} density {miss["density"]:g}: '
-            f'{miss["ours"] or "n/a"} here, {miss["theirs"]} there')
-    workdir_lib.write_json(out / 'agreement.json', {'labels': _COMPARE.value, **result})
-    written += ', agreement.json'
-  print(f'wrote {out}/: {written}')
-
-
 def read_reference(path: str) -> list[dict[str, Any]]:
   """Rows of a labels CSV (temperature, density, regime), checked; CaseError if unusable."""
-  import csv  # pylint: disable=import-outside-toplevel
   if not pathlib.Path(path).is_file():
     raise CaseError(f'--compare: {path}: no such file')
   with open(path, newline='') as f:
@@ -197,9 +140,47 @@ def read_reference(path: str) -> list[dict[str, Any]]:
   return rows
 
 
-# ---------------------------------------------------------------------------- advise
+def regimes(loaded: dict[str, Any], compare: str | None = None) -> dict[str, Any]:
+  """Writes the labelled table's report (regimes.csv/json, findings.json, phase_diagram.png)
+  and prints the label grid; with `compare` (a labels CSV) also the agreement with it.
 
-ADVICE = {'I': 'increase', 'II-A': 'decrease', 'II-B': 'keep'}
+  Returns:
+    The report summary (report.write_report's), with 'agreement' when compared.
+  """
+  out = loaded['out']
+  reference = read_reference(compare) if compare else None  # Fails before anything is written.
+  make_out(out)
+  summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
+                                loaded['densities'], loaded['config'],
+                                cells_name='regimes.csv')
+  rule = regimes_lib.RegimeRule.from_config(loaded['config'])
+  print(f'regimes of {loaded["source"]} ({rule.describe()}; prunephase\'s rule, not the '
+        'paper\'s; parentheses: confidence below '
+        f'{loaded["config"].min_confidence:g})')
+  print(report.label_text_grid(loaded['temperatures'], loaded['densities'], summary['labels'],
+                               summary['confidence'], loaded['knob'],
+                               float(loaded['config'].min_confidence)))
+  counts = summary['counts']
+  print(f'counts: I={counts["I"]} II-A={counts["II-A"]} II-B={counts["II-B"]} '
+        f'unlabelled={counts["none"]}' + (f' (NaN cells: {summary["unlabelled"]})'
+                                          if summary['unlabelled'] else ''))
+  written = 'regimes.csv, regimes.json, findings.json, phase_diagram.png'
+  if reference is not None:
+    result = regimes_lib.agreement(summary['labels'], loaded['temperatures'],
+                                   loaded['densities'], reference)
+    print(f'agreement with {compare}: {result["agree"]}/{result["matched"]} matched '
+          f'cells ({100 * result["fraction"]:.1f}%)')
+    for miss in result['disagreements']:
+      print(f'  {loaded["knob"]}={miss["temperature"]:g} density {miss["density"]:g}: '
+            f'{miss["ours"] or "n/a"} here, {miss["theirs"]} there')
+    workdir_lib.write_json(out / 'agreement.json', {'labels': compare, **result})
+    written += ', agreement.json'
+    summary = {**summary, 'agreement': result}
+  print(f'wrote {out}/: {written}')
+  return summary
+
+
+# ---------------------------------------------------------------------------- advise
 
 
 def advice_for(label: str) -> str:
@@ -248,7 +229,7 @@ def probe_config(config, temperature: float, density: float):
   (the II-A/II-B rule compares a cell with its column), one density, one dense seed, two
   retrain seeds."""
   config = ml_collections.ConfigDict(config.to_dict())
-  values = grid.hot_to_cold(config.temperature.knob, config.temperature.grid)
+  values = names.hot_to_cold(config.temperature.knob, config.temperature.grid)
   if temperature not in values:
     raise CaseError(f'--temperature {temperature:g} is not in the config\'s temperature.grid '
                     f'{values}')
@@ -260,58 +241,62 @@ def probe_config(config, temperature: float, density: float):
   return config
 
 
-def run_probe() -> None:
-  """Runs the probe sweep into --workdir (resumable like any sweep)."""
-  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
-  config = runtime.config_value(_CONFIG)
-  if config is None or not _WORKDIR.value:
+def probe(config, workdir: str, temperature: float | None, density: float | None) -> None:
+  """Runs the probe sweep of one cell (`probe_config`) into `workdir` (resumable like any sweep).
+
+  Call before anything imports JAX (it sets up the device layout); afterwards
+  `load_labelled(workdir=workdir)` reads the probe like any sweep.
+  """
+  # pylint: disable=import-outside-toplevel
+  from absl import logging
+  from prunephase import config as config_lib
+  from prunephase import runtime
+  from prunephase import sweep as sweep_lib
+  if config is None or not workdir:
     raise CaseError('--probe needs --config=FILE and --workdir=DIR (a new directory)')
-  if _DENSITY.value is None or _TEMPERATURE.value is None:
+  if density is None or temperature is None:
     raise CaseError('--probe needs --density and --temperature')
-  config = probe_config(config, _TEMPERATURE.value, _DENSITY.value)
-  grid.validate(config)
+  config = probe_config(config, temperature, density)
+  config_lib.validate(config)
   runtime.prepare(config)  # The same device layout as `prunephase` would use.
   logging.set_verbosity(logging.WARNING)
   print(f'probe: {config.temperature.knob} {list(config.temperature.grid)} x density '
-        f'{_DENSITY.value:g}, 1 dense seed x 2 retrain seeds, into {_WORKDIR.value}', flush=True)
-  sweep_lib.run_sweep(config, _WORKDIR.value)
+        f'{density:g}, 1 dense seed x 2 retrain seeds, into {workdir}', flush=True)
+  sweep_lib.run_sweep(config, workdir)
 
 
-def advise_main(argv) -> None:
-  """prunephase-advise: CS1 for one cell, or evaluated over every cell of a sweep."""
-  del argv
-  from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
-  from prunephase import data as data_lib  # pylint: disable=import-outside-toplevel
-  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
-  from prunephase import workdir as wd  # pylint: disable=import-outside-toplevel
-  try:
-    if _PROBE.value:
-      run_probe()
-    loaded = load_labelled()
-    if not _EVALUATE.value and (_DENSITY.value is None or _TEMPERATURE.value is None):
-      raise CaseError('give --density and --temperature (a cell of the table), or --evaluate')
-  except (CaseError, tables.TableError, grid.ConfigError, data_lib.DataError,
-          sweep_lib.SweepError, wd.WorkdirError, checkpoints.CheckpointError) as error:
-    runtime.fail(str(error))
+def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
+  """CS1 evaluated on every cell of a labelled table: prints it, writes
+  advise_evaluation.json; returns `evaluate_advice`'s result."""
+  out = loaded['out']
+  make_out(out)
+  result = evaluate_advice(loaded['labelled']['means']['test_error'],
+                           loaded['labelled']['labels'])
+  lines = [[k, v['right'], v['cells'], _fmt(v['accuracy'], 3)] for k, v in result.items()]
+  _print_table(f'CS1 evaluation on {loaded["source"]}: does the advised move lower test error?',
+               ['advice', 'right', 'cells', 'accuracy'], lines)
+  workdir_lib.write_json(out / 'advise_evaluation.json', result)
+  print(f'wrote {out / "advise_evaluation.json"}')
+  return result
+
+
+def advise(loaded: dict[str, Any], temperature: float | None,
+           density: float | None) -> dict[str, Any]:
+  """CS1 for one cell: prints the advice and the evidence (the cell's density column), writes
+  advise.json and returns the evidence."""
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
   means, labels = labelled['means'], labelled['labels']
-  out = loaded['out']
-  if _EVALUATE.value:
-    result = evaluate_advice(means['test_error'], labels)
-    lines = [[k, v['right'], v['cells'], _fmt(v['accuracy'], 3)] for k, v in result.items()]
-    _print_table(f'CS1 evaluation on {loaded["source"]}: does the advised move lower test error?',
-                 ['advice', 'right', 'cells', 'accuracy'], lines)
-    workdir_lib.write_json(out / 'advise_evaluation.json', result)
-    print(f'wrote {out / "advise_evaluation.json"}')
-    return
+  if density is None or temperature is None:
+    raise CaseError('give --density and --temperature (a cell of the table), or --evaluate')
   try:
-    t = temperatures.index(float(_TEMPERATURE.value))
-    d = densities.index(float(_DENSITY.value))
+    t = temperatures.index(float(temperature))
+    d = densities.index(float(density))
   except ValueError:
-    runtime.fail(f'no cell at temperature {_TEMPERATURE.value:g}, density '
-                 f'{_DENSITY.value:g}; the table has temperatures {temperatures} and densities '
-                 f'{densities}')
+    raise CaseError(f'no cell at temperature {temperature:g}, density {density:g}; the table '
+                    f'has temperatures {temperatures} and densities {densities}') from None
+  out = loaded['out']
+  make_out(out)
   label = labels[t, d]
   move = advice_for(label)
   up, down = MOVES[knob]
@@ -328,14 +313,15 @@ def advise_main(argv) -> None:
   print(f'{knob}={temperatures[t]:g}, density {densities[d]:g}: regime {label or "n/a"} '
         f'(confidence {_fmt(evidence["confidence"], 2)}) -> {words}')
   lines = []
-  for i, temperature in enumerate(temperatures):
-    lines.append([f'{temperature:g}' + (' <' if i == t else ''), labels[i, d] or 'n/a',
+  for i, value in enumerate(temperatures):
+    lines.append([f'{value:g}' + (' <' if i == t else ''), labels[i, d] or 'n/a',
                   _fmt(means['lmc'][i, d]), _fmt(means['cka_softmax'][i, d]),
                   _fmt(means['test_error'][i, d])])
   _print_table(f'evidence: the density-{densities[d]:g} column (hottest first)',
                [knob, 'regime', 'lmc', 'cka', 'test_error'], lines)
   workdir_lib.write_json(out / 'advise.json', evidence)
   print(f'wrote {out / "advise.json"}')
+  return evidence
 
 
 # ---------------------------------------------------------------------------- select
@@ -374,17 +360,19 @@ def select_column(knob: str, temperatures, column: dict[str, np.ndarray],
   return picks
 
 
-def select_main(argv) -> None:
-  """prunephase-select: CS2 (CS3 on a SAM-rho sweep) per density, against baselines."""
-  del argv
-  loaded = load_labelled_or_fail()
+def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[str, Any]]:
+  """CS2 (CS3 on a SAM-rho sweep) per density (all, or `density`), against baselines: prints
+  one table per density and the mean over them, writes select.csv and select.json and returns
+  the records (one per density and method)."""
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
   means, labels = labelled['means'], labelled['labels']
   chosen = [d for d in range(len(densities))
-            if _DENSITY.value is None or np.isclose(densities[d], _DENSITY.value)]
+            if density is None or np.isclose(densities[d], density)]
   if not chosen:
-    runtime.fail(f'no density {_DENSITY.value:g} in the table; it has {densities}')
+    raise CaseError(f'no density {density:g} in the table; it has {densities}')
+  out = loaded['out']
+  make_out(out)
   records, gaps = [], {}
   for d in chosen:
     column = {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error',
@@ -408,7 +396,6 @@ def select_main(argv) -> None:
               f'{int(np.sum(np.asarray(g) <= 1e-12))}/{len(g)}'] for m, g in gaps.items()]
   _print_table('mean over densities', ['method', 'mean gap to oracle', 'picks the oracle'],
                summary)
-  out = loaded['out']
   workdir_lib.write_csv(out / 'select.csv', records,
                         ['density', 'method', 'temperature', 'regime', 'test_error',
                          'gap_to_oracle'])
@@ -417,15 +404,22 @@ def select_main(argv) -> None:
       'rule': 'avoid Regime I, then highest CKA (all in I: highest LMC); prunephase\'s rule',
       'mean_gap': {m: float(np.nanmean(g)) for m, g in gaps.items()}})
   print(f'wrote {out / "select.csv"}, select.json')
+  return records
 
 
-def run_regimes():
-  app.run(regimes_main, flags_parser=runtime.parse_flags)
+# Console scripts installed before prunephase.cli point here; the commands live there.
 
 
-def run_advise():
-  app.run(advise_main, flags_parser=runtime.parse_flags)
+def run_regimes() -> None:
+  from prunephase.cli import regimes as cli  # pylint: disable=import-outside-toplevel
+  cli.run()
 
 
-def run_select():
-  app.run(select_main, flags_parser=runtime.parse_flags)
+def run_advise() -> None:
+  from prunephase.cli import advise as cli  # pylint: disable=import-outside-toplevel
+  cli.run()
+
+
+def run_select() -> None:
+  from prunephase.cli import select as cli  # pylint: disable=import-outside-toplevel
+  cli.run()

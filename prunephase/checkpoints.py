@@ -8,6 +8,7 @@ on accelerators restores on a laptop.
 
 import os
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -17,6 +18,30 @@ import orbax.checkpoint as ocp
 
 class CheckpointError(RuntimeError):
   """A checkpoint is missing or unreadable."""
+
+
+def _is_closed_loop_error(value: BaseException) -> bool:
+  return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
+
+
+def _quiet_late_callbacks() -> None:
+  """Stops tracebacks of reads that finish after a failed restore from reaching stderr.
+
+  When one array of a damaged checkpoint fails, orbax closes its event loop while TensorStore
+  still reads the others; as each read finishes, TensorStore schedules its callback on the
+  closed loop and prints the RuntimeError ('Event loop is closed') through `sys.excepthook`, so
+  a one-line CheckpointError would come with a dozen lines of noise. Only that error is dropped.
+  """
+  previous = sys.excepthook
+  if getattr(previous, 'prunephase_quiet', False):
+    return
+
+  def hook(kind, value, traceback):
+    if not _is_closed_loop_error(value):
+      previous(kind, value, traceback)
+
+  hook.prunephase_quiet = True
+  sys.excepthook = hook
 
 
 def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> ocp.CheckpointManager:
@@ -81,8 +106,11 @@ def restore(directory: str | os.PathLike, step: int | None = None,
       target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
                             tree)
       return manager.restore(step, args=ocp.args.StandardRestore(target))
-  except CheckpointError:
-    raise
-  except Exception as error:  # Orbax raises many types for damaged files.
-    raise CheckpointError(f'unreadable checkpoint {directory} step {step}: '
-                          f'{type(error).__name__}: {str(error).splitlines()[0][:200]}') from error
+  except Exception as error:  # Orbax raises many types for damaged or truncated files.
+    _quiet_late_callbacks()
+    detail = next((line.strip() for line in str(error).splitlines() if line.strip()), '')
+    detail = detail.split(' See full TensorStore details')[0][:160]
+    raise CheckpointError(f'unreadable checkpoint {pathlib.Path(directory) / str(step)} '
+                          f'({type(error).__name__}: {detail}); it is damaged or truncated: '
+                          'delete that directory and re-run the stage that wrote it'
+                          ) from error

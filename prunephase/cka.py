@@ -16,7 +16,9 @@ import functools
 import jax
 import jax.numpy as jnp
 
-ESTIMATORS = ('biased', 'unbiased')
+from prunephase.config import names
+
+ESTIMATORS = names.CKA_ESTIMATORS
 
 # XLA on GPU/TPU may otherwise run float32 matmuls in TF32/bfloat16 passes, which costs several
 # digits in sums of squared inner products; CKA values near 1 would then be unreliable.

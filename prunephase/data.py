@@ -6,7 +6,6 @@ memory. Every population member draws its own batch order from its own key (`epo
 the paper's retraining seed changes the data order (and augmentation) only.
 """
 
-from collections.abc import Sequence
 import dataclasses
 
 import flax.struct
@@ -14,7 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-AUGMENTATIONS = ('none', 'crop_flip')
+from prunephase.config import names
+
+AUGMENTATIONS = names.AUGMENTATIONS
 
 
 class DataError(ValueError):

@@ -18,8 +18,9 @@ import jax.numpy as jnp
 from prunephase import data as data_lib
 from prunephase import models
 from prunephase import train as train_lib
+from prunephase.config import names
 
-POINT_BATCHING = ('auto', 'vmap', 'map')
+POINT_BATCHING = names.POINT_BATCHING
 
 
 def recalibrate_batch_stats(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,

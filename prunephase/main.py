@@ -1,28 +1,38 @@
-r"""Command line: run the three-regime sweep of one config into one workdir.
+"""The sweep as one call with the command's printed lines: `prunephase`'s library side.
 
-  prunephase --config=configs/default.py --workdir=runs/default
-  prunephase --config=configs/default.py:quick --workdir=/tmp/quick --stages=train,prune
-  prunephase --config=configs/default.py --workdir=DIR --config.prune.method=lamp
+  from prunephase import main
+  sweep, summary = main.run_and_summarise(config, 'runs/default', ['train', 'prune'])
 
-Re-running the same command resumes: finished artifacts are skipped.
+The command line (`prunephase --config=... --workdir=...`) is `prunephase.cli.main`; this module
+defines no flags, so it imports next to the case studies and in notebooks. Heavy modules (JAX)
+are imported on first use, so `prunephase --help` stays fast.
 """
 
 import time
 
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
 
-from prunephase import runtime
+def user_errors() -> tuple[type[Exception], ...]:
+  """The exceptions that mean bad input or a bad workdir (one-line messages), not a bug."""
+  # pylint: disable=import-outside-toplevel
+  from prunephase import checkpoints
+  from prunephase import config as config_lib
+  from prunephase import data as data_lib
+  from prunephase import sweep as sweep_lib
+  from prunephase import workdir as workdir_lib
+  return (config_lib.ConfigError, data_lib.DataError, sweep_lib.SweepError,
+          workdir_lib.WorkdirError, checkpoints.CheckpointError)
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', None, 'Config file, optionally with an argument: configs/default.py:quick.',
-    lock_config=True)
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Directory of the run (created if absent).')
-_STAGES = flags.DEFINE_list('stages', 'train,prune,retrain,measure,report',
-                            'Comma-separated stages to run, in pipeline order.')
 
+def check_stages(stages) -> list[str]:
+  """The stage names, stripped; ConfigError naming the unknown ones (or an empty list)."""
+  from prunephase import config as config_lib  # pylint: disable=import-outside-toplevel
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  stages = [s.strip() for s in stages if s.strip()]
+  unknown = [s for s in stages if s not in sweep_lib.STAGES]
+  if unknown or not stages:
+    raise config_lib.ConfigError(f'unknown stage(s) {unknown}; choose from '
+                                 f'{",".join(sweep_lib.STAGES)}')
+  return stages
 
 
 def print_summary(sweep, summary: dict, total_seconds: float) -> None:
@@ -51,41 +61,35 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
       print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')
 
 
-def main(argv) -> None:
-  del argv
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
-  config = runtime.config_value(_CONFIG)
-  if config is None:
-    runtime.fail('--config is required, e.g. --config=configs/default.py')
-  runtime.prepare(config)
-  # Imported here so `--help` and flag errors stay fast.
-  import jax  # pylint: disable=import-outside-toplevel
-  from prunephase import checkpoints  # pylint: disable=import-outside-toplevel
-  from prunephase import data as data_lib  # pylint: disable=import-outside-toplevel
-  from prunephase import grid  # pylint: disable=import-outside-toplevel
-  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
-  from prunephase import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+def run_and_summarise(config, workdir: str, stages) -> tuple:
+  """Runs `stages` of the sweep of `config` in `workdir`, printing the header and summary.
 
-  if not _WORKDIR.value:
-    runtime.fail('--workdir is required')
-  stages = [s.strip() for s in _STAGES.value if s.strip()]
-  unknown = [s for s in stages if s not in sweep_lib.STAGES]
-  if unknown or not stages:
-    runtime.fail(f'unknown stage(s) {unknown}; choose from {",".join(sweep_lib.STAGES)}')
+  Args:
+    config: a sweep ConfigDict (validated here).
+    workdir: the run's directory (created if absent; a finished run is resumed).
+    stages: stage names, any of prunephase.sweep.STAGES; run in pipeline order.
+
+  Returns:
+    (sweep, summary) as `prunephase.sweep.run_sweep`.
+
+  Raises:
+    One of `user_errors()` with a one-line message for bad input; nothing is written then.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  stages = check_stages(stages)
   start = time.time()
-  print(f'prunephase: {config.model.name} on {config.dataset.name}, workdir {_WORKDIR.value}, '
+  print(f'prunephase: {config.model.name} on {config.dataset.name}, workdir {workdir}, '
         f'stages {",".join(stages)}, devices {jax.devices()}', flush=True)
-  try:
-    sweep, summary = sweep_lib.run_sweep(config, _WORKDIR.value, stages)
-  except (grid.ConfigError, data_lib.DataError, sweep_lib.SweepError,
-          workdir_lib.WorkdirError, checkpoints.CheckpointError) as error:
-    runtime.fail(str(error))
+  sweep, summary = sweep_lib.run_sweep(config, workdir, stages)
   print_summary(sweep, summary, time.time() - start)
+  return sweep, summary
 
 
 def run() -> None:
-  """Console-script entry point."""
-  app.run(main, flags_parser=runtime.parse_flags)
+  """The `prunephase` command (kept for console scripts installed before prunephase.cli)."""
+  from prunephase.cli import main as cli_main  # pylint: disable=import-outside-toplevel
+  cli_main.run()
 
 
 if __name__ == '__main__':

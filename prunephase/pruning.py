@@ -25,7 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-METHODS = ('uniform', 'global', 'lamp', 'random')
+from prunephase.config import names
+
+METHODS = names.PRUNE_METHODS
 
 
 def _path_name(path) -> str:

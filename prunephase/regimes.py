@@ -38,9 +38,11 @@ import dataclasses
 
 import numpy as np
 
+from prunephase.config import names
+
 REGIMES = ('I', 'II-A', 'II-B')
 NO_LABEL = ''
-RULES = ('transition', 'threshold')
+RULES = names.REGIME_RULES
 # The rules' defaults, the one place they are stated (configs/default.py reads them from here).
 DEFAULTS = {'rule': 'transition', 'min_drop': 0.05, 'noise_factor': 1.0,
             'lmc_threshold': -0.02, 'cka_tolerance': 0.001, 'bootstrap': 200,

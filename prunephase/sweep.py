@@ -37,7 +37,6 @@ from prunephase import landscape
 from prunephase import models
 from prunephase import optim
 from prunephase import pruning
-from prunephase import regimes as regimes_lib
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 

@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any
 
+from prunephase.config import names
+
 REQUIRED = ('temperature', 'density', 'lmc')
 CKA_COLUMNS = ('cka_softmax', 'cka')
 NUMERIC = ('temperature', 'density', 'lmc', 'cka_softmax', 'cka', 'cka_logits', 'test_error',
@@ -68,17 +70,16 @@ def axes(rows: list[dict], knob: str | None = None) -> tuple[str, list[float], l
   """(knob, temperatures hottest first, densities ascending) of a table.
 
   The knob comes from the argument or the table's `knob` column; it says which direction is
-  hotter (see grid.KNOBS).
+  hotter (see names.KNOBS).
   """
-  from prunephase import grid  # pylint: disable=import-outside-toplevel
   knobs = {row.get('knob') for row in rows if row.get('knob')}
   if knob is None:
     if len(knobs) != 1:
       raise TableError('cannot tell which temperatures are hotter: the table needs one value in '
-                       f'a knob column or pass --knob (one of {", ".join(grid.KNOBS)})')
+                       f'a knob column or pass --knob (one of {", ".join(names.KNOBS)})')
     knob = knobs.pop()
-  if knob not in grid.KNOBS:
-    raise TableError(f'unknown knob {knob!r}; choose one of {", ".join(grid.KNOBS)}')
-  temperatures = grid.hot_to_cold(knob, sorted({row['temperature'] for row in rows}))
+  if knob not in names.KNOBS:
+    raise TableError(f'unknown knob {knob!r}; choose one of {", ".join(names.KNOBS)}')
+  temperatures = names.hot_to_cold(knob, sorted({row['temperature'] for row in rows}))
   densities = sorted({row['density'] for row in rows})
   return knob, temperatures, densities

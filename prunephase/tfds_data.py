@@ -44,8 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from prunephase import data as data_lib
+from prunephase.config import names
 
-DATASETS = ('cifar10', 'cifar100', 'svhn_cropped', 'mnist', 'fashion_mnist')
+DATASETS = names.TFDS_DATASETS
 
 # Per-channel (mean, std) of pixels scaled to [0, 1].
 NORMALISATION = {

@@ -108,13 +108,24 @@ class Workdir:
   """Opens a workdir for one run: lock, config check, config record.
 
   Raises WorkdirError when another process holds the workdir, when it holds a run whose
-  config differs in a field that changes stored artifacts (each such field is named), or when
-  it is a non-empty directory that is not a prunephase workdir.
+  config differs in a field that changes stored artifacts (each such field is named), when
+  it is a non-empty directory that is not a prunephase workdir, or when it cannot be created,
+  read or written (a missing parent on a read-only filesystem, no permission).
   """
 
   def __init__(self, path: str | os.PathLike, config_dict: dict, write: bool = True):
     self.path = pathlib.Path(path)
     self._lock_file = None
+    try:
+      self._open(config_dict, write)
+    except OSError as error:  # Uncreatable, read-only or unreadable: one line, nothing written.
+      self.release()
+      where = f' ({error.filename})' if error.filename else ''
+      raise WorkdirError(f'cannot create or write the workdir {self.path}: '
+                         f'{error.strerror or error}{where}; choose a writable --workdir'
+                         ) from None
+
+  def _open(self, config_dict: dict, write: bool) -> None:
     if self.path.exists() and not self.path.is_dir():
       raise WorkdirError(f'workdir {self.path} exists and is not a directory')
     existing = self.path / CONFIG_FILE
@@ -150,6 +161,7 @@ class Workdir:
       self._lock_file.seek(0)
       holder = self._lock_file.read().strip() or 'another process'
       self._lock_file.close()
+      self._lock_file = None
       raise WorkdirError(f'workdir {self.path} is in use by {holder}; wait for it or use '
                          'another --workdir') from error
     self._lock_file.seek(0)

@@ -1,7 +1,9 @@
-"""Shared fixtures: a tiny MNIST-1D sweep, run once per test session."""
+"""Shared fixtures and helpers: a tiny MNIST-1D sweep run once per session, the commands run
+from this checkout, mock tfds data, small parameter trees."""
 
 import contextlib
 import pathlib
+import subprocess
 import sys
 from unittest import mock
 
@@ -12,7 +14,28 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tests'))
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
-from prunephase import sweep as sweep_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Console script -> the module that runs it (run with this interpreter, from this checkout: an
+# installed console script may point at another copy of prunephase).
+COMMANDS = {'prunephase': 'prunephase.cli.main', 'prunephase-regimes': 'prunephase.cli.regimes',
+            'prunephase-advise': 'prunephase.cli.advise',
+            'prunephase-select': 'prunephase.cli.select'}
+
+
+def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),
+                **kwargs) -> subprocess.CompletedProcess:
+  """Runs a console script (`COMMANDS`) of this checkout in a subprocess; output as text.
+
+  `prefix` goes before the interpreter (e.g. a command that drops privileges).
+  """
+  return subprocess.run([*prefix, sys.executable, '-m', COMMANDS[command], *map(str, args)],
+                        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+                        **kwargs)
+
+
+def error_lines(result: subprocess.CompletedProcess) -> list[str]:
+  """The non-empty stderr lines of a command that failed."""
+  return [line for line in result.stderr.splitlines() if line.strip()]
 
 
 @contextlib.contextmanager
@@ -47,9 +70,61 @@ def tiny_config():
   return config
 
 
+def tiny_config_file(directory: pathlib.Path) -> pathlib.Path:
+  """A config file giving `tiny_config()`, for running the tiny sweep's workdir through the
+  `prunephase` command."""
+  path = pathlib.Path(directory) / 'tiny_config.py'
+  path.write_text(f'import sys\nsys.path.insert(0, {str(REPO / "tests")!r})\n'
+                  'from conftest import tiny_config\n\n\n'
+                  'def get_config(arg=""):\n  del arg\n  return tiny_config()\n')
+  return path
+
+
 @pytest.fixture(scope='session')
 def finished_run(tmp_path_factory):
   """(workdir, sweep, summary) of the tiny sweep, every stage."""
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
   path = tmp_path_factory.mktemp('run')
   sweep, summary = sweep_lib.run_sweep(tiny_config(), path)
   return path, sweep, summary
+
+
+# ----------------------------------------------------------------------------- small trees
+
+
+def make_params(seed=0):
+  """Three prunable kernels of 40, 96 and 432 weights plus BN and head leaves (not prunable)."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
+  return {
+      'stem': {'kernel': normal(3, 3, 3, 16)},  # 432 weights, the paper's PreResNet stem.
+      'conv0': {'kernel': normal(5, 1, 8)},  # 40 weights.
+      'bn0': {'scale': normal(8), 'bias': normal(8)},
+      'conv1': {'kernel': 0.1 * normal(3, 8, 4)},  # 96 weights, smaller scale than the others.
+      'head': {'kernel': normal(12, 3), 'bias': normal(3)},
+  }
+
+
+def half_mask(params, seed=0):
+  """Keeps a random half of the first layer's kernel (dense0 or conv0); every other leaf
+  unmasked (None)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  first = 'dense0' if 'dense0' in params else 'conv0'
+  mask = jax.tree.map(lambda _: None, params)
+  kernel = params[first]['kernel']
+  mask[first] = {'kernel': jnp.asarray(rng.random(kernel.shape) < 0.5)}
+  return mask
+
+
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+  """Same structure and every leaf close."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)

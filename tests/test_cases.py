@@ -3,19 +3,20 @@ prunephase-regimes / -advise / -select commands on synthetic tables with known a
 
 import csv
 import json
-import pathlib
 import re
-import subprocess
-import sys
 
 from absl import flags
 import numpy as np
 import pytest
 
+from conftest import REPO  # pylint: disable=g-bad-import-order
+from conftest import run_command
+from conftest import tiny_config
+from conftest import tiny_config_file
 from prunephase import cases
 from prunephase import tables
-
-BIN = pathlib.Path(sys.executable).parent
+from prunephase.cli import advise as advise_cli
+from prunephase.cli import regimes as regimes_cli
 
 
 def _write(path, header, rows):
@@ -286,8 +287,7 @@ def _results(path, drop=None, replace=None):
 def _run(command, *args):
   """Runs a console script; the expectations below were worked out with the threshold rule and
   cka_tolerance 0.01 (the transition rule has its own command test)."""
-  return subprocess.run([str(BIN / command), *args, '--cka_tolerance=0.01', '--rule=threshold'],
-                        capture_output=True, text=True, timeout=120, check=False)
+  return run_command(command, *args, '--cka_tolerance=0.01', '--rule=threshold', timeout=120)
 
 
 def test_regimes_command(tmp_path):
@@ -326,14 +326,13 @@ def test_regimes_command(tmp_path):
   assert found['transition']['low_density']['best_temperature'] == 20.0
 
 
-FIGURE2 = pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'paper_figure2'
+FIGURE2 = REPO / 'docs' / 'paper_figure2'
 
 
 def test_regimes_compare_with_the_papers_figure_2(tmp_path):
-  proc = subprocess.run(
-      [str(BIN / 'prunephase-regimes'), f'--results={FIGURE2 / "metrics.csv"}', '--knob=epochs',
-       f'--compare={FIGURE2 / "labels.csv"}', f'--out={tmp_path}'],
-      capture_output=True, text=True, timeout=120, check=False)
+  proc = run_command('prunephase-regimes', f'--results={FIGURE2 / "metrics.csv"}',
+                     '--knob=epochs', f'--compare={FIGURE2 / "labels.csv"}', f'--out={tmp_path}',
+                     timeout=120)
   assert proc.returncode == 0, proc.stderr
   line = next(l for l in proc.stdout.splitlines() if l.startswith('agreement with'))
   agree, matched = map(int, line.split(': ')[1].split()[0].split('/'))
@@ -374,9 +373,38 @@ def test_advise_command(tmp_path):
   assert evidence['lmc'] == -0.3 and np.isclose(evidence['column_max_cka'], 0.95)
 
 
+def test_probe_config_is_the_cell_and_its_neighbours():
+  config = tiny_config()
+  config.temperature.grid = (1, 2, 3, 4)
+  config.dense.epochs = 4
+  probe = cases.probe_config(config, 2, 0.3)
+  assert tuple(probe.temperature.grid) == (1, 2, 3)  # epochs: fewer is hotter, hottest first
+  assert tuple(probe.prune.densities) == (0.3,)
+  assert tuple(probe.dense.seeds) == (1,) and tuple(probe.retrain.seeds) == (1, 2)
+  assert tuple(config.temperature.grid) == (1, 2, 3, 4)  # The config itself is unchanged.
+  with pytest.raises(cases.CaseError, match=r"--temperature 5 is not in the config's "
+                     r'temperature.grid \[1, 2, 3, 4\]'):
+    cases.probe_config(config, 5, 0.3)
+
+
+def test_advise_probe_command(tmp_path):
+  workdir = tmp_path / 'probe'
+  proc = run_command('prunephase-advise', '--probe', f'--config={tiny_config_file(tmp_path)}',
+                     f'--workdir={workdir}', '--temperature=2', '--density=0.2')
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = proc.stdout.splitlines()
+  assert lines[0] == (f'probe: epochs [1, 2] x density 0.2, 1 dense seed x 2 retrain seeds, into '
+                      f'{workdir}')
+  advice = next(line for line in lines if line.startswith('epochs=2, density 0.2: regime '))
+  evidence = json.loads((workdir / 'regimes' / 'advise.json').read_text())
+  assert f'-> {evidence["advice"]}' in advice
+  assert (workdir / 'results.csv').exists()
+
+
 @pytest.fixture
 def parsed_flags():
-  """Parses command-line flags in this process for the *_main functions; resets them after."""
+  """Parses command-line flags in this process for the commands' main functions; resets them
+  after."""
   def parse(*args):
     flags.FLAGS(['prunephase-test', *args, '--cka_tolerance=0.01', '--rule=threshold'])  # As _run.
   yield parse
@@ -390,7 +418,7 @@ def test_advise_main_words(tmp_path, capsys, parsed_flags, temperature, density,
   results = _results(tmp_path / 'results.csv')
   parsed_flags(f'--results={results}', f'--density={density}', f'--temperature={temperature}',
                '--bootstrap=5')
-  cases.advise_main([])
+  advise_cli.main([])
   first = capsys.readouterr().out.splitlines()[0]
   assert first.startswith(f'epochs={temperature}, density {density}: regime {regime} ')
   assert f'-> {word} the temperature' in first
@@ -402,7 +430,7 @@ def test_regimes_main_without_test_error(tmp_path, capsys, parsed_flags):
   # which ranks test errors, reads 'not reproduced').
   results = _results(tmp_path / 'results.csv', drop='test_error')
   parsed_flags(f'--results={results}', f'--out={tmp_path / "out"}', '--bootstrap=5')
-  cases.regimes_main([])
+  regimes_cli.main([])
   assert 'counts: I=1 II-A=2 II-B=3 unlabelled=0' in capsys.readouterr().out
   found = json.loads((tmp_path / 'out' / 'findings.json').read_text())
   assert found['transition']['status'] == 'not reproduced'

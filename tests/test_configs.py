@@ -1,23 +1,22 @@
 """The paper's configs: every argument loads and validates; `:quick` trains on mock CIFAR-10."""
 
 import json
-import pathlib
 
 import numpy as np
 import pytest
 
+from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import checkpoints
 from prunephase import grid
 from prunephase import sweep as sweep_lib
+from prunephase.config import paper
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 FAMILIES = ('cifar10_epochs', 'cifar10_batch_size', 'cifar10_sam_rho')
 ARGS = ('', 'quick', 'cifar10', 'cifar100', 'svhn', 'cifar10,quick', 'cifar100,quick',
         'svhn,quick', 'quick,svhn', ' cifar100 , quick ')
 DATASET_OF = {'': 'cifar10', 'cifar10': 'cifar10', 'cifar100': 'cifar100',
               'svhn': 'svhn_cropped'}
-PAPER_DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
 
 
 def load(name):
@@ -51,7 +50,7 @@ def test_every_config_and_argument_loads_and_validates(family, arg):
     grid.validate_against_data(config, config.dataset.num_train)
   else:
     assert config.dataset.num_train == 0 and config.dataset.num_test == 0
-    assert tuple(config.prune.densities) == PAPER_DENSITIES
+    assert tuple(config.prune.densities) == paper.DENSITIES
     assert config.measure.cka_examples == 6464 and config.measure.bn_batch_size == 64
     assert config.measure.lmc_points == 11 and config.measure.test_error_epochs == 5
     assert config.measure.pairs_per_call == 9

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import half_mask  # pylint: disable=g-bad-import-order
 from prunephase import curves
 from prunephase import data
 from prunephase import landscape
@@ -62,14 +63,6 @@ def endpoints():
 @functools.cache
 def connect_fn(spec):
   return jax.jit(functools.partial(curves.connect_pair, MODEL, spec))
-
-
-def half_mask(params, seed=0):
-  """Keeps a random half of dense0's kernel; other leaves never pruned (None)."""
-  mask = jax.tree.map(lambda _: None, params)
-  shape = params['dense0']['kernel'].shape
-  mask['dense0'] = {'kernel': jnp.asarray(np.random.default_rng(seed).random(shape) < 0.5)}
-  return mask
 
 
 def as_numpy(tree):

@@ -2,7 +2,6 @@
 
 import json
 import os
-import pathlib
 import socket
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import textwrap
 import numpy as np
 import pandas as pd
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from conftest import REPO  # pylint: disable=g-bad-import-order
 
 SCRIPT = textwrap.dedent('''
     import sys

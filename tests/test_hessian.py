@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import half_mask  # pylint: disable=g-bad-import-order
 from prunephase import data
 from prunephase import hessian
 from prunephase import models
@@ -74,16 +75,6 @@ def eig_fn(model):
 @functools.cache
 def trace_fn(model, num_probes=200):
   return jax.jit(functools.partial(hessian.trace, model, num_probes=num_probes))
-
-
-def half_mask(params, seed=0):
-  """Keeps a random half of the first layer's kernel; every other leaf unmasked (None)."""
-  rng = np.random.default_rng(seed)
-  first = 'dense0' if 'dense0' in params else 'conv0'
-  mask = jax.tree.map(lambda _: None, params)
-  kernel = params[first]['kernel']
-  mask[first] = {'kernel': jnp.asarray(rng.random(kernel.shape) < 0.5)}
-  return mask
 
 
 @pytest.mark.parametrize('name', sorted(CASES))

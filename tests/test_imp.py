@@ -5,24 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import make_params  # pylint: disable=g-bad-import-order
 from prunephase import imp
 from prunephase import models
 from prunephase import pruning
 
 RATE = 0.2
-
-
-def make_params(seed=0):
-  """Three prunable kernels (40, 96, 432 weights) plus BN and head leaves (not prunable)."""
-  rng = np.random.default_rng(seed)
-  normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
-  return {
-      'stem': {'kernel': normal(3, 3, 3, 16)},
-      'conv0': {'kernel': normal(5, 1, 8)},
-      'bn0': {'scale': normal(8), 'bias': normal(8)},
-      'conv1': {'kernel': 0.1 * normal(3, 8, 4)},
-      'head': {'kernel': normal(12, 3), 'bias': normal(3)},
-  }
 
 
 def perturb(params, seed):

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import assert_trees_close  # pylint: disable=g-bad-import-order
 from prunephase import data
 from prunephase import landscape
 from prunephase import models
@@ -81,12 +82,6 @@ def recalibrate_fn(batch_size):
 def curve_fn(num_points, point_batching):
   return jax.jit(functools.partial(landscape.lmc_curve, MLP, num_points=num_points,
                                    bn_batch_size=8, point_batching=point_batching))
-
-
-def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
 # ------------------------------------------------------------------------- BN recalibration

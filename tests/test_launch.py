@@ -9,7 +9,8 @@ import subprocess
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
+from conftest import REPO  # pylint: disable=g-bad-import-order
+
 LAUNCH = REPO / 'launch'
 SCRIPTS = ['local.sh', 'tpu_pod.sh', 'slurm.sbatch', 'slurm_families.sh']
 CONFIG = 'configs/default.py:quick'

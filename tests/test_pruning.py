@@ -5,25 +5,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import make_params  # pylint: disable=g-bad-import-order
 from prunephase import models
 from prunephase import pruning
 
 DENSITIES = (0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 # Layer names in pytree order (sorted dict keys), which is also the cross-layer tie order.
 PRUNED = ('conv0/kernel', 'conv1/kernel', 'stem/kernel')
-
-
-def make_params(seed=0):
-  """Three prunable kernels of 40, 96 and 432 weights plus BN and head leaves (not prunable)."""
-  rng = np.random.default_rng(seed)
-  normal = lambda *shape: jnp.asarray(rng.normal(size=shape), jnp.float32)
-  return {
-      'stem': {'kernel': normal(3, 3, 3, 16)},  # 432 weights, the paper's PreResNet stem.
-      'conv0': {'kernel': normal(5, 1, 8)},  # 40 weights.
-      'bn0': {'scale': normal(8), 'bias': normal(8)},
-      'conv1': {'kernel': 0.1 * normal(3, 8, 4)},  # 96 weights, smaller scale than the others.
-      'head': {'kernel': normal(12, 3), 'bias': normal(3)},
-  }
 
 
 def layers(params, names=PRUNED):

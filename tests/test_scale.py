@@ -1,7 +1,6 @@
 """Sharded populations: a mesh of fake CPU devices gives the single-device results."""
 
 import os
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -11,11 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import REPO  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
 from prunephase import models
 from prunephase import train as train_lib
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SCRIPT = textwrap.dedent('''
     import sys

@@ -1,10 +1,6 @@
 """End to end: the whole sweep on a tiny MNIST-1D grid, resume, bad input, load_run."""
 
 import csv
-import os
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,9 +10,8 @@ from prunephase import checkpoints
 from prunephase import grid
 from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
+from conftest import run_command  # pylint: disable=g-import-not-at-top
 from conftest import tiny_config  # pylint: disable=g-import-not-at-top
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def read_csv(path):
@@ -121,9 +116,8 @@ def test_load_run_restores_a_retrained_model_with_its_test_error(finished_run):
 ])
 def test_bad_config_ends_in_one_line_and_writes_nothing(tmp_path, override, message):
   workdir = tmp_path / 'w'
-  result = subprocess.run(
-      [sys.executable, '-m', 'prunephase.main', '--config=configs/default.py:quick',
-       f'--workdir={workdir}', override], cwd=REPO, capture_output=True, text=True, timeout=120)
+  result = run_command('prunephase', '--config=configs/default.py:quick', f'--workdir={workdir}',
+                       override, timeout=120)
   assert result.returncode != 0
   errors = [line for line in result.stderr.splitlines() if 'error' in line.lower()]
   assert any(message in line for line in errors), result.stderr[-2000:]
@@ -230,9 +224,7 @@ def test_mlp_without_hidden_layers_is_refused():
     (['--config=configs/nofile.py'], 'cannot load the config file'),
 ])
 def test_bad_flags_end_in_one_line(tmp_path, args, message):
-  result = subprocess.run([sys.executable, '-m', 'prunephase.main', *args,
-                           f'--workdir={tmp_path / "w"}'], cwd=REPO, capture_output=True,
-                          text=True, timeout=120)
+  result = run_command('prunephase', *args, f'--workdir={tmp_path / "w"}', timeout=120)
   assert result.returncode == 2
   assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # One line.
   assert message in result.stderr and 'Traceback' not in result.stderr

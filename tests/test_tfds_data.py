@@ -24,13 +24,13 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core.data_sources import base as data_source_base
 from tensorflow_datasets.image_classification import cifar
 
+from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
 from prunephase import grid
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 SHAPES = {'cifar10': ((32, 32, 3), 10), 'cifar100': ((32, 32, 3), 100),
           'svhn_cropped': ((32, 32, 3), 10), 'mnist': ((28, 28, 1), 10),

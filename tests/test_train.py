@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import assert_trees_close  # pylint: disable=g-bad-import-order
 from prunephase import data
 from prunephase import models
 from prunephase import pruning
@@ -92,12 +93,6 @@ def init_members(model, init_seeds, data_seeds):
 
 def to_numpy(tree):
   return jax.tree.map(np.asarray, tree)
-
-
-def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
-  assert jax.tree.structure(a) == jax.tree.structure(b)
-  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
 def max_abs_difference(a, b):

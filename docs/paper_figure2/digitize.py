@@ -17,8 +17,10 @@ import sys
 import numpy as np
 from PIL import Image
 
-EPOCHS = tuple(range(10, 161, 10))  # Rows, top (hottest) to bottom.
-DENSITIES = (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)  # Columns.
+from prunephase.config import paper
+
+EPOCHS = paper.EPOCHS  # Rows, top (hottest) to bottom.
+DENSITIES = paper.DENSITIES  # Columns.
 # Pixel geometry of the 1889/1893 x 1540 PNGs: heat-map interior and colour-bar interior.
 MAP_ROWS, MAP_COLS = (206, 1288), (296, 1577)
 BAR_ROWS, BAR_COLS = (206, 1288), (1632, 1681)

@@ -1,0 +1,29 @@
+"""`prunephase-select`: case study 2 (and 3 on a SAM-rho sweep), which dense model to prune.
+
+  prunephase-select --workdir=DIR [--density=0.05]
+  prunephase-select --results=FILE.csv --knob=sam_rho
+"""
+
+from absl import flags
+
+from prunephase import cases
+from prunephase.cli import common
+from prunephase.cli import table_flags
+
+flags.declare_key_flag('workdir')  # --help lists them all.
+flags.adopt_module_key_flags(table_flags)
+
+
+def main(argv) -> None:
+  del argv
+  loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
+  common.fail_on(table_flags.ERRORS, cases.select, loaded, table_flags.DENSITY.value)
+
+
+def run() -> None:
+  """Console-script entry point."""
+  common.run(main)
+
+
+if __name__ == '__main__':
+  run()

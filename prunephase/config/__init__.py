@@ -1,0 +1,21 @@
+"""Dependency-free config helpers: the knob table, config-file arguments, validation.
+
+Config files (`configs/*.py`) import only `ml_collections` and this package, so loading a config
+and `prunephase --help` import no JAX. Nothing here imports outside the standard library.
+
+  names     the knob table (which way is hotter) and every name a config may use
+  paper     the paper's grids (densities, Figure 2's epochs)
+  args      parse_arg for `--config=file.py:a,b=1` strings; load_config_file
+  validate  ConfigError, validate(config), validate_against_data(config, num_train)
+"""
+
+from prunephase.config.args import load_config_file
+from prunephase.config.args import parse_arg
+from prunephase.config.names import hot_to_cold
+from prunephase.config.names import KNOBS
+from prunephase.config.validate import ConfigError
+from prunephase.config.validate import validate
+from prunephase.config.validate import validate_against_data
+
+__all__ = ['ConfigError', 'KNOBS', 'hot_to_cold', 'load_config_file', 'parse_arg', 'validate',
+           'validate_against_data']
