@@ -82,7 +82,8 @@ def case_studies(run: dict, rule: regimes.RegimeRule) -> dict:
 
 
 def choose_parameters(run: dict) -> regimes.RegimeRule:
-  """The (min_drop, cka_tolerance) of the grid with the best CS1 accuracy on `run`."""
+  """The (min_drop, cka_tolerance) of the grid with the best CS1 accuracy on `run` (the first
+  of the grid on ties)."""
   best = None
   for min_drop, tolerance in itertools.product(MIN_DROPS, CKA_TOLERANCES):
     rule = regimes.RegimeRule(min_drop=min_drop, cka_tolerance=tolerance)
@@ -101,6 +102,7 @@ def section(workdir_a: str, workdir_b: str) -> str:
              for name, run in (('A', run_a), ('B', run_b))
              for rule_name, rule in (('default', default), ('chosen on A', chosen))}
   found = workdir_lib.read_json(pathlib.Path(workdir_a) / 'findings.json')
+  found_b = workdir_lib.read_json(pathlib.Path(workdir_b) / 'findings.json')
   cells = list(csv_rows(pathlib.Path(workdir_a) / 'cells.csv'))
   lines = [f'Measured with `docs/readme_results.py {workdir_a} {workdir_b}` on {machine()}; '
            f'set A = dense seeds {run_a["seeds"]}, set B = dense seeds {run_b["seeds"]}. '
@@ -109,6 +111,10 @@ def section(workdir_a: str, workdir_b: str) -> str:
            f'**Findings on set A** (`findings.json`; rule: {default.describe()}):', '']
   for name in ('transition', 'connectivity', 'similarity'):
     lines.append(f'* **{name} — {found[name]["status"]}.** {found[name]["summary"]}')
+  lines += ['', '**The same findings on set B** (other dense seeds, same code and config): ' +
+            '; '.join(f'{name} — {found_b[name]["status"]}'
+                      for name in ('transition', 'connectivity', 'similarity')) +
+            f'. Transition on B: {found_b["transition"]["summary"]}.']
   labels_a = studies['A', 'default']['labels']
   confidence = regimes.label_table([dict(r) for r in run_a['rows']], run_a['temperatures'],
                                    run_a['densities'], default, bootstrap=200)['confidence']
@@ -121,7 +127,9 @@ def section(workdir_a: str, workdir_b: str) -> str:
             'keep it) lowers the test error, against always raising or always lowering. CS2: '
             'the mean gap in test error between the model each method picks and the best one '
             '(oracle), over densities. The rule\'s parameters chosen on set A: '
-            f'min_drop {chosen.min_drop:g}, cka_tolerance {chosen.cka_tolerance:g}.', '',
+            f'min_drop {chosen.min_drop:g}, cka_tolerance {chosen.cka_tolerance:g} (the best CS1 '
+            f'accuracy on A over min_drop {MIN_DROPS} x cka_tolerance {CKA_TOLERANCES}; ties '
+            'keep the first).', '',
             '| seed set | rule parameters | CS1 advice accuracy | always raise | always lower '
             '| CS2 gap: rule | CKA only | best dense | coldest |', '|---' * 9 + '|']
   for (name, rule_name), result in studies.items():
