@@ -7,8 +7,11 @@ gradient convolutions inside a loop body far slower than outside one. Seen in th
 (jax 0.10.2): outside a loop the kernel-gradient convolution is rewritten to the canonical
 dimension order and sent to a fast fused kernel; inside a while body it keeps its
 `f01b_i01o->01bf` form and runs about 3x slower (batch 64, 32x32x16 maps), and a whole
-PreResNet-20 step of batch 64 about 30x slower (~30 s against ~1 s on 2 busy cores). So 'auto'
-runs models with convolutions one step per call on the CPU backend.
+PreResNet-20 step of batch 64 about 25x slower (~25 s against ~1 s on 2 busy cores). This holds
+even for a `lax.scan` of length 1 or a fully unrolled one (`unroll=True`), whose loop XLA
+removes only after those passes ran, so chunks are traced as straight-line code (a Python loop
+over the steps of a chunk, `train.train_steps(unroll=True)`). 'auto' runs models with
+convolutions one step per call on the CPU backend.
 """
 
 from collections.abc import Sequence

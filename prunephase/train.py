@@ -4,7 +4,7 @@ A population is a pytree whose every leaf has a leading member axis M. Members t
 shapes and step counts (seeds, lr, weight decay, SAM rho, masks) run in ONE compiled program.
 An epoch is a `lax.scan` over its steps inside one jitted call (per-step dispatch would dominate
 for small models), or, where a loop body is slow (convolutions on XLA:CPU), chunks of steps per
-call (`PopulationProgram.steps_per_call`, `resolve_steps_per_call`).
+call (`PopulationProgram.steps_per_call`, `dispatch.resolve_steps_per_call`).
 """
 
 from collections.abc import Callable, Sequence
@@ -169,9 +169,12 @@ def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: H
 
 def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
                 mask: Any, dataset: data_lib.Dataset, epoch: jax.Array, first_step: jax.Array,
-                num_steps: int, batch_sharding: jax.sharding.Sharding | None = None
-                ) -> tuple[MemberState, dict[str, jax.Array]]:
-  """Steps [first_step, first_step + num_steps) of ONE model's epoch, `lax.scan` over them.
+                num_steps: int, batch_sharding: jax.sharding.Sharding | None = None,
+                unroll: bool = False) -> tuple[MemberState, dict[str, jax.Array]]:
+  """Steps [first_step, first_step + num_steps) of ONE model's epoch: a `lax.scan` over them,
+  or with `unroll` the steps one after another in straight-line code (no loop at all: XLA:CPU
+  compiles the convolutions of a loop body, even of a scan of length 1 or a fully unrolled
+  one, to its slow convolution code, see `dispatch.py`).
 
   Each member draws its own permutation of the train set per epoch; step i of the epoch takes
   batch i of it, whichever call runs the step, so an epoch split into several calls trains
@@ -193,7 +196,13 @@ def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
       x = data_lib.augment(jax.random.fold_in(augment_key, step_in_epoch), x, spec.augmentation)
     return train_step(model, spec, state, hparams, mask, x, dataset.y_train[indices])
 
-  return jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
+  if not unroll:
+    return jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
+  per_step = []
+  for i in range(num_steps):
+    state, metrics = body(state, first_step + i)
+    per_step.append(metrics)
+  return state, jax.tree.map(lambda *steps: jnp.stack(steps), *per_step)
 
 
 def epoch_metrics(per_step: dict[str, jax.Array]) -> dict[str, jax.Array]:
@@ -311,9 +320,9 @@ class PopulationProgram:
     mesh: optional ('members', 'data') mesh: members are sharded over 'members', each batch
       over 'data', the dataset is replicated. The member count must be a multiple of the
       'members' axis size (see `pad_members`).
-    steps_per_call: None runs an epoch as one call; N runs it as calls of N steps (the last
-      one shorter where N does not divide the epoch), with the same result up to float
-      rounding (see `resolve_steps_per_call`).
+    steps_per_call: None runs an epoch as one call (a loop over its steps); N runs it as calls
+      of N unrolled steps (no loop; the last call shorter where N does not divide the epoch),
+      with the same result up to float rounding (see `dispatch.resolve_steps_per_call`).
   """
 
   model: nn.Module
@@ -344,7 +353,7 @@ class PopulationProgram:
     @functools.cache
     def chunk(num_steps):
       steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
-                                   batch_sharding=batch_sharding)
+                                   batch_sharding=batch_sharding, unroll=True)
       return jax.jit(jax.vmap(steps_fn, in_axes=(0, 0, mask_axis, None, None, None),
                               spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
     self._chunk = chunk
