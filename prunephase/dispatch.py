@@ -6,12 +6,14 @@ where per-step dispatch would dominate (small models, accelerators); XLA:CPU, ho
 gradient convolutions inside a loop body far slower than outside one. Seen in the compiled HLO
 (jax 0.10.2): outside a loop the kernel-gradient convolution is rewritten to the canonical
 dimension order and sent to a fast fused kernel; inside a while body it keeps its
-`f01b_i01o->01bf` form and runs about 3x slower (batch 64, 32x32x16 maps), and a whole
-PreResNet-20 step of batch 64 about 25x slower (~25 s against ~1 s on 2 busy cores). This holds
-even for a `lax.scan` of length 1 or a fully unrolled one (`unroll=True`), whose loop XLA
-removes only after those passes ran, so chunks are traced as straight-line code (a Python loop
-over the steps of a chunk, `train.train_steps(unroll=True)`). 'auto' runs models with
-convolutions one step per call on the CPU backend.
+`f01b_i01o->01bf` form and runs about 3x slower (batch 64, 32x32x16 maps).
+
+Measured with `benchmarks/cifar_population.py` (PreResNet-20, one member, batch 64, f32, 2 busy
+CPU cores), training images/s: whole-epoch scan 3.6; one step per call, as a `lax.scan` of
+length 1 (or fully unrolled) 2.3 to 2.6; two steps per call as straight-line code 5.2; one step
+per call as straight-line code 89.9. So chunks are traced as straight-line code (a Python loop
+over their steps, `train.train_steps(unroll=True)`), and 'auto' runs models with convolutions
+one step per call on the CPU backend.
 """
 
 from collections.abc import Sequence
@@ -50,10 +52,10 @@ def resolve_steps_per_call(value: str | int, model: nn.Module, input_shape: Sequ
 
   'auto' is one step per call for models with convolutions on the CPU backend and a whole
   epoch otherwise. XLA:CPU runs the gradient convolutions of a loop body many times slower
-  than the same convolutions outside a loop (PreResNet-20, batch 64: ~30 s against ~1 s per
-  step on 2 cores; the JAX issue "Convolution is significantly slower inside a loop body
-  (CPU)"), so there each step is its own call; dispatch costs little against such a step.
-  The 1D CNN (im2col + matmul) and the MLP have no convolution and keep whole-epoch scans.
+  than the same convolutions outside a loop (see the module docstring; the JAX issue
+  "Convolution is significantly slower inside a loop body (CPU)"), so there each step is its
+  own call; dispatch costs little against such a step. The 1D CNN (im2col + matmul) and the
+  MLP have no convolution and keep whole-epoch scans.
 
   Args:
     value: 'auto', 'epoch' or N >= 1 (chunks of N steps, `lax.scan` inside each chunk).
