@@ -80,7 +80,8 @@ class Sizes:
       and LMC measurements.
     batch: training batch size.
     steps: steps of one timed population epoch.
-    members: population sizes M measured besides 1 (ascending; stops at the first out of memory).
+    members: population sizes M measured besides 1: the first right after M = 1 in every dtype,
+      then the others while the time budget lasts.
     dtypes: population runs: 'f32' and/or 'bf16' (mixed precision).
     repeats: timed repetitions after the first (compiling) call; the median is reported.
     matmul: size n of the n x n x n peak matmuls.
@@ -115,7 +116,7 @@ class Sizes:
   reserve_s: float
 
 
-FULL = Sizes(model='preresnet20', batch=64, steps=16, members=(4, 16, 27), dtypes=('f32', 'bf16'),
+FULL = Sizes(model='preresnet20', batch=64, steps=16, members=(16, 4, 27), dtypes=('f32', 'bf16'),
              repeats=2, matmul=8192, lmc_pairs=4, lmc_points=11, lmc_train=4096, lmc_test=1024,
              bn_batch=64, sweep_model='preresnet20', sweep_train=0, sweep_test=0, budget_s=200,
              reserve_s=90)
@@ -247,11 +248,10 @@ def step_flops(model, spec, name: str) -> float:
   return NAN
 
 
-def measure_population(sizes: Sizes, dtype_name: str, members: tuple[int, ...],
-                       peak: float, results: list) -> None:
-  """Images/s of 1, M vmapped and M sequential members; appends one dict per M to `results`."""
-  dtype = jnp.bfloat16 if dtype_name == 'bf16' else None
-  model = make_model(sizes.model, dtype)
+@functools.cache
+def population_setup(sizes: Sizes, dtype_name: str):
+  """(program, dataset, FLOPs of one member-step) of one dtype, built once per run."""
+  model = make_model(sizes.model, jnp.bfloat16 if dtype_name == 'bf16' else None)
   dataset = random_images(sizes.batch * sizes.steps, 16)
   spec = train_lib.TrainSpec(sizes.batch, sizes.steps, augmentation='crop_flip')
   steps_per_call = dispatch.resolve_steps_per_call('auto', model, (32, 32, 3))
@@ -260,45 +260,71 @@ def measure_population(sizes: Sizes, dtype_name: str, members: tuple[int, ...],
   print(f'[{dtype_name}] {sizes.model}, batch {sizes.batch}, {sizes.steps} steps per '
         f'timed epoch, steps per call: {steps_per_call or "the whole epoch"}; '
         f'{flops / sizes.batch / 1e9:.3f} GFLOP per training image', flush=True)
-  last_cost = 0.0
-  for m in (1, *members):
-    if sizes.budget_s and elapsed() + last_cost + sizes.reserve_s > sizes.budget_s:
-      print(f'[{dtype_name}] M={m}: skipped (time budget {sizes.budget_s:.0f} s)', flush=True)
-      break
-    item_start = time.perf_counter()
-    try:
-      states, hparams, masks = population(sizes.model, m)
-      box = [states]
+  return program, dataset, flops
 
-      def run(box=box, hparams=hparams, masks=masks):
-        box[0], metrics = program.epoch(box[0], hparams, masks, dataset, 0)
+
+def population_item(sizes: Sizes, dtype_name: str, m: int, peak: float) -> dict:
+  """Images/s of M members vmapped and (M > 1) the same M one after another.
+
+  M = 1 of the same dtype must have run first: it compiles the one-member program that the
+  sequential run reuses.
+  """
+  program, dataset, flops = population_setup(sizes, dtype_name)
+  states, hparams, masks = population(sizes.model, m)
+  box = [states]
+
+  def run():
+    box[0], metrics = program.epoch(box[0], hparams, masks, dataset, 0)
+    jax.block_until_ready(metrics)
+  vmapped, first = timed(run, sizes.repeats)
+  sequential = NAN
+  if m > 1:
+    singles = [list(population(sizes.model, 1)) for _ in range(m)]
+
+    def run_sequential():
+      for single in singles:
+        single[0], metrics = program.epoch(single[0], single[1], single[2], dataset, 0)
         jax.block_until_ready(metrics)
-      vmapped, first = timed(run, sizes.repeats)
-      sequential = NAN
-      if m > 1:  # The one-member program is compiled (M = 1 ran first): no warm-up call.
-        singles = [list(population(sizes.model, 1)) for _ in range(m)]
+    sequential = median_seconds(run_sequential, max(1, sizes.repeats - 1))
+  images = m * sizes.batch * sizes.steps
+  achieved = flops * m * sizes.steps / vmapped
+  print(f'[{dtype_name}] M={m:3d}: vmapped {images / vmapped:10.1f} images/s '
+        f'({achieved / 1e12:.2f} TFLOP/s = {achieved / peak:.1%} of the {dtype_name} matmul '
+        f'peak; first call {first:.1f} s)'
+        + (f'; one after another {images / sequential:10.1f} images/s, vmapped '
+           f'{sequential / vmapped:.2f}x' if m > 1 else ''), flush=True)
+  return {'dtype': dtype_name, 'members': m, 'vmapped_s': vmapped, 'sequential_s': sequential,
+          'fraction': achieved / peak}
 
-        def run_sequential():
-          for single in singles:
-            single[0], metrics = program.epoch(single[0], single[1], single[2], dataset, 0)
-            jax.block_until_ready(metrics)
-        sequential = median_seconds(run_sequential, max(1, sizes.repeats - 1))
+
+def measure_populations(sizes: Sizes, peaks: dict[str, float]) -> tuple[list, list]:
+  """Every dtype at M = 1 and the first of `sizes.members`, then the other sizes, while the
+  time budget lasts; a dtype stops at its first failure (e.g. out of memory).
+
+  Returns (one result dict per measured run, failure descriptions).
+  """
+  first, rest = sizes.members[:1], sizes.members[1:]
+  schedule = [(d, m) for d in sizes.dtypes for m in (1, *first)]
+  schedule += [(d, m) for m in rest for d in sizes.dtypes]
+  results, failures, stopped, cost = [], [], set(), {}
+  for dtype_name, m in schedule:
+    if dtype_name in stopped:
+      continue
+    estimate = cost.get(dtype_name, 0.0) * max(1.0, m / 16)
+    if sizes.budget_s and elapsed() + estimate + sizes.reserve_s > sizes.budget_s:
+      print(f'[{dtype_name}] M={m}: skipped (time budget {sizes.budget_s:.0f} s)', flush=True)
+      continue
+    start = time.perf_counter()
+    try:
+      results.append(population_item(sizes, dtype_name, m, peaks[dtype_name]))
     except Exception as error:  # pylint: disable=broad-except
-      if is_out_of_memory(error):
-        print(f'[{dtype_name}] M={m}: out of memory, stopping here', flush=True)
-      else:
-        print(f'[{dtype_name}] M={m}: failed: {one_line(error)}', flush=True)
-      break
-    images = m * sizes.batch * sizes.steps
-    achieved = flops * m * sizes.steps / vmapped
-    results.append({'dtype': dtype_name, 'members': m, 'vmapped_s': vmapped,
-                    'sequential_s': sequential, 'fraction': achieved / peak})
-    print(f'[{dtype_name}] M={m:3d}: vmapped {images / vmapped:10.1f} images/s '
-          f'({achieved / 1e12:.2f} TFLOP/s = {achieved / peak:.1%} of the {dtype_name} matmul '
-          f'peak; first call {first:.1f} s)'
-          + (f'; one after another {images / sequential:10.1f} images/s, vmapped '
-             f'{sequential / vmapped:.2f}x' if m > 1 else ''), flush=True)
-    last_cost = time.perf_counter() - item_start
+      stopped.add(dtype_name)
+      reason = 'out of memory' if is_out_of_memory(error) else f'failed: {one_line(error)}'
+      print(f'[{dtype_name}] M={m}: {reason}; no larger M of {dtype_name}', flush=True)
+      if not is_out_of_memory(error):
+        failures.append(f'population {dtype_name} M={m}')
+    cost[dtype_name] = time.perf_counter() - start
+  return results, failures
 
 
 def measure_lmc(sizes: Sizes) -> float:
@@ -359,7 +385,8 @@ def main(argv=None) -> int:
   parser.add_argument('--cpu-smoke', action='store_true',
                       help='tiny sizes (the default on a CPU backend)')
   parser.add_argument('--full', action='store_true', help='accelerator sizes even on a CPU')
-  parser.add_argument('--members', help='comma-separated M to measure besides 1 (e.g. 4,16,27)')
+  parser.add_argument('--members', help='comma-separated M besides 1, the first measured first '
+                      '(default 16,4,27)')
   parser.add_argument('--budget_s', type=float, help='skip population runs after this')
   parser.add_argument('--workdir', help='scratch directory of the quick sweep (default: a '
                       'temporary one, removed afterwards)')
@@ -374,19 +401,13 @@ def main(argv=None) -> int:
   if args.cache_dir:
     jax.config.update('jax_compilation_cache_dir', args.cache_dir)
   print_environment(smoke)
-  failures = []
-  population, lmc_speedup, sweep_seconds = [], NAN, NAN
+  lmc_speedup, sweep_seconds = NAN, NAN
   peaks = {}
   for name, dtype in (('f32', jnp.float32), ('bf16', jnp.bfloat16)):
     peaks[name] = matmul_peak(dtype, sizes.matmul, sizes.repeats)
     print(f'matmul peak {name} ({sizes.matmul}^3): {peaks[name] / 1e12:.2f} TFLOP/s', flush=True)
-  for name in sizes.dtypes:
-    try:
-      measure_population(sizes, name, sizes.members, peaks[name], population)
-    except Exception as error:  # pylint: disable=broad-except
-      failures.append(f'population {name}')
-      print(f'population {name} failed: {one_line(error)}', flush=True)
-    print(f'(population {name} done at {elapsed():.0f} s)', flush=True)
+  population, failures = measure_populations(sizes, peaks)
+  print(f'(population done at {elapsed():.0f} s)', flush=True)
   for section in ('lmc', 'sweep'):
     try:
       if section == 'lmc':
@@ -403,7 +424,8 @@ def main(argv=None) -> int:
       print(f'{section} failed: {one_line(error)}', flush=True)
     print(f'({section} done at {elapsed():.0f} s)', flush=True)
   f32 = [r for r in population if r['dtype'] == 'f32' and r['members'] > 1]
-  speedup = f32[-1]['sequential_s'] / f32[-1]['vmapped_s'] if f32 else NAN
+  largest = max(f32, key=lambda r: r['members'], default=None)
+  speedup = largest['sequential_s'] / largest['vmapped_s'] if largest else NAN
   best = max(population, key=lambda r: r['fraction'], default=None)
   if best:
     print(f"best population FLOP/s fraction: {best['dtype']}, M={best['members']}")
