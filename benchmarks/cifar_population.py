@@ -2,12 +2,16 @@ r"""PreResNet-20 retraining populations on CIFAR-sized inputs: images/s and seco
 
   python benchmarks/cifar_population.py                       # accelerator-sized: 27 members
   python benchmarks/cifar_population.py --members 3 --steps 2 # a CPU sanity figure
+  python benchmarks/cifar_population.py --members 1 --steps 2 --steps_per_call epoch
 
 Times `--steps` masked training steps (batch 64, random 32x32x3 uint8 images standing in for
 CIFAR-10, crop+flip augmentation, masks at the paper's densities) for a population of
 `--members` retrainings (the paper's 9 densities x 3 seeds = 27) in one vmapped program, and
 for the same members one at a time. Extrapolates seconds per CIFAR-10 epoch (781 steps) and the
 GPU-hours of the `cifar10_epochs` grid's retraining (1,296 runs x 160 epochs).
+`--steps_per_call` is `config.train.steps_per_call` ('auto': one step per call on a CPU, a
+whole-epoch `lax.scan` elsewhere; 'epoch'; N). The last line, `<backend>_images_per_s: X`, is
+the vmapped population's training images/s (e.g. `cpu_images_per_s`).
 """
 
 import argparse
@@ -20,6 +24,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
 from prunephase import data as data_lib  # pylint: disable=wrong-import-position
+from prunephase import dispatch  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
@@ -49,6 +54,7 @@ def main():
   parser.add_argument('--steps', type=int, default=20, help='steps timed per "epoch"')
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--bf16', action='store_true', help='mixed precision')
+  parser.add_argument('--steps_per_call', default='auto', help="'auto', 'epoch' or N")
   args = parser.parse_args()
   rng = np.random.default_rng(0)
   num_train = 64 * args.steps
@@ -61,12 +67,17 @@ def main():
       name='random-cifar', num_classes=10)
   model = models.PreResNet(10, 20, dtype=jnp.bfloat16 if args.bf16 else None)
   spec = train_lib.TrainSpec(64, args.steps, augmentation='crop_flip')
-  program = train_lib.PopulationProgram(model, spec, masked=True)
+  steps_per_call = dispatch.resolve_steps_per_call(args.steps_per_call, model, (32, 32, 3))
+  program = train_lib.PopulationProgram(model, spec, masked=True, steps_per_call=steps_per_call)
   print(f'device: {jax.devices()[0].device_kind}; PreResNet-20, batch 64, {args.steps} steps, '
-        f'{"bf16" if args.bf16 else "f32"}')
+        f'{"bf16" if args.bf16 else "f32"}, steps per call: '
+        f'{steps_per_call or "the whole epoch"} (train.steps_per_call={args.steps_per_call})')
   states, hparams, masks = population(model, args.members, num_train)
   vmapped, compile_v = time_epochs(program, states, hparams, masks, dataset, args.repeats)
-  one, compile_1 = time_epochs(program, *population(model, 1, num_train), dataset, args.repeats)
+  one, compile_1 = vmapped, compile_v
+  if args.members > 1:
+    one, compile_1 = time_epochs(program, *population(model, 1, num_train), dataset,
+                                 args.repeats)
   sequential = one * args.members
   images = args.members * args.steps * 64
   per_epoch = vmapped / args.steps * STEPS_PER_CIFAR_EPOCH
@@ -79,6 +90,7 @@ def main():
   hours = per_epoch / args.members * GRID_RETRAIN_EPOCHS / 3600
   print(f'projected retraining of the cifar10_epochs grid (1,296 x 160 epochs) on this device: '
         f'{hours:.1f} hours')
+  print(f'{jax.default_backend()}_images_per_s: {images / vmapped:.1f}')
 
 
 if __name__ == '__main__':

@@ -132,6 +132,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # core; 1 = off). Accelerator backends are unaffected.
   config.cpu_devices = 0
 
+  # Execution of training (results equal up to float rounding): steps per jitted call.
+  #   'auto': one step per call for convolutional models on CPU (XLA:CPU runs convolutions
+  #   inside a loop many times slower), else 'epoch'; 'epoch': a whole epoch in one lax.scan;
+  #   'N' (a whole number): chunks of N steps per call.
+  config.train = ml_collections.ConfigDict()
+  config.train.steps_per_call = 'auto'
+
   config.tensorboard = False  # Also TensorBoard event files (`pip install tensorboardX`).
 
   if quick:

@@ -32,6 +32,7 @@ import numpy as np
 from prunephase import checkpoints
 from prunephase import cka as cka_lib
 from prunephase import data as data_lib
+from prunephase import dispatch
 from prunephase import grid
 from prunephase import landscape
 from prunephase import models
@@ -179,6 +180,14 @@ def _train_spec(section, num_train: int, total_steps: int | None = None,
                              augmentation=section.augmentation), total
 
 
+@functools.lru_cache(maxsize=16)
+def _program(model, spec: train_lib.TrainSpec, masked: bool, mesh, steps_per_call: int | None
+             ) -> train_lib.PopulationProgram:
+  """One population program per shape, shared by every temperature (compiled once, not once
+  per temperature: PreResNet-20 programs take tens of seconds to compile on a CPU)."""
+  return train_lib.PopulationProgram(model, spec, masked, mesh, steps_per_call)
+
+
 def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total_steps: int,
                states, hparams, masks, save_epochs: Sequence[int], resume_every: int,
                member_info: list[dict], label: str,
@@ -225,7 +234,10 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
                      f'{np.nanmean(metrics["test_error"]):.3f}')
 
   dataset, mesh, masked = sweep.dataset, sweep.mesh, masks is not None
-  program = train_lib.PopulationProgram(sweep.model, spec, masked, mesh)
+  steps_per_call = dispatch.resolve_steps_per_call(
+      (sweep.config.get('train') or {}).get('steps_per_call', 'auto'), sweep.model,
+      dataset.input_shape)
+  program = _program(sweep.model, spec, masked, mesh, steps_per_call)
   if mesh is not None:
     multiple = mesh.shape[train_lib.MEMBERS]
     (states, hparams, masks), _ = train_lib.pad_members((states, hparams, masks), multiple)
@@ -240,7 +252,7 @@ def _train_run(sweep: Sweep, *, stage: str, directory: pathlib.Path, spec, total
                                 full_epochs, on_epoch_end)
   if remainder and start < num_epochs:
     partial = dataclasses.replace(spec, steps_per_epoch=remainder)
-    program = train_lib.PopulationProgram(sweep.model, partial, masked, mesh)
+    program = _program(sweep.model, partial, masked, mesh, steps_per_call)
     states = train_lib.run_epochs(program, states, hparams, masks, dataset, full_epochs,
                                   num_epochs, on_epoch_end)
   return unpad(states), history

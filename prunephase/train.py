@@ -3,7 +3,8 @@
 A population is a pytree whose every leaf has a leading member axis M. Members that share
 shapes and step counts (seeds, lr, weight decay, SAM rho, masks) run in ONE compiled program.
 An epoch is a `lax.scan` over its steps inside one jitted call (per-step dispatch would dominate
-for small models).
+for small models), or, where a loop body is slow (convolutions on XLA:CPU), chunks of steps per
+call (`PopulationProgram.steps_per_call`, `dispatch.resolve_steps_per_call`).
 """
 
 from collections.abc import Callable, Sequence
@@ -166,17 +167,22 @@ def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: H
   return new_state, {'loss': loss, 'error': error, 'lr': lr}
 
 
-def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
-                mask: Any, dataset: data_lib.Dataset, epoch: jax.Array,
-                batch_sharding: jax.sharding.Sharding | None = None
-                ) -> tuple[MemberState, dict[str, jax.Array]]:
-  """One epoch of ONE model: its own permutation of the train set, `lax.scan` over steps.
+def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
+                mask: Any, dataset: data_lib.Dataset, epoch: jax.Array, first_step: jax.Array,
+                num_steps: int, batch_sharding: jax.sharding.Sharding | None = None,
+                unroll: bool = False) -> tuple[MemberState, dict[str, jax.Array]]:
+  """Steps [first_step, first_step + num_steps) of ONE model's epoch: a `lax.scan` over them,
+  or with `unroll` the steps one after another in straight-line code (no loop at all: XLA:CPU
+  compiles the convolutions of a loop body, even of a scan of length 1 or a fully unrolled
+  one, to its slow convolution code, see `dispatch.py`).
 
-  `batch_sharding` (e.g. NamedSharding(mesh, P('data'))) splits each batch over a data axis:
-  data parallelism within a member; BatchNorm statistics are then all-reduced by XLA.
+  Each member draws its own permutation of the train set per epoch; step i of the epoch takes
+  batch i of it, whichever call runs the step, so an epoch split into several calls trains
+  exactly like one call over the whole epoch. `batch_sharding` (e.g. NamedSharding(mesh,
+  P('data'))) splits each batch over a data axis: data parallelism within a member; BatchNorm
+  statistics are then all-reduced by XLA.
 
-  Returns the new state and the epoch means of the train-mode loss and error, and the lr of the
-  epoch's last step.
+  Returns the new state and per-step 'loss', 'error', 'lr', each of shape (num_steps,).
   """
   order = data_lib.epoch_order(state.data_key, epoch, dataset.num_train)
   augment_key = jax.random.fold_in(jax.random.fold_in(state.data_key, epoch), 1 << 30)
@@ -191,9 +197,33 @@ def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
                            data_lib.black_value(dataset))
     return train_step(model, spec, state, hparams, mask, x, dataset.y_train[indices])
 
-  state, metrics = jax.lax.scan(body, state, jnp.arange(spec.steps_per_epoch))
-  return state, {'loss': metrics['loss'].mean(), 'error': metrics['error'].mean(),
-                 'lr': metrics['lr'][-1]}
+  if not unroll:
+    return jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
+  per_step = []
+  for i in range(num_steps):
+    state, metrics = body(state, first_step + i)
+    per_step.append(metrics)
+  return state, jax.tree.map(lambda *steps: jnp.stack(steps), *per_step)
+
+
+def epoch_metrics(per_step: dict[str, jax.Array]) -> dict[str, jax.Array]:
+  """Epoch means of per-step 'loss' and 'error' (last axis = steps) and the last step's 'lr'."""
+  return {'loss': per_step['loss'].mean(-1), 'error': per_step['error'].mean(-1),
+          'lr': per_step['lr'][..., -1]}
+
+
+def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
+                mask: Any, dataset: data_lib.Dataset, epoch: jax.Array,
+                batch_sharding: jax.sharding.Sharding | None = None
+                ) -> tuple[MemberState, dict[str, jax.Array]]:
+  """One epoch of ONE model in one `lax.scan` (see `train_steps`).
+
+  Returns the new state and the epoch means of the train-mode loss and error, and the lr of the
+  epoch's last step.
+  """
+  state, per_step = train_steps(model, spec, state, hparams, mask, dataset, epoch,
+                                jnp.zeros((), jnp.int32), spec.steps_per_epoch, batch_sharding)
+  return state, epoch_metrics(per_step)
 
 
 def batched_apply(fn: Callable[[jax.Array], Any], x: jax.Array, batch_size: int) -> Any:
@@ -320,12 +350,16 @@ class PopulationProgram:
     mesh: optional ('members', 'data') mesh: members are sharded over 'members', each batch
       over 'data', the dataset is replicated. The member count must be a multiple of the
       'members' axis size (see `pad_members`).
+    steps_per_call: None runs an epoch as one call (a loop over its steps); N runs it as calls
+      of N unrolled steps (no loop; the last call shorter where N does not divide the epoch),
+      with the same result up to float rounding (see `dispatch.resolve_steps_per_call`).
   """
 
   model: nn.Module
   spec: TrainSpec
   masked: bool
   mesh: jax.sharding.Mesh | None = None
+  steps_per_call: int | None = None
 
   def __post_init__(self):
     mask_axis = 0 if self.masked else None
@@ -343,6 +377,18 @@ class PopulationProgram:
                                  batch_sharding=batch_sharding)
     self._epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, mask_axis, None, None),
                                    spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
+    if shardings:
+      shardings['in_shardings'] += (replicated,)  # first_step.
+
+    @functools.cache
+    def chunk(num_steps):
+      steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
+                                   batch_sharding=batch_sharding, unroll=True)
+      return jax.jit(jax.vmap(steps_fn, in_axes=(0, 0, mask_axis, None, None, None),
+                              spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
+    self._chunk = chunk
+    concat = lambda chunks: jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *chunks)
+    self._epoch_metrics = jax.jit(lambda chunks: epoch_metrics(concat(chunks)))
 
     def test_metrics(state, dataset):
       return evaluate(self.model, state.params, state.batch_stats, dataset, 'test')
@@ -358,7 +404,16 @@ class PopulationProgram:
   def epoch(self, states: MemberState, hparams: Hparams, masks: Any,
             dataset: data_lib.Dataset, epoch: int) -> tuple[MemberState, dict[str, jax.Array]]:
     """Trains every member for one epoch (0-based `epoch` picks the data order)."""
-    return self._epoch(states, hparams, masks, dataset, jnp.asarray(epoch, jnp.int32))
+    epoch = jnp.asarray(epoch, jnp.int32)
+    total, size = self.spec.steps_per_epoch, self.steps_per_call
+    if size is None or size >= total:
+      return self._epoch(states, hparams, masks, dataset, epoch)
+    chunks = []
+    for first in range(0, total, size):
+      states, per_step = self._chunk(min(size, total - first))(
+          states, hparams, masks, dataset, epoch, jnp.asarray(first, jnp.int32))
+      chunks.append(per_step)
+    return states, self._epoch_metrics(chunks)
 
   def test(self, states: MemberState, dataset: data_lib.Dataset) -> dict[str, jax.Array]:
     """Eval-mode test loss and error of every member, each shape (M,)."""

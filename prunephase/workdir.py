@@ -19,8 +19,9 @@ import numpy as np
 
 CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
-# Config sections that do not change any stored artifact: they may differ on a re-run.
-FREE_SECTIONS = ('regimes', 'tensorboard', 'mesh', 'distributed', 'cpu_devices')
+# Config sections that do not change any stored artifact (beyond float rounding): they may
+# differ on a re-run.
+FREE_SECTIONS = ('regimes', 'tensorboard', 'mesh', 'distributed', 'cpu_devices', 'train')
 
 
 class WorkdirError(RuntimeError):

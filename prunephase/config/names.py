@@ -30,6 +30,19 @@ AUGMENTATIONS = ('none', 'crop_flip')
 POINT_BATCHING = ('auto', 'vmap', 'map')
 CKA_ESTIMATORS = ('biased', 'unbiased')
 REGIME_RULES = ('transition', 'threshold')
+STEPS_PER_CALL = ('auto', 'epoch')  # ... or a whole number of steps >= 1.
+
+
+def parse_steps_per_call(value: str | int) -> str | int:
+  """'auto', 'epoch' or an int >= 1 from a config value such as 'auto', 'epoch', 4 or '4'."""
+  if isinstance(value, str) and value.strip().isdigit():
+    value = int(value)
+  if isinstance(value, str) and value in STEPS_PER_CALL:
+    return value
+  if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    return value
+  raise ValueError(f"train.steps_per_call must be 'auto', 'epoch' or a whole number >= 1, "
+                   f'got {value!r}')
 
 
 def hot_to_cold(knob: str, values) -> list[float]:

@@ -103,6 +103,12 @@ def validate(config) -> None:
          f'unknown measure.cka_estimator {measure.cka_estimator!r}; choose one of '
          f'{", ".join(names.CKA_ESTIMATORS)}')
   _check(measure.pairs_per_call >= 0, 'measure.pairs_per_call must be >= 0 (0 = all at once)')
+  train = config.get('train')
+  if train is not None:
+    try:
+      names.parse_steps_per_call(train.steps_per_call)
+    except ValueError as error:
+      raise ConfigError(str(error)) from None
   mesh = config.get('mesh')
   if mesh is not None:
     _check(mesh.members >= 0 and mesh.data >= 1,

@@ -1,0 +1,115 @@
+"""Steps per jitted call: 'auto' resolution, validation, and chunked epochs equal whole ones."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default as default_config  # pylint: disable=g-bad-import-order
+from prunephase import data
+from prunephase import dispatch
+from prunephase import grid
+from prunephase import models
+from prunephase import pruning
+from prunephase import train
+from prunephase import workdir
+
+
+class TinyConvNet(nn.Module):
+  """conv3x3 -> BN -> ReLU -> mean pool -> head: a 2D-conv model that compiles in a second."""
+
+  @nn.compact
+  def __call__(self, x, train):  # pylint: disable=redefined-outer-name
+    x = nn.Conv(4, (3, 3), padding=1, use_bias=False, name='conv')(x)
+    x = nn.relu(models.BatchNorm(name='bn')(x, train))
+    return nn.Dense(10, name=models.HEAD_NAME)(x.mean(axis=(1, 2)))
+
+
+IMAGE_SHAPE = (8, 8, 3)
+
+
+def image_dataset(num_train=40, num_test=16):
+  rng = np.random.default_rng(0)
+  x = rng.integers(0, 256, (num_train + num_test, *IMAGE_SHAPE), np.uint8)
+  y = rng.integers(0, 10, num_train + num_test).astype(np.int32)
+  return data.Dataset(x_train=jnp.asarray(x[:num_train]), y_train=jnp.asarray(y[:num_train]),
+                      x_test=jnp.asarray(x[num_train:]), y_test=jnp.asarray(y[num_train:]),
+                      mean=jnp.full((3,), 0.5), std=jnp.full((3,), 0.25), name='t')
+
+
+@pytest.mark.parametrize('value, expected', [
+    ('auto', 'auto'), ('epoch', 'epoch'), ('1', 1), ('16', 16), (4, 4)])
+def test_parse_steps_per_call(value, expected):
+  assert dispatch.parse_steps_per_call(value) == expected
+
+
+@pytest.mark.parametrize('value', [0, -1, True, 2.5])
+def test_bad_steps_per_call_values(value):
+  with pytest.raises(ValueError, match=r"train.steps_per_call must be 'auto'"):
+    dispatch.parse_steps_per_call(value)
+
+
+@pytest.mark.parametrize('value', ['0', '-1', 'fast', '', '2.5'])
+def test_bad_steps_per_call_is_a_one_line_config_error(value):
+  config = default_config.get_config('quick')
+  config.train.steps_per_call = value  # The command line gives strings.
+  with pytest.raises(grid.ConfigError, match=r"train.steps_per_call must be 'auto'") as error:
+    grid.validate(config)
+  assert '\n' not in str(error.value)
+
+
+def test_auto_is_one_step_per_call_for_convolutions_on_cpu_only():
+  resolve = dispatch.resolve_steps_per_call
+  conv2d, conv_shape = models.PreResNet(10, 20), (32, 32, 3)
+  assert resolve('auto', conv2d, conv_shape, backend='cpu') == 1
+  assert resolve('auto', TinyConvNet(), IMAGE_SHAPE, backend='cpu') == 1
+  assert resolve('auto', conv2d, conv_shape, backend='gpu') is None
+  assert resolve('auto', conv2d, conv_shape, backend='tpu') is None
+  # The 1D CNN is im2col + matmul, the MLP has no convolution: whole-epoch scans everywhere.
+  assert resolve('auto', models.CNN1D(10), (40, 1), backend='cpu') is None
+  assert resolve('auto', models.MLP(10), conv_shape, backend='cpu') is None
+  assert resolve('epoch', conv2d, conv_shape, backend='cpu') is None
+  assert resolve('3', models.MLP(10), (40, 1), backend='gpu') == 3
+
+
+def test_changing_steps_per_call_does_not_refuse_a_workdir():
+  old = default_config.get_config().to_dict()
+  new = default_config.get_config().to_dict()
+  new['train']['steps_per_call'] = '1'
+  assert workdir.changed_fields(old, new) == []
+  del old['train']  # A workdir written before the field existed.
+  assert workdir.changed_fields(old, new) == []
+
+
+def test_chunked_epochs_equal_whole_epoch_scans():
+  # 40 examples / batch 8 = 5 steps per epoch: chunks of 2 leave a shorter last call. Masked,
+  # augmented, with an lr decay inside epoch 1 and two members with their own data orders.
+  model, dataset = TinyConvNet(), image_dataset()
+  spec = train.TrainSpec(batch_size=8, steps_per_epoch=5, lr_boundaries=(7,),
+                         augmentation='crop_flip')
+  start = train.init_population(model, IMAGE_SHAPE, [0, 1], [10, 11])
+  params = train.unstack_member(start, 0).params
+  masks = pruning.make_masks(params, models.prunable_tree(params), (0.5, 0.3))
+  start = start.replace(params=pruning.apply_mask(start.params, masks))
+  hparams = train.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
+                          sam_rho=jnp.zeros(2))
+  results = {}
+  program = train.PopulationProgram(model, spec, masked=True)
+  for steps_per_call in (None, 1, 2):
+    program.steps_per_call = steps_per_call  # One program: chunks of 2 reuse the 1-step call.
+    states, history = jax.tree.map(jnp.copy, start), []
+    for epoch in range(2):
+      states, metrics = program.epoch(states, hparams, masks, dataset, epoch)
+      history.append(metrics)
+    results[steps_per_call] = jax.device_get((states, history))
+  whole_states, whole_history = results[None]
+  for steps_per_call in (1, 2):
+    states, history = results[steps_per_call]
+    for got, want in zip(jax.tree.leaves((states, history)),
+                         jax.tree.leaves((whole_states, whole_history))):
+      np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+    np.testing.assert_array_equal(states.step, [10, 10])
+  np.testing.assert_allclose(whole_history[1]['lr'], [0.01, 0.005], rtol=1e-6)
+  pruned = ~np.asarray(masks['conv']['kernel'])
+  assert np.all(np.asarray(results[1][0].params['conv']['kernel'])[pruned] == 0.0)
