@@ -3,21 +3,15 @@ r"""The accelerator check: PreResNet-20 populations, matmul peaks, the LMC kerne
   benchmarks/accelerator_check.sh            # on a GPU machine: install what is missing, run this
   python benchmarks/accelerator_check.py     # this module alone (--cpu-smoke: tiny sizes)
 
-On an accelerator (sizes `FULL`, meant to fit in about 4 minutes on one H100-class GPU with the
-set-up of the .sh; not yet run on one: no GPU was available when it was written):
-  * the packages' versions and the devices;
-  * the FLOP/s of a large f32 and bf16 matmul, the practical peaks of this run;
-  * PreResNet-20 retraining steps (masked SGD, crop+flip, batch 64, random uint8 32x32x3 images)
-    for 1 member, M members vmapped and the same M members one after another, f32 and bf16
-    (`model.mixed_precision`): images/s, and the achieved FLOP/s as a fraction of the matmul
-    peak of the same dtype (FLOPs from XLA's cost analysis of one step);
-  * the LMC kernel for PreResNet-20 (`landscape.make_pair_measurer`, P pairs x 11 points, BN
-    recalibrated at each): point_batching 'vmap', 'map', and a Python loop over the points;
-  * `configs/cifar10_epochs.py:quick` end to end (every stage) on synthetic CIFAR-shaped uint8
-    data held in memory (no tfds), with its stage times.
-On a CPU backend, or with --cpu-smoke, the same code runs at the sizes `SMOKE` (a small MLP
-instead of PreResNet-20, f32 only; compiles dominate, about a minute on 2 idle cores) so that
-tests/test_accelerator_check.py keeps it working.
+At the sizes `FULL` (meant for about 4 minutes on one H100-class GPU; never run on a GPU yet) it
+prints the versions and devices, then measures large f32 and bf16 matmuls (the peaks of this
+run); PreResNet-20 retraining images/s for 1 member, M members vmapped and the same M one after
+another, f32 and bf16, with the achieved FLOP/s as a fraction of the matmul peak of the dtype;
+the LMC kernel with point_batching 'vmap' and 'map' and as a Python loop over points; and
+`configs/cifar10_epochs.py:quick` end to end on synthetic CIFAR-shaped uint8 data held in memory
+(no tfds), with its stage times. On a CPU backend, or with --cpu-smoke, the same code runs at
+the sizes `SMOKE` (a small MLP, f32 only) so that tests/test_accelerator_check.py keeps it
+working. docs/performance.md has the details.
 
 The last four lines are machine-readable; the prefix is the platform (`gpu_`, `tpu_`), or
 `cpu_smoke_` for the reduced run:

@@ -8,12 +8,13 @@ gradient convolutions inside a loop body far slower than outside one. Seen in th
 dimension order and sent to a fast fused kernel; inside a while body it keeps its
 `f01b_i01o->01bf` form and runs about 3x slower (batch 64, 32x32x16 maps).
 
-Measured with `benchmarks/cifar_population.py` (PreResNet-20, one member, batch 64, f32, 2 busy
-CPU cores), training images/s: whole-epoch scan 3.6; one step per call, as a `lax.scan` of
-length 1 (or fully unrolled) 2.3 to 2.6; two steps per call as straight-line code 5.2; one step
-per call as straight-line code 89.9. So chunks are traced as straight-line code (a Python loop
-over their steps, `train.train_steps(unroll=True)`), and 'auto' runs models with convolutions
-one step per call on the CPU backend.
+Measured with `benchmarks/cifar_population.py` (PreResNet-20, one member, batch 64, f32, 2 CPU
+cores shared with other jobs), training images/s: whole-epoch scan 5.7; two steps per call as
+straight-line code 3.5; one step per call as straight-line code 85.7. One step per call as a
+`lax.scan` of length 1 (or a fully unrolled one) was about as slow as the whole-epoch scan.
+So chunks are traced as straight-line code (a Python loop over their steps,
+`train.train_steps(unroll=True)`), and 'auto' runs models with convolutions one step per call
+on the CPU backend.
 """
 
 from collections.abc import Sequence
