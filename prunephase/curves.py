@@ -155,14 +155,8 @@ def curve_point(model: nn.Module, params_a, theta, params_b, batch_stats,
                 with_test: bool = True) -> dict[str, jax.Array]:
   """Metrics at one point t of the curve, BatchNorm recalibrated there (as
   `landscape.path_point`): scalars 'train_error', 'train_loss' and maybe 'test_*'."""
-  params = bezier(params_a, theta, params_b, t)
-  stats = landscape.recalibrate_batch_stats(model, params, batch_stats, dataset, bn_batch_size)
-  metrics = {f'train_{k}': v
-             for k, v in train_lib.evaluate(model, params, stats, dataset, 'train').items()}
-  if with_test:
-    metrics.update({f'test_{k}': v
-                    for k, v in train_lib.evaluate(model, params, stats, dataset, 'test').items()})
-  return metrics
+  return landscape.recalibrated_metrics(model, bezier(params_a, theta, params_b, t),
+                                        batch_stats, dataset, bn_batch_size, with_test)
 
 
 def curve_metrics(model: nn.Module, spec: CurveSpec, params_a, theta, params_b, batch_stats,

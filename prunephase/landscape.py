@@ -69,7 +69,17 @@ def path_point(model: nn.Module, params_a, params_b, batch_stats, dataset: data_
   Returns scalars 'train_error', 'train_loss', 'train_mistakes' (eval mode, whole un-augmented
   train set) and, with `with_test`, 'test_error', 'test_loss' and 'test_mistakes'.
   """
-  params = interpolate(params_a, params_b, t)
+  return recalibrated_metrics(model, interpolate(params_a, params_b, t), batch_stats, dataset,
+                              bn_batch_size, with_test)
+
+
+def recalibrated_metrics(model: nn.Module, params, batch_stats, dataset: data_lib.Dataset,
+                         bn_batch_size: int = 64, with_test: bool = True) -> dict[str, jax.Array]:
+  """Eval-mode metrics of ONE set of weights after recalibrating its BatchNorm statistics.
+
+  The evaluation of every point of a path (straight here, Bezier in `curves.py`): 'train_*' and,
+  with `with_test`, 'test_*' scalars of `train.evaluate` ('error', 'loss', 'mistakes').
+  """
   stats = recalibrate_batch_stats(model, params, batch_stats, dataset, bn_batch_size)
   metrics = {f'train_{k}': v
              for k, v in train_lib.evaluate(model, params, stats, dataset, 'train').items()}
