@@ -9,6 +9,7 @@ on accelerators restores on a laptop.
 import os
 import pathlib
 import sys
+import threading
 from typing import Any
 
 import jax
@@ -42,6 +43,20 @@ def _quiet_late_callbacks() -> None:
 
   hook.prunephase_quiet = True
   sys.excepthook = hook
+  previous_thread_hook = threading.excepthook
+
+  def thread_hook(args):  # The same error raised in a reader thread.
+    if not _is_closed_loop_error(args.exc_value):
+      previous_thread_hook(args)
+
+  threading.excepthook = thread_hook
+  previous_unraisable = sys.unraisablehook
+
+  def unraisable_hook(unraisable):  # ... or reported as unraisable from a callback.
+    if not _is_closed_loop_error(unraisable.exc_value):
+      previous_unraisable(unraisable)
+
+  sys.unraisablehook = unraisable_hook
 
 
 def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> ocp.CheckpointManager:

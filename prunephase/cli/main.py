@@ -8,6 +8,9 @@ Re-running the same command resumes: finished artifacts are skipped. The work is
 `prunephase.main.run_and_summarise`.
 """
 
+import os
+import sys
+
 from absl import flags
 from absl import logging
 
@@ -30,8 +33,16 @@ def main(argv) -> None:
   runtime.prepare(config)  # Device layout: before anything imports JAX.
   if not common.WORKDIR.value:
     runtime.fail('--workdir is required')
-  common.fail_on(main_lib.user_errors(), main_lib.run_and_summarise, config,
-                 common.WORKDIR.value, STAGES.value)
+  try:
+    common.fail_on(main_lib.user_errors(), main_lib.run_and_summarise, config,
+                   common.WORKDIR.value, STAGES.value)
+  except SystemExit as stop:
+    # The one-line error is out. A failed checkpoint read can leave TensorStore reads finishing
+    # on other threads, whose callbacks would print tracebacks while the interpreter shuts
+    # down: leave at once (every artifact is written atomically, nothing is half-written).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(stop.code if isinstance(stop.code, int) else 1)
 
 
 def run() -> None:
