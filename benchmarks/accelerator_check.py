@@ -57,6 +57,7 @@ from prunephase import tfds_data
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from benchmarks import cifar_population
+from benchmarks.common import median_seconds
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 PACKAGES = ('jax', 'jaxlib', 'jax-cuda12-plugin', 'jax-cuda12-pjrt', 'jax-cuda13-plugin',
@@ -123,16 +124,6 @@ NAN = float('nan')
 
 def elapsed() -> float:
   return time.perf_counter() - START
-
-
-def median_seconds(fn, calls: int) -> float:
-  """Median wall seconds of `calls` calls of `fn` (which must block)."""
-  times = []
-  for _ in range(calls):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return float(np.median(times))
 
 
 def timed(fn, repeats: int) -> tuple[float, float]:

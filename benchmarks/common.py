@@ -6,15 +6,20 @@ import jax
 import numpy as np
 
 
-def timed(fn, repeats: int) -> float:
-  """Median wall seconds of `fn()` (which must block) after one warm-up call."""
-  fn()
+def median_seconds(fn, calls: int) -> float:
+  """Median wall seconds of `calls` calls of `fn` (which must block)."""
   times = []
-  for _ in range(repeats):
+  for _ in range(calls):
     start = time.perf_counter()
     fn()
     times.append(time.perf_counter() - start)
   return float(np.median(times))
+
+
+def timed(fn, repeats: int) -> float:
+  """Median wall seconds of `fn()` (which must block) after one warm-up call."""
+  fn()
+  return median_seconds(fn, repeats)
 
 
 def time_epochs(program, states, hparams, masks, dataset, repeats: int) -> tuple[float, float]:
