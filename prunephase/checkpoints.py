@@ -114,6 +114,8 @@ def restore(directory: str | os.PathLike, step: int | None = None,
   if step is None:
     raise CheckpointError(f'no finished checkpoint in {directory}')
   sharding = jax.sharding.SingleDeviceSharding(device)
+  # Before the read, not after a failure: a late callback can fire the moment one array fails.
+  _quiet_late_callbacks()
   try:
     with _manager(directory) as manager:
       metadata = manager.item_metadata(step)
@@ -122,7 +124,6 @@ def restore(directory: str | os.PathLike, step: int | None = None,
                             tree)
       return manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as error:  # Orbax raises many types for damaged or truncated files.
-    _quiet_late_callbacks()
     detail = next((line.strip() for line in str(error).splitlines() if line.strip()), '')
     detail = detail.split(' See full TensorStore details')[0][:160]
     raise CheckpointError(f'unreadable checkpoint {pathlib.Path(directory) / str(step)} '
