@@ -54,6 +54,7 @@ from prunephase import models
 from prunephase import pruning
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
+from prunephase import population
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from benchmarks import cifar_population
@@ -240,7 +241,7 @@ def population_setup(sizes: Sizes, dtype_name: str):
   dataset = random_images(sizes.batch * sizes.steps, 16)
   spec = train_lib.TrainSpec(sizes.batch, sizes.steps, augmentation='crop_flip')
   steps_per_call = dispatch.resolve_steps_per_call('auto', model, (32, 32, 3))
-  program = train_lib.PopulationProgram(model, spec, masked=True, steps_per_call=steps_per_call)
+  program = population.PopulationProgram(model, spec, masked=True, steps_per_call=steps_per_call)
   flops = step_flops(model, spec, sizes.model)
   print(f'[{dtype_name}] {sizes.model}, batch {sizes.batch}, {sizes.steps} steps per '
         f'timed epoch, steps per call: {steps_per_call or "the whole epoch"}; '

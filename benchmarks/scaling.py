@@ -22,14 +22,14 @@ import os, sys
 sys.path.insert(0, {repo!r})
 import jax, jax.numpy as jnp
 from configs import default as default_config
-from prunephase import data as data_lib, models, train as train_lib
+from prunephase import data as data_lib, models, population, train as train_lib
 members, repeats = {members}, {repeats}
 config = default_config.get_config()
 dataset = data_lib.load_mnist1d(config.dataset.num_samples)
 model = models.make_model(config.model, 10)
 spec = train_lib.TrainSpec(64, dataset.num_train // 64)
-mesh = train_lib.make_mesh() if jax.device_count() > 1 else None
-program = train_lib.PopulationProgram(model, spec, masked=False, mesh=mesh)
+mesh = population.make_mesh() if jax.device_count() > 1 else None
+program = population.PopulationProgram(model, spec, masked=False, mesh=mesh)
 states = train_lib.init_population(model, dataset.input_shape, list(range(members)), list(range(members)))
 hparams = train_lib.Hparams(lr=jnp.full(members, 0.1), weight_decay=jnp.full(members, 1e-4), sam_rho=jnp.zeros(members))
 states, hparams = program.place((states, hparams))

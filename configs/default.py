@@ -67,6 +67,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.dense.augmentation = 'none'  # none | crop_flip (images).
   config.dense.seeds = (1, 2, 3)  # Dense seeds (init and data order), vmapped.
   config.dense.resume_every = 0  # Extra resume checkpoint every N epochs (0 = off).
+  config.dense.init_from = ''  # A workdir whose finished dense models (same fields) to import.
 
   # Temperature: the dense hyperparameter whose value is the temperature.
   #   epochs: checkpoints of one run (hotter = fewer);  batch_size: one run per value at

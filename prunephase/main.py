@@ -44,6 +44,8 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
         f'{len(sweep.densities)} densities; {len(sweep.dense_seeds)} dense x '
         f'{len(sweep.retrain_seeds)} retrain seeds; model {config.model.name} on '
         f'{config.dataset.name}; pruning {config.prune.method}')
+  store = sweep.store
+  print(f'branch: {store.measure_dir.relative_to(sweep.path)} (spec.json in each directory)')
   times = ', '.join(f'{k} {workdir_lib.format_seconds(v)}' for k, v in sweep.timings.items())
   print(f'time: {times}; total {workdir_lib.format_seconds(total_seconds)}')
   if summary:

@@ -17,11 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from prunephase.config import identity
+
 CONFIG_FILE = 'config.json'
 LOCK_FILE = '.lock'
-# Config sections that do not change any stored artifact (beyond float rounding): they may
-# differ on a re-run.
-FREE_SECTIONS = ('regimes', 'tensorboard', 'mesh', 'distributed', 'cpu_devices', 'train')
 
 
 class WorkdirError(RuntimeError):
@@ -84,38 +83,19 @@ def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], columns: list
   write_atomic(path, buffer.getvalue())
 
 
-def _flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
-  if isinstance(tree, dict):
-    out = {}
-    for key, value in tree.items():
-      out.update(_flatten(value, f'{prefix}{key}.'))
-    return out
-  return {prefix[:-1]: tree}
-
-
-def changed_fields(old: dict, new: dict) -> list[str]:
-  """Dotted names of fields whose stored value differs, outside `FREE_SECTIONS`."""
-  old_flat, new_flat = _flatten(to_jsonable(old)), _flatten(to_jsonable(new))
-  changed = []
-  for key in sorted(set(old_flat) | set(new_flat)):
-    if key.split('.')[0] in FREE_SECTIONS:
-      continue
-    if old_flat.get(key, '<absent>') != new_flat.get(key, '<absent>'):
-      changed.append(f'{key}: {old_flat.get(key, "<absent>")} -> {new_flat.get(key, "<absent>")}')
-  return changed
-
-
 class Workdir:
   """Opens a workdir for one run: lock, config check, config record.
 
-  Raises WorkdirError when another process holds the workdir, when it holds a run whose
-  config differs in a field that changes stored artifacts (each such field is named), when
+  Raises WorkdirError when another process holds the workdir, when it holds dense models of
+  another config (each field that decides them is named; other changes make new branches, see
+  `config.identity`), when
   it is a non-empty directory that is not a prunephase workdir, or when it cannot be created,
   read or written (a missing parent on a read-only filesystem, no permission).
   """
 
   def __init__(self, path: str | os.PathLike, config_dict: dict, write: bool = True):
     self.path = pathlib.Path(path)
+    self.previous_config = None  # The config.json found there (dict), if any.
     self._lock_file = None
     try:
       self._open(config_dict, write)
@@ -142,12 +122,14 @@ class Workdir:
           old = json.loads(existing.read_text())
         except json.JSONDecodeError as error:
           raise WorkdirError(f'unreadable {existing}: {error}') from error
-        changed = changed_fields(old, config_dict)
+        changed = identity.changed_dense_fields(old, to_jsonable(config_dict))
         if changed:
           raise WorkdirError(
-              f'workdir {self.path} holds a run with another config ('
+              f'workdir {self.path} holds dense models of another config ('
               f'{"; ".join(changed[:4])}{" ..." if len(changed) > 4 else ""}); use a new '
-              '--workdir or delete the old one')
+              '--workdir, delete the old one, or import finished dense models with '
+              '--config.dense.init_from=OLD_WORKDIR')
+        self.previous_config = old
       if write:
         write_json(existing, config_dict)
     except BaseException:

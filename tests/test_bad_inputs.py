@@ -12,7 +12,9 @@ import pytest
 from conftest import error_lines  # pylint: disable=g-bad-import-order
 from conftest import REPO
 from conftest import run_command
+from conftest import tiny_config
 from conftest import tiny_config_file
+from prunephase import artifacts
 
 QUICK = '--config=configs/default.py:quick'
 
@@ -77,8 +79,9 @@ def test_truncated_checkpoint_is_one_line_naming_it(finished_run, tmp_path):
   path, _, _ = finished_run
   copy = tmp_path / 'copy'
   shutil.copytree(path, copy, ignore=shutil.ignore_patterns('.lock'))
-  (copy / 'measure' / 'epochs=1.json').unlink()
-  step = copy / 'retrain' / 'epochs=1' / 'epochs' / '2'
+  store = artifacts.Store(copy, tiny_config())
+  store.measure_file(1).unlink()
+  step = store.retrain_run_dir(1) / 'epochs' / '2'
   for file in step.rglob('*'):  # Truncate the array data, as a full disk or a killed copy would.
     if file.is_file() and file.parent.name == 'd':
       os.truncate(file, file.stat().st_size // 2)
@@ -87,7 +90,7 @@ def test_truncated_checkpoint_is_one_line_naming_it(finished_run, tmp_path):
   line = _one_error_line(result)
   assert line.startswith(f'prunephase: error: unreadable checkpoint {step} (')
   assert line.endswith('delete that directory and re-run the stage that wrote it')
-  assert not (copy / 'measure' / 'epochs=1.json').exists()
+  assert not store.measure_file(1).exists()
 
 
 def test_late_read_callbacks_after_a_failed_restore_print_nothing(capsys, monkeypatch):

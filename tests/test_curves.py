@@ -17,6 +17,7 @@ from prunephase import curves
 from prunephase import data
 from prunephase import landscape
 from prunephase import models
+from prunephase import population
 from prunephase import pruning
 from prunephase import train
 
@@ -48,7 +49,7 @@ def endpoints():
   """(member_a, member_b): MemberStates trained 30 epochs from init seeds 1 and 2."""
   ds = dataset()
   spec = train.TrainSpec(16, ds.num_train // 16)
-  program = train.PopulationProgram(MODEL, spec, masked=False)
+  program = population.PopulationProgram(MODEL, spec, masked=False)
   # Eager init: compiling `train.init_population` costs more than it saves here.
   states = train.stack_members([
       train.member_state(*models.init_variables(MODEL, jax.random.PRNGKey(seed), ds.input_shape),

@@ -11,9 +11,10 @@ from prunephase import data
 from prunephase import dispatch
 from prunephase import grid
 from prunephase import models
+from prunephase import population
 from prunephase import pruning
 from prunephase import train
-from prunephase import workdir
+from prunephase.config import identity
 
 
 class TinyConvNet(nn.Module):
@@ -77,9 +78,9 @@ def test_changing_steps_per_call_does_not_refuse_a_workdir():
   old = default_config.get_config().to_dict()
   new = default_config.get_config().to_dict()
   new['train']['steps_per_call'] = '1'
-  assert workdir.changed_fields(old, new) == []
+  assert identity.changed_dense_fields(old, new) == []
   del old['train']  # A workdir written before the field existed.
-  assert workdir.changed_fields(old, new) == []
+  assert identity.changed_dense_fields(old, new) == []
 
 
 def test_chunked_epochs_equal_whole_epoch_scans():
@@ -95,7 +96,7 @@ def test_chunked_epochs_equal_whole_epoch_scans():
   hparams = train.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
                           sam_rho=jnp.zeros(2))
   results = {}
-  program = train.PopulationProgram(model, spec, masked=True)
+  program = population.PopulationProgram(model, spec, masked=True)
   for steps_per_call in (None, 1, 2):
     program.steps_per_call = steps_per_call  # One program: chunks of 2 reuse the 1-step call.
     states, history = jax.tree.map(jnp.copy, start), []

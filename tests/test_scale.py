@@ -13,6 +13,7 @@ import pytest
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
 from prunephase import models
+from prunephase import population
 from prunephase import train as train_lib
 
 SCRIPT = textwrap.dedent('''
@@ -31,16 +32,16 @@ SCRIPT = textwrap.dedent('''
 
 def test_pad_members_repeats_the_last_member():
   tree = {'w': jnp.arange(3.0)}
-  padded, count = train_lib.pad_members(tree, 4)
+  padded, count = population.pad_members(tree, 4)
   assert count == 3
   np.testing.assert_array_equal(padded['w'], [0.0, 1.0, 2.0, 2.0])
-  same, count = train_lib.pad_members(tree, 3)
+  same, count = population.pad_members(tree, 3)
   assert count == 3 and same is tree
 
 
 def test_make_mesh_rejects_sizes_that_do_not_divide_the_devices():
   with pytest.raises(ValueError, match='must divide'):
-    train_lib.make_mesh(0, 3, devices=jax.devices()[:1] * 2)
+    population.make_mesh(0, 3, devices=jax.devices()[:1] * 2)
 
 
 def test_an_epoch_makes_no_host_round_trip():
@@ -49,7 +50,7 @@ def test_an_epoch_makes_no_host_round_trip():
   states = train_lib.init_population(model, dataset.input_shape, [0, 1], [0, 1])
   hparams = train_lib.Hparams(lr=jnp.full(2, 0.1), weight_decay=jnp.full(2, 1e-4),
                               sam_rho=jnp.zeros(2))
-  program = train_lib.PopulationProgram(model, train_lib.TrainSpec(32, 7), masked=False)
+  program = population.PopulationProgram(model, train_lib.TrainSpec(32, 7), masked=False)
   epoch = jax.device_put(jnp.int32(0))
   program._epoch(states, hparams, None, dataset, epoch)  # pylint: disable=protected-access
   states = train_lib.init_population(model, dataset.input_shape, [0, 1], [0, 1])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import prunephase
+from prunephase import artifacts
 from prunephase import checkpoints
 from prunephase import grid
 from prunephase import sweep as sweep_lib
@@ -177,8 +178,9 @@ def test_unreadable_checkpoint_is_reported(finished_run, tmp_path):
   import shutil  # pylint: disable=import-outside-toplevel
   copy = tmp_path / 'copy'
   shutil.copytree(path, copy)
-  (copy / 'measure' / 'epochs=1.json').unlink()
-  for file in (copy / 'retrain' / 'epochs=1' / 'epochs' / '2').rglob('*'):
+  store = artifacts.Store(copy, tiny_config())
+  store.measure_file(1).unlink()
+  for file in (store.retrain_run_dir(1) / 'epochs' / '2').rglob('*'):
     if file.is_file() and file.stat().st_size > 0 and 'metadata' not in file.name:
       file.write_bytes(b'garbage')
   with pytest.raises((sweep_lib.SweepError, checkpoints.CheckpointError),

@@ -260,7 +260,8 @@ def tiny_sweep_config(model: str):
   return config
 
 
-def check_finished_sweep(path: pathlib.Path, summary: dict, num_rows: int):
+def check_finished_sweep(sweep, summary: dict, num_rows: int):
+  path = sweep.path
   with open(path / 'results.csv') as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == num_rows == summary['num_rows']
@@ -273,7 +274,7 @@ def check_finished_sweep(path: pathlib.Path, summary: dict, num_rows: int):
   assert {float(r['density']) for r in rows} == {0.2, 0.5}
   for name in ('cells.csv', 'phase_diagram.png', 'regimes.json', 'findings.json'):
     assert (path / name).stat().st_size > 0, name
-  measured = json.loads((path / 'measure' / 'epochs=1.json').read_text())
+  measured = sweep.store.measurement(1)
   assert measured['cka_examples'] == 32
 
 
@@ -285,7 +286,7 @@ def test_tiny_sweep_on_mock_cifar10_every_stage(tmp_path, no_network):
   assert sweep.dataset.x_train.shape == (128, 32, 32, 3)
   assert sweep.dataset.x_test.shape == (64, 32, 32, 3)  # dataset.num_test applied.
   assert config.dense.augmentation == config.retrain.augmentation == 'crop_flip'
-  check_finished_sweep(tmp_path, summary, num_rows=2 * 2 * 1 * 1)  # T x D x dense x pairs.
+  check_finished_sweep(sweep, summary, num_rows=2 * 2 * 1 * 1)  # T x D x dense x pairs.
   assert not no_network
 
 
@@ -295,5 +296,5 @@ def test_tiny_sweep_preresnet20_on_mock_cifar10_every_stage(tmp_path):
   config = tiny_sweep_config('preresnet20')
   with mock_tfds(128):
     sweep, summary = sweep_lib.run_sweep(config, tmp_path)
-  check_finished_sweep(tmp_path, summary, num_rows=2 * 2 * 1 * 1)
+  check_finished_sweep(sweep, summary, num_rows=2 * 2 * 1 * 1)
   assert set(sweep.timings) == set(sweep_lib.STAGES)

@@ -10,6 +10,7 @@ import pytest
 from conftest import assert_trees_close  # pylint: disable=g-bad-import-order
 from prunephase import data
 from prunephase import models
+from prunephase import population
 from prunephase import pruning
 from prunephase import train
 
@@ -25,7 +26,7 @@ SAM_SPEC = train.TrainSpec(batch_size=16, steps_per_epoch=4, lr_boundaries=(6,),
 
 @functools.cache
 def population_program(model, spec, masked):
-  return train.PopulationProgram(model, spec, masked=masked)
+  return population.PopulationProgram(model, spec, masked=masked)
 
 
 @functools.cache

@@ -22,12 +22,6 @@ def test_write_csv_blanks_nan_and_formats_floats(tmp_path):
   assert path.read_text() == 'x,y,z\n,0.123457,II-A\n'
 
 
-def test_changed_fields_names_science_fields_and_ignores_free_sections():
-  old = {'dense': {'lr': 0.1, 'seeds': [1, 2]}, 'regimes': {'lmc_threshold': -0.02}}
-  new = {'dense': {'lr': 0.05, 'seeds': (1, 2)}, 'regimes': {'lmc_threshold': -0.1}}
-  assert workdir_lib.changed_fields(old, new) == ['dense.lr: 0.1 -> 0.05']
-
-
 def test_metrics_log_appends_json_lines_and_tensorboard_events(tmp_path):
   log = workdir_lib.MetricsLog(tmp_path / 'metrics.jsonl', tensorboard=True)
   log.write([{'stage': 'train', 'dense_seed': 1, 'epoch': 1, 'loss': 2.0, 'error': 0.5}])

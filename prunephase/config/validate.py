@@ -4,6 +4,10 @@
 the few that need the dataset's size.
 """
 
+import json
+import os
+
+from prunephase.config import identity
 from prunephase.config import names
 
 
@@ -36,6 +40,24 @@ def _check_schedule(name: str, section):
   _check(section.augmentation in names.AUGMENTATIONS,
          f'unknown {name}.augmentation {section.augmentation!r}; '
          f'choose one of {", ".join(names.AUGMENTATIONS)}')
+
+
+def _check_init_from(config) -> None:
+  """`dense.init_from` names a workdir whose dense models this config would train."""
+  source = config.dense.get('init_from') or ''
+  if not source:
+    return
+  config_file = os.path.join(source, 'config.json')
+  _check(os.path.isfile(config_file),
+         f'dense.init_from={source} holds no config.json: not a prunephase workdir')
+  try:
+    with open(config_file) as f:
+      stored = json.load(f)
+  except (OSError, json.JSONDecodeError) as error:
+    raise ConfigError(f'dense.init_from={source}: unreadable config.json ({error})') from None
+  changed = identity.changed_dense_fields(stored, config)
+  _check(not changed, f'dense.init_from={source} holds dense models of another config '
+         f'({"; ".join(changed[:4])})')
 
 
 def validate(config) -> None:
@@ -78,6 +100,7 @@ def validate(config) -> None:
   _check(config.retrain.mode in names.RETRAIN_MODES,
          f'unknown retrain.mode {config.retrain.mode!r}; choose one of {names.RETRAIN_MODES}')
   _check_seeds('dense.seeds', config.dense.seeds, 1)
+  _check_init_from(config)
   _check_seeds('retrain.seeds', config.retrain.seeds, 2)  # LMC and CKA need pairs.
   if knob == 'epochs':
     _check(all(float(v).is_integer() and 1 <= v <= config.dense.epochs for v in values),

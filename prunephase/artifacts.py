@@ -1,0 +1,336 @@
+"""The artifact store: where every stage's results live in a workdir, and typed save and load.
+
+  data.json                                      dataset facts (shapes, classes, normalisation)
+  dense/<group>/epochs/<epoch>/                  orbax: dense population at saved epochs
+  dense/<group>/resume/<epoch>/                  optional mid-run resume point
+  <prune>/spec.json                              the prune fields that name the branch
+  <prune>/masks/<temperature>/0/                 orbax: masks (S, D, ...), pre-retrain errors
+  <prune>/<retrain>/<temperature>/epochs/<E>/    orbax: retrained population + per-epoch history
+  <prune>/<retrain>/<measure>/<temperature>.json per-pair LMC curves and CKA
+  config.json, results.csv, cells.csv, *.png     the latest run's config and report
+
+Branch names (`prune-uniform-1f3a9c2e`, ...) come from `config.identity`: a run with another
+prune, retrain or measure config writes a new branch beside the old one and reuses everything
+upstream. Temperature keys are `grid.temperature_key` ('batch_size=64').
+
+The stages write through `Store` and `analysis.Run` reads through it. A `Store` needs only the
+config and `data.json` (no dataset), so a run made on accelerators opens on a laptop without the
+data. Workdirs of prunephase <= 0.2 (masks/, retrain/, measure/ at the top) are read in place and
+moved into their branch when a run resumes them (`migrate_legacy_layout`).
+"""
+
+import dataclasses
+import functools
+import pathlib
+import shutil
+from typing import Any
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prunephase import checkpoints
+from prunephase import data as data_lib
+from prunephase import grid
+from prunephase import models
+from prunephase import pruning
+from prunephase import train as train_lib
+from prunephase import workdir as workdir_lib
+from prunephase.config import identity
+
+DATA_FILE = 'data.json'
+SPEC_FILE = 'spec.json'
+LEGACY_DIRS = ('masks', 'retrain', 'measure')
+
+
+class ArtifactError(RuntimeError):
+  """An artifact is missing or unreadable; the one-line message says which and what to run."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DataFacts:
+  """What the stored models need to know about their dataset (written once, to data.json).
+
+  Attributes:
+    name: dataset name.
+    input_shape: one example's shape, e.g. (40, 1) or (32, 32, 3).
+    num_classes: classifier size.
+    num_train: train examples used (decides steps per epoch).
+    num_test: test examples used.
+    mean: per-channel mean subtracted from uint8 inputs scaled to [0, 1].
+    std: per-channel std.
+    uint8: whether stored inputs are uint8 images (normalised per batch) or model-ready floats.
+  """
+
+  name: str
+  input_shape: tuple[int, ...]
+  num_classes: int
+  num_train: int
+  num_test: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  uint8: bool
+
+  @classmethod
+  def of(cls, dataset: data_lib.Dataset) -> 'DataFacts':
+    return cls(dataset.name, tuple(dataset.input_shape), int(dataset.num_classes),
+               dataset.num_train, int(dataset.x_test.shape[0]),
+               tuple(float(v) for v in np.asarray(dataset.mean)),
+               tuple(float(v) for v in np.asarray(dataset.std)),
+               dataset.x_train.dtype == jnp.uint8)
+
+  def prepare_inputs(self, x) -> jax.Array:
+    """Stored inputs as float32 model inputs (as `data.prepare_inputs`)."""
+    x = jnp.asarray(x)
+    if x.dtype == jnp.uint8:
+      return (x.astype(jnp.float32) / 255.0 - jnp.asarray(self.mean)) / jnp.asarray(self.std)
+    return x.astype(jnp.float32)
+
+
+def _legacy(path: pathlib.Path) -> bool:
+  return (path / 'masks').is_dir() or (path / 'retrain').is_dir() or (path / 'measure').is_dir()
+
+
+def migrate_legacy_layout(path: str | pathlib.Path, previous_config: dict | None) -> bool:
+  """Moves a <= 0.2 workdir's masks/, retrain/ and measure/ into the branch of the config it
+  was made with (nothing is copied or lost). Returns whether anything moved."""
+  path = pathlib.Path(path)
+  if previous_config is None or not _legacy(path):
+    return False
+  prune, retrain, measure = identity.branch_path(previous_config)
+  targets = {'masks': path / prune / 'masks', 'retrain': path / prune / retrain,
+             'measure': path / prune / retrain / measure}
+  for name in LEGACY_DIRS:
+    if (path / name).is_dir():
+      targets[name].parent.mkdir(parents=True, exist_ok=True)
+      if name == 'masks' or not targets[name].exists():
+        shutil.move(str(path / name), str(targets[name]))
+      else:  # retrain/ may already hold the measure branch's parent: move the entries.
+        for entry in (path / name).iterdir():
+          shutil.move(str(entry), str(targets[name] / entry.name))
+        (path / name).rmdir()
+  print(f'prunephase: moved masks/, retrain/, measure/ of {path} into {prune}/ (new layout)',
+        flush=True)
+  return True
+
+
+class Store:
+  """One workdir's artifacts for one config (its branch), restored onto `device`.
+
+  Attributes:
+    path: the workdir.
+    config: the run's ConfigDict (decides the branch).
+    device: where restored arrays go (default: this process's first device).
+  """
+
+  def __init__(self, path: str | pathlib.Path, config, facts: DataFacts | None = None,
+               device: Any = None):
+    self.path = pathlib.Path(path)
+    self.config = config
+    self.device = device
+    self._facts = facts
+    self.legacy = _legacy(self.path)
+    prune, retrain, measure = identity.branch_path(config)
+    if self.legacy:  # Read in place (analysis of an old run takes no lock and moves nothing).
+      self.prune_dir, self.retrain_dir = self.path / 'masks', self.path / 'retrain'
+      self.measure_dir = self.path / 'measure'
+    else:
+      self.prune_dir = self.path / prune / 'masks'
+      self.retrain_dir = self.path / prune / retrain
+      self.measure_dir = self.path / prune / retrain / measure
+
+  # --------------------------------------------------------------------------- grid and model
+
+  @property
+  def knob(self) -> str:
+    return self.config.temperature.knob
+
+  @property
+  def temperatures(self) -> list[float]:
+    """Hottest first."""
+    return grid.hot_to_cold(self.knob, self.config.temperature.grid)
+
+  @property
+  def densities(self) -> list[float]:
+    return [float(d) for d in self.config.prune.densities]
+
+  @property
+  def dense_seeds(self) -> list[int]:
+    return list(self.config.dense.seeds)
+
+  @property
+  def retrain_seeds(self) -> list[int]:
+    return list(self.config.retrain.seeds)
+
+  def key(self, temperature: float) -> str:
+    return grid.temperature_key(self.knob, temperature)
+
+  @property
+  def facts(self) -> DataFacts:
+    if self._facts is None:
+      file = self.path / DATA_FILE
+      if not file.exists():
+        raise ArtifactError(f'{file} is missing: run the train stage (or pass the dataset)')
+      stored = workdir_lib.read_json(file)
+      self._facts = DataFacts(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in stored.items()})
+    return self._facts
+
+  def write_facts(self) -> None:
+    workdir_lib.write_json(self.path / DATA_FILE, dataclasses.asdict(self.facts))
+
+  @functools.cached_property
+  def model(self):
+    dtype = jnp.bfloat16 if self.config.model.mixed_precision else None
+    return models.make_model(self.config.model, self.facts.num_classes, dtype)
+
+  def prunable(self, params) -> Any:
+    return models.prunable_tree(params, self.config.model.prune_head)
+
+  def dense_groups(self) -> list[grid.DenseGroup]:
+    return grid.dense_groups(self.config, self.facts.num_train)
+
+  def retrain_members(self) -> list[dict[str, Any]]:
+    """Member order of a retrain population: dense seed, then density, then retrain seed."""
+    return [{'dense_seed': s, 'density': d, 'retrain_seed': r}
+            for s in self.dense_seeds for d in self.densities for r in self.retrain_seeds]
+
+  def pair_indices(self) -> list[dict[str, Any]]:
+    """Every (dense seed, density, seed pair) with the member indices of both ends."""
+    index = {(m['dense_seed'], m['density'], m['retrain_seed']): i
+             for i, m in enumerate(self.retrain_members())}
+    return [{'dense_seed': s, 'density': d, 'seed_a': a, 'seed_b': b,
+             'index_a': index[s, d, a], 'index_b': index[s, d, b]}
+            for s in self.dense_seeds for d in self.densities
+            for a, b in grid.seed_pairs(self.retrain_seeds)]
+
+  def write_specs(self) -> None:
+    """spec.json in each branch directory: the fields that name it (process 0 writes)."""
+    if self.legacy:
+      return
+    for directory, stage in ((self.prune_dir.parent, 'prune'), (self.retrain_dir, 'retrain'),
+                             (self.measure_dir, 'measure')):
+      workdir_lib.write_json(directory / SPEC_FILE, identity.fields(self.config, stage))
+
+  # --------------------------------------------------------------------------- populations
+
+  def state_template(self, num_members: int) -> train_lib.MemberState:
+    shape = self.facts.input_shape
+    return jax.eval_shape(lambda: train_lib.init_population(
+        self.model, shape, list(range(num_members)), list(range(num_members))))
+
+  def _restore(self, directory: pathlib.Path, step: int | None) -> dict[str, Any]:
+    try:
+      return checkpoints.restore(directory, step, device=self.device or jax.local_devices()[0])
+    except checkpoints.CheckpointError as error:
+      raise ArtifactError(str(error)) from error
+
+  def restore_population(self, directory: pathlib.Path, step: int
+                         ) -> tuple[train_lib.MemberState, dict]:
+    """(states, per-epoch history) saved by `save_population`."""
+    tree = self._restore(directory, step)
+    num_members = int(np.shape(tree['state']['step'])[0])  # Steps taken, one per member.
+    states = flax.serialization.from_state_dict(self.state_template(num_members), tree['state'])
+    return states, tree.get('history', {})
+
+  @staticmethod
+  def save_population(directory: pathlib.Path, step: int, states, history=None,
+                      max_to_keep: int | None = None) -> None:
+    tree = {'state': flax.serialization.to_state_dict(states)}
+    if history is not None:
+      tree['history'] = history
+    checkpoints.save(directory, step, tree, max_to_keep)
+
+  def dense_dir(self, group: grid.DenseGroup) -> pathlib.Path:
+    return self.path / 'dense' / group.name
+
+  def dense_models(self, temperature: float) -> dict[str, Any]:
+    """The dense models of one temperature, one per dense seed: {'params', 'batch_stats'} with
+    leading axis len(dense.seeds), in seed order."""
+    for group in self.dense_groups():
+      if self.knob == 'epochs':
+        step, members = int(temperature), list(range(len(group.seeds)))
+      elif temperature in group.temperatures:
+        step = max(group.save_epochs)
+        members = [m for m, t in enumerate(group.temperatures) if t == temperature]
+      else:
+        continue
+      directory = self.dense_dir(group) / 'epochs'
+      if step not in checkpoints.steps(directory):
+        raise ArtifactError(f'missing dense checkpoint {directory}/{step}: run the train stage '
+                            'first')
+      states, _ = self.restore_population(directory, step)
+      index = jnp.asarray(members)
+      return {'params': jax.tree.map(lambda a: a[index], states.params),
+              'batch_stats': jax.tree.map(lambda a: a[index], states.batch_stats)}
+    raise ArtifactError(f'no dense group holds temperature {temperature}')
+
+  # --------------------------------------------------------------------------- masks
+
+  def masks_dir(self, temperature: float) -> pathlib.Path:
+    return self.prune_dir / self.key(temperature)
+
+  def has_masks(self, temperature: float) -> bool:
+    return bool(checkpoints.steps(self.masks_dir(temperature)))
+
+  def save_masks(self, temperature: float, masks, dense_test_error, pruned_test_error,
+                 density) -> None:
+    """Masks with leading (S, D) axes; errors (S,) and (S, D); achieved densities (S, D)."""
+    checkpoints.save(self.masks_dir(temperature), 0, {
+        'masks': pruning.flatten_mask(masks),
+        'dense_test_error': np.asarray(dense_test_error),
+        'pruned_test_error': np.asarray(pruned_test_error), 'density': np.asarray(density)})
+
+  def masks(self, temperature: float, unflatten: bool = True) -> dict[str, Any]:
+    """The prune stage's artifact: 'masks' (leading (S, D) axes; flat by path name with
+    `unflatten=False`), 'dense_test_error' (S,), 'pruned_test_error' and 'density' (S, D)."""
+    directory = self.masks_dir(temperature)
+    if not checkpoints.steps(directory):
+      raise ArtifactError(f'missing masks {directory}: run the prune stage first')
+    tree = self._restore(directory, None)
+    if unflatten:
+      template = jax.eval_shape(lambda: models.init_variables(
+          self.model, jax.random.PRNGKey(0), self.facts.input_shape)[0])
+      tree['masks'] = pruning.unflatten_mask(tree['masks'], self.prunable(template))
+    return tree
+
+  # --------------------------------------------------------------------------- retrained
+
+  def retrain_epochs(self) -> int:
+    """The retrained population's final epoch (its saved step)."""
+    section = self.config.retrain
+    spe = grid.steps_per_epoch(self.facts.num_train, int(section.batch_size))
+    return grid.epochs_of(int(section.epochs) * spe, spe)
+
+  def retrain_run_dir(self, temperature: float) -> pathlib.Path:
+    return self.retrain_dir / self.key(temperature)
+
+  def has_retrained(self, temperature: float) -> bool:
+    return self.retrain_epochs() in checkpoints.steps(self.retrain_run_dir(temperature) / 'epochs')
+
+  def retrained(self, temperature: float) -> tuple[train_lib.MemberState, dict]:
+    """The retrained population of one temperature and its per-epoch history (M, epochs)."""
+    directory = self.retrain_run_dir(temperature) / 'epochs'
+    if not self.has_retrained(temperature):
+      raise ArtifactError(f'missing retrained models {directory}/{self.retrain_epochs()}: run '
+                          'the retrain stage first')
+    return self.restore_population(directory, self.retrain_epochs())
+
+  # --------------------------------------------------------------------------- measurements
+
+  def measure_file(self, temperature: float) -> pathlib.Path:
+    return self.measure_dir / f'{self.key(temperature)}.json'
+
+  def has_measurement(self, temperature: float) -> bool:
+    return self.measure_file(temperature).exists()
+
+  def write_measurement(self, temperature: float, value: dict[str, Any]) -> None:
+    workdir_lib.write_json(self.measure_file(temperature), value)
+
+  def measurement(self, temperature: float) -> dict[str, Any]:
+    """{'temperature', 'knob', 'cka_examples', 'cka_estimator', 'pairs': [...]}."""
+    path = self.measure_file(temperature)
+    if not path.exists():
+      raise ArtifactError(f'missing {path}: run the measure stage first')
+    return workdir_lib.read_json(path)

@@ -1,0 +1,83 @@
+"""Which config fields decide which stage's artifacts: the identity of each pipeline branch.
+
+A workdir holds one dense family and, beside each other, any number of branches below it:
+
+  dense    decided by dataset, model, dense, temperature (and every section not named below)
+  prune    + prune                  -> directory prune-<method>-<hash>/
+  retrain  + retrain                -> prune-.../retrain-<mode>-<hash>/
+  measure  + measure                -> prune-.../retrain-.../measure-<hash>/
+
+so a re-run with another `prune.method`, `retrain.*` or `measure.*` reuses everything upstream
+and writes a new branch (OpenLTH names its runs by their hyperparameters in the same way). A change
+of a dense field would change finished dense models and is refused with the fields named.
+Fields that change only speed, memory or where inputs are read from decide nothing.
+Nothing here imports outside the standard library.
+"""
+
+import hashlib
+import json
+from typing import Any
+
+# Fields of deciding sections that change speed, memory or file locations, never a stored value
+# (beyond float rounding: `point_batching` maps or vmaps the same computation).
+SPEED_ONLY = ('dataset.data_dir', 'dense.resume_every', 'dense.init_from',
+              'retrain.resume_every', 'measure.pairs_per_call', 'measure.point_batching')
+# Sections that decide no artifact: labels, logging, devices and dispatch, report layout.
+FREE_SECTIONS = ('regimes', 'report', 'tensorboard', 'mesh', 'distributed', 'cpu_devices',
+                 'train')
+BRANCH_STAGES = ('prune', 'retrain', 'measure')  # Each a section of its own, in pipeline order.
+ABSENT = '<absent>'
+
+
+def flatten(tree: Any, prefix: str = '') -> dict[str, Any]:
+  """{'a.b': value} for a nested dict (lists and tuples compare as lists)."""
+  if isinstance(tree, dict):
+    out = {}
+    for key, value in tree.items():
+      out.update(flatten(value, f'{prefix}{key}.'))
+    return out
+  return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def _as_dict(config) -> dict:
+  return config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+
+
+def stage_of(field: str) -> str | None:
+  """'dense', a branch stage, or None (decides nothing) for a dotted field name."""
+  section = field.split('.')[0]
+  if section in FREE_SECTIONS or field in SPEED_ONLY:
+    return None
+  return section if section in BRANCH_STAGES else 'dense'
+
+
+def fields(config, stage: str) -> dict[str, Any]:
+  """The flattened fields that decide `stage`'s own artifacts (not its upstream ones)."""
+  return {k: v for k, v in sorted(flatten(_as_dict(config)).items()) if stage_of(k) == stage}
+
+
+def branch_name(config, stage: str) -> str:
+  """Directory name of a branch stage, e.g. 'prune-uniform-1f3a9c2e' or 'measure-0b7d41aa'.
+
+  The hash covers every deciding field of the stage; the readable part is the one field that
+  tells branches apart at a glance.
+  """
+  decided = fields(config, stage)
+  digest = hashlib.sha1(json.dumps(decided, sort_keys=True, default=str).encode())
+  label = {'prune': decided.get('prune.method'), 'retrain': decided.get('retrain.mode')}.get(stage)
+  return '-'.join(str(part) for part in (stage, label, digest.hexdigest()[:8]) if part)
+
+
+def branch_path(config) -> tuple[str, str, str]:
+  """(prune, retrain, measure) directory names, each nested in the one before."""
+  return tuple(branch_name(config, stage) for stage in BRANCH_STAGES)
+
+
+def changed_dense_fields(old, new) -> list[str]:
+  """'field: old -> new' for every changed field that decides the dense models."""
+  old_flat, new_flat = flatten(_as_dict(old)), flatten(_as_dict(new))
+  changed = []
+  for key in sorted(set(old_flat) | set(new_flat)):
+    if stage_of(key) == 'dense' and old_flat.get(key, ABSENT) != new_flat.get(key, ABSENT):
+      changed.append(f'{key}: {old_flat.get(key, ABSENT)} -> {new_flat.get(key, ABSENT)}')
+  return changed

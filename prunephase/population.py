@@ -1,0 +1,176 @@
+"""Compiled population programs: one model's epoch vmapped over M members, on a device mesh.
+
+`PopulationProgram` compiles the epoch (or chunks of steps, `dispatch.resolve_steps_per_call`)
+and the test evaluation of one population shape; `run_epochs` drives it. With a
+('members', 'data') mesh, members are sharded over 'members' and each batch over 'data'.
+"""
+
+from collections.abc import Callable, Sequence
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from prunephase import data as data_lib
+from prunephase.train import epoch_metrics
+from prunephase.train import evaluate
+from prunephase.train import Hparams
+from prunephase.train import MemberState
+from prunephase.train import train_epoch
+from prunephase.train import train_steps
+from prunephase.train import TrainSpec
+
+MEMBERS, DATA = 'members', 'data'
+
+
+def host_copy(tree: Any) -> Any:
+  """Process-local arrays as NumPy, so `jax.device_put` can build arrays spanning processes
+  (every process holds the same values)."""
+  if jax.process_count() == 1:
+    return tree
+  return jax.tree.map(np.asarray, tree)
+
+
+def make_mesh(members: int = 0, data: int = 1, devices: Sequence[jax.Device] | None = None
+              ) -> jax.sharding.Mesh:
+  """A ('members', 'data') mesh over `devices` (default: all, across every host).
+
+  members = 0 puts every device not used by the data axis on the member axis.
+  """
+  devices = list(devices or jax.devices())
+  if data < 1 or len(devices) % data:
+    raise ValueError(f'mesh.data={data} must divide the {len(devices)} devices')
+  members = members or len(devices) // data
+  if members * data != len(devices):
+    raise ValueError(f'mesh members x data = {members} x {data} != {len(devices)} devices')
+  auto = jax.sharding.AxisType.Auto  # jax >= 0.12 defaults to explicit axes.
+  return jax.make_mesh((members, data), (MEMBERS, DATA), axis_types=(auto, auto),
+                       devices=devices)
+
+
+def pad_members(tree: Any, multiple: int) -> tuple[Any, int]:
+  """Pads the member axis to a multiple of `multiple` with copies of the last member.
+
+  Returns the padded tree and the original member count (drop the padding with
+  `tree[:count]`). Padded members train like the copied one and are never reported.
+  """
+  leaves = [leaf for leaf in jax.tree.leaves(tree)]
+  count = leaves[0].shape[0]
+  extra = -count % multiple
+  if not extra:
+    return tree, count
+  pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
+  return jax.tree.map(pad, tree), count
+
+
+@dataclasses.dataclass
+class PopulationProgram:
+  """The compiled epoch and evaluation of one population shape.
+
+  Attributes:
+    model: Flax module.
+    spec: static training settings.
+    masked: whether members carry masks (retraining) or not (dense training).
+    mesh: optional ('members', 'data') mesh: members are sharded over 'members', each batch
+      over 'data', the dataset is replicated. The member count must be a multiple of the
+      'members' axis size (see `pad_members`).
+    steps_per_call: None runs an epoch as one call (a loop over its steps); N runs it as calls
+      of N unrolled steps (no loop; the last call shorter where N does not divide the epoch),
+      with the same result up to float rounding (see `dispatch.resolve_steps_per_call`).
+  """
+
+  model: nn.Module
+  spec: TrainSpec
+  masked: bool
+  mesh: jax.sharding.Mesh | None = None
+  steps_per_call: int | None = None
+
+  def __post_init__(self):
+    mask_axis = 0 if self.masked else None
+    batch_sharding, spmd_axis, shardings = None, None, {}
+    if self.mesh is not None:
+      named = lambda *spec: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
+      members, replicated = named(MEMBERS), named()
+      if self.mesh.shape[DATA] > 1:
+        batch_sharding = named(DATA)
+      spmd_axis = MEMBERS
+      shardings = {'in_shardings': (members, members, members if self.masked else None,
+                                    replicated, replicated),
+                   'out_shardings': (members, members)}
+    epoch_fn = functools.partial(train_epoch, self.model, self.spec,
+                                 batch_sharding=batch_sharding)
+    self._epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, mask_axis, None, None),
+                                   spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
+    if shardings:
+      shardings['in_shardings'] += (replicated,)  # first_step.
+
+    @functools.cache
+    def chunk(num_steps):
+      steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
+                                   batch_sharding=batch_sharding, unroll=True)
+      return jax.jit(jax.vmap(steps_fn, in_axes=(0, 0, mask_axis, None, None, None),
+                              spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
+    self._chunk = chunk
+    concat = lambda chunks: jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *chunks)
+    self._epoch_metrics = jax.jit(lambda chunks: epoch_metrics(concat(chunks)))
+
+    def test_metrics(state, dataset):
+      return evaluate(self.model, state.params, state.batch_stats, dataset, 'test')
+    self._evaluate = jax.jit(jax.vmap(test_metrics, in_axes=(0, None), spmd_axis_name=spmd_axis))
+
+  def place(self, tree: Any) -> Any:
+    """Puts a population pytree (leading member axis) where the program expects it."""
+    if self.mesh is None:
+      return tree
+    sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(MEMBERS))
+    return jax.device_put(host_copy(tree), sharding)
+
+  def epoch(self, states: MemberState, hparams: Hparams, masks: Any,
+            dataset: data_lib.Dataset, epoch: int) -> tuple[MemberState, dict[str, jax.Array]]:
+    """Trains every member for one epoch (0-based `epoch` picks the data order)."""
+    epoch = jnp.asarray(epoch, jnp.int32)
+    total, size = self.spec.steps_per_epoch, self.steps_per_call
+    if size is None or size >= total:
+      return self._epoch(states, hparams, masks, dataset, epoch)
+    chunks = []
+    for first in range(0, total, size):
+      states, per_step = self._chunk(min(size, total - first))(
+          states, hparams, masks, dataset, epoch, jnp.asarray(first, jnp.int32))
+      chunks.append(per_step)
+    return states, self._epoch_metrics(chunks)
+
+  def test(self, states: MemberState, dataset: data_lib.Dataset) -> dict[str, jax.Array]:
+    """Eval-mode test loss and error of every member, each shape (M,)."""
+    return self._evaluate(states, dataset)
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+  """A NumPy copy of `x`, gathered from every process if it spans several."""
+  if x.is_fully_addressable:
+    return np.asarray(x)
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def run_epochs(program: PopulationProgram, states: MemberState, hparams: Hparams, masks: Any,
+               dataset: data_lib.Dataset, start_epoch: int, end_epoch: int,
+               on_epoch_end: Callable[[int, MemberState, dict[str, np.ndarray]], None] | None = None
+               ) -> MemberState:
+  """Trains epochs [start_epoch, end_epoch) and calls `on_epoch_end(epoch, states, metrics)`.
+
+  `epoch` passed to the callback is 1-based (the number of epochs completed); `metrics` holds
+  NumPy arrays of shape (M,): train 'loss', 'error', 'lr' and eval-mode 'test_loss',
+  'test_error'.
+  """
+  for epoch in range(start_epoch, end_epoch):
+    states, train_metrics = program.epoch(states, hparams, masks, dataset, epoch)
+    test_metrics = program.test(states, dataset)
+    metrics = {k: to_host(v) for k, v in train_metrics.items()}
+    metrics.update({f'test_{k}': to_host(v) for k, v in test_metrics.items()})
+    if on_epoch_end is not None:
+      on_epoch_end(epoch + 1, states, metrics)
+  return states

@@ -1,0 +1,113 @@
+"""The context every stage runs in: config, workdir, artifact store, dataset, model and mesh.
+
+Everything heavy (the dataset, the model, the mesh) is built on first use, so the report stage
+and analysis never load the data.
+"""
+
+import dataclasses
+import functools
+import pathlib
+from typing import Any
+
+import jax
+
+from prunephase import artifacts
+from prunephase import config as config_lib
+from prunephase import data as data_lib
+from prunephase import population
+from prunephase import workdir as workdir_lib
+
+
+@dataclasses.dataclass
+class Sweep:
+  """One sweep: its config, workdir and artifact store; dataset and model loaded lazily.
+
+  Attributes:
+    config: the (validated) ConfigDict.
+    path: the workdir.
+    timings: seconds spent per stage in this process.
+    device: where checkpoints are restored (None = the default device; CPU for analysis).
+  """
+
+  config: Any
+  path: pathlib.Path
+  timings: dict = dataclasses.field(default_factory=dict)
+  device: Any = None
+  _dataset: Any = None
+
+  @property
+  def dataset(self) -> data_lib.Dataset:
+    if self._dataset is None:
+      self._dataset = data_lib.load_dataset(self.config.dataset)
+      config_lib.validate_against_data(self.config, self._dataset.num_train)
+    return self._dataset
+
+  @functools.cached_property
+  def store(self) -> artifacts.Store:
+    """The artifact store; its data facts come from the dataset where one is loaded."""
+    if self._dataset is None and not (self.path / artifacts.DATA_FILE).exists():
+      self.dataset  # pylint: disable=pointless-statement  # A workdir of <= 0.2: no data.json.
+    facts = artifacts.DataFacts.of(self._dataset) if self._dataset is not None else None
+    return artifacts.Store(self.path, self.config, facts, self.device)
+
+  @property
+  def model(self):
+    return self.store.model
+
+  @property
+  def knob(self) -> str:
+    return self.store.knob
+
+  @property
+  def temperatures(self) -> list[float]:
+    """Hottest first."""
+    return self.store.temperatures
+
+  @property
+  def densities(self) -> list[float]:
+    return self.store.densities
+
+  @property
+  def dense_seeds(self) -> list[int]:
+    return self.store.dense_seeds
+
+  @property
+  def retrain_seeds(self) -> list[int]:
+    return self.store.retrain_seeds
+
+  def key(self, temperature: float) -> str:
+    return self.store.key(temperature)
+
+  @functools.cached_property
+  def mesh(self) -> jax.sharding.Mesh | None:
+    """The ('members', 'data') mesh from `config.mesh`, or None on a single device."""
+    mesh_config = self.config.get('mesh')
+    if jax.device_count() == 1 or mesh_config is None:
+      return None
+    try:
+      return population.make_mesh(int(mesh_config.members), int(mesh_config.data))
+    except ValueError as error:
+      raise config_lib.ConfigError(str(error)) from error
+
+  @property
+  def is_primary(self) -> bool:
+    """Whether this process writes tables, figures, JSON and logs (process 0 of a run)."""
+    return jax.process_index() == 0
+
+  @functools.cached_property
+  def metrics_log(self) -> workdir_lib.MetricsLog:
+    return workdir_lib.MetricsLog(self.path / 'metrics.jsonl',
+                                  bool(self.config.get('tensorboard', False)))
+
+
+def sync(name: str) -> None:
+  """Waits for every process of a multi-host run (no-op with one process).
+
+  Every process runs every stage (orbax saves and restores are collective, and the sharded
+  training steps span processes); only process 0 writes files. Stages and measure iterations
+  start with a barrier so that all processes see the same finished artifacts and take the same
+  skip decisions.
+  """
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    multihost_utils.sync_global_devices(name)

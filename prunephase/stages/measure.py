@@ -1,0 +1,93 @@
+"""Stage 4, measure: test error, the LMC curve (BatchNorm recalibrated at every point) and the
+CKA of the outputs for every retrain-seed pair of every cell."""
+
+import functools
+
+import jax
+import numpy as np
+
+from prunephase import cka as cka_lib
+from prunephase import landscape
+from prunephase import train as train_lib
+from prunephase import workdir as workdir_lib
+from prunephase.stages import context
+
+
+@functools.lru_cache(maxsize=4)
+def _cka_outputs_fn(model, num_examples: int):
+  def logits(params, stats, dataset):
+    return train_lib.predict(model, params, stats, dataset, dataset.x_train[:num_examples])
+  return jax.jit(jax.vmap(logits, in_axes=(0, 0, None)))
+
+
+def warn_diverged(sweep: context.Sweep, stage: str, temperature: float, members: np.ndarray,
+                  dense: np.ndarray) -> None:
+  """One warning line naming diverged retrained members and dense models (process 0 only)."""
+  if not sweep.is_primary or not (members.any() or dense.any()):
+    return
+  chance = 1.0 - 1.0 / sweep.dataset.num_classes
+  seeds = [s for s, bad in zip(sweep.dense_seeds, dense) if bad]
+  print(f'[{stage}] warning: {sweep.key(temperature)}: {int(members.sum())} of {members.size} '
+        f'retrained members and dense seeds {seeds or "none"} diverged (non-finite loss, or at '
+        f'chance: test error within {train_lib.CHANCE_MARGIN:g} of {chance:.3f}); their cells stay '
+        'unlabelled (results.csv column diverged)', flush=True)
+
+
+def run(sweep: context.Sweep) -> None:
+  """Test error, LMC curve and CKA for every retrain-seed pair of every cell."""
+  config, store = sweep.config.measure, sweep.store
+  progress = workdir_lib.Progress('measure', len(sweep.temperatures))
+  measure_pairs = landscape.make_pair_measurer(sweep.model, config.lmc_points,
+                                               config.bn_batch_size, config.point_batching,
+                                               config.lmc_test)
+  estimator = config.cka_estimator
+  pair_cka = jax.jit(jax.vmap(functools.partial(cka_lib.output_cka, estimator=estimator)))
+  pairs = store.pair_indices()
+  index_a = np.array([p['index_a'] for p in pairs])
+  index_b = np.array([p['index_b'] for p in pairs])
+  size = int(config.pairs_per_call) or len(pairs)  # Chunks of pairs bound the device memory.
+  num_cka = min(config.cka_examples, sweep.dataset.num_train)
+  for temperature in sweep.temperatures:
+    context.sync(f'measure {temperature}')
+    if store.has_measurement(temperature):
+      progress.skip(1, f'{sweep.key(temperature)} done earlier')
+      continue
+    states, history = store.retrained(temperature)
+    test_error = np.asarray(history['test_error'])[:, -config.test_error_epochs:].mean(axis=1)
+    member_diverged = train_lib.diverged(history['loss'], np.asarray(history['test_error'])[:, -1],
+                                         sweep.dataset.num_classes)
+    dense_errors = store.masks(temperature, unflatten=False)['dense_test_error']
+    dense_diverged = train_lib.diverged(np.zeros((len(sweep.dense_seeds), 0)), dense_errors,
+                                        sweep.dataset.num_classes)
+    warn_diverged(sweep, 'measure', temperature, member_diverged, dense_diverged)
+    logits = _cka_outputs_fn(sweep.model, num_cka)(states.params, states.batch_stats,
+                                                   sweep.dataset)
+    chunks = []
+    for start in range(0, len(pairs), size):
+      a, b = index_a[start:start + size], index_b[start:start + size]
+      take = lambda idx: (lambda x: x[idx])
+      measured = measure_pairs(
+          jax.tree.map(take(a), states.params), jax.tree.map(take(b), states.params),
+          jax.tree.map(take(a), states.batch_stats), sweep.dataset)
+      measured.update(pair_cka(logits[a], logits[b]))
+      chunks.append(jax.device_get(measured))
+    curve = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
+    cka = {k: curve.pop(k) for k in ('cka_softmax', 'cka_logits')}
+    rows = []
+    for p, pair in enumerate(pairs):
+      a, b = pair['index_a'], pair['index_b']
+      rows.append({
+          'temperature': temperature, 'dense_seed': pair['dense_seed'],
+          'density': pair['density'], 'seed_a': pair['seed_a'], 'seed_b': pair['seed_b'],
+          'test_error_a': float(test_error[a]), 'test_error_b': float(test_error[b]),
+          'lmc': float(curve['lmc'][p]), 'lmc_index': int(curve['lmc_index'][p]),
+          'cka_softmax': float(cka['cka_softmax'][p]),
+          'cka_logits': float(cka['cka_logits'][p]),
+          'diverged': bool(member_diverged[a] or member_diverged[b] or dense_diverged[
+              sweep.dense_seeds.index(pair['dense_seed'])]),
+          'curve': {k: curve[k][p] for k in curve if k not in ('lmc', 'lmc_index')}})
+    if sweep.is_primary:
+      store.write_measurement(temperature, {
+          'temperature': temperature, 'knob': sweep.knob, 'cka_examples': num_cka,
+          'cka_estimator': estimator, 'pairs': rows})
+    progress.advance(1, f'{sweep.key(temperature)} {len(pairs)} pairs', force=True)

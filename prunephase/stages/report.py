@@ -1,0 +1,57 @@
+"""Stage 5, report: results.csv, cells.csv, regimes.json, findings.json and the figures, from
+the measure and prune artifacts alone (no dataset, no model)."""
+
+from typing import Any
+
+import numpy as np
+
+from prunephase import workdir as workdir_lib
+from prunephase.stages import context
+
+RESULT_COLUMNS = [
+    'knob', 'temperature', 'density', 'dense_seed', 'seed_a', 'seed_b', 'test_error',
+    'train_error', 'lmc', 'cka_softmax', 'cka_logits', 'regime', 'regime_confidence',
+    'test_error_a', 'test_error_b', 'train_error_a', 'train_error_b', 'pruned_test_error',
+    'dense_test_error', 'actual_density', 'diverged']
+
+
+def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
+  """One row per (temperature, density, dense seed, seed pair) of an `artifacts.Store`."""
+  rows = []
+  seed_index = {s: i for i, s in enumerate(store.dense_seeds)}
+  density_index = {d: j for j, d in enumerate(store.densities)}
+  for temperature in store.temperatures:
+    measured = store.measurement(temperature)
+    masks = store.masks(temperature, unflatten=False)
+    for pair in measured['pairs']:
+      s, d = seed_index[pair['dense_seed']], density_index[float(pair['density'])]
+      curve = {k: np.asarray(v, float) for k, v in pair['curve'].items()}
+      row = {k: v for k, v in pair.items() if k != 'curve'}
+      row.update(
+          knob=store.knob,
+          test_error=0.5 * (pair['test_error_a'] + pair['test_error_b']),
+          train_error_a=float(curve['train_error'][0]),
+          train_error_b=float(curve['train_error'][-1]),
+          pruned_test_error=float(masks['pruned_test_error'][s, d]),
+          dense_test_error=float(masks['dense_test_error'][s]),
+          actual_density=float(masks['density'][s, d]),
+          diverged=bool(pair.get('diverged', False)))  # Absent in workdirs of <= 0.1.0.
+      row['train_error'] = 0.5 * (row['train_error_a'] + row['train_error_b'])
+      row = {k: (np.nan if v is None else v) for k, v in row.items()}
+      if with_curves:
+        row['curve'] = curve
+      rows.append(row)
+  return rows
+
+
+def run(sweep: context.Sweep) -> dict[str, Any]:
+  """Writes results.csv, cells.csv, regimes.json, findings.json and the figures; returns the
+  report summary (empty on processes other than 0)."""
+  from prunephase import report  # pylint: disable=import-outside-toplevel
+  rows = result_rows(sweep.store, with_curves=True)  # Every process: restoring is collective.
+  if not sweep.is_primary:
+    return {}
+  summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
+                                sweep.densities, sweep.config.regimes, with_curves=True)
+  workdir_lib.write_csv(sweep.path / 'results.csv', rows, RESULT_COLUMNS)  # With labels.
+  return summary

@@ -1,0 +1,82 @@
+"""Stage 1, train: the dense family, one program per dense group (equal shapes), resumable.
+
+The epoch family's temperatures are checkpoints of one run; every other knob trains one member
+per (temperature, dense seed). `dense.init_from=OTHER_WORKDIR` imports the finished dense models
+of a workdir whose dense fields are the same instead of training them again.
+"""
+
+import pathlib
+import shutil
+
+import jax.numpy as jnp
+
+from prunephase import checkpoints
+from prunephase import grid
+from prunephase import train as train_lib
+from prunephase import trainer
+from prunephase import workdir as workdir_lib
+from prunephase.stages import context
+
+
+def dense_hparams(config, group: grid.DenseGroup) -> train_lib.Hparams:
+  """Per-member lr, weight decay and SAM rho of a dense group (the knob's value where it is one
+  of them, the dense section's value otherwise)."""
+  knob = config.temperature.knob
+  values = {'lr': config.dense.lr, 'weight_decay': config.dense.weight_decay,
+            'sam_rho': config.dense.sam_rho}
+  columns = {}
+  for name, default in values.items():
+    per_member = [t if knob == name else default for t in group.temperatures]
+    columns[name] = jnp.asarray(per_member, jnp.float32)
+  return train_lib.Hparams(**columns)
+
+
+def _finished(directory: pathlib.Path, group: grid.DenseGroup, num_epochs: int) -> bool:
+  saved = checkpoints.steps(directory / 'epochs')
+  return all(e in saved for e in group.save_epochs) and num_epochs in saved
+
+
+def import_dense(sweep: context.Sweep, source: str, plans) -> None:
+  """Copies finished dense groups of the workdir `source` (same dense fields) into this one."""
+  source_path = pathlib.Path(source)  # `config.validate` checked its dense fields equal ours.
+  for group, spec, total in plans:
+    mine, theirs = sweep.store.dense_dir(group), source_path / 'dense' / group.name
+    num_epochs = grid.epochs_of(total, spec.steps_per_epoch)
+    if _finished(mine, group, num_epochs) or not _finished(theirs, group, num_epochs):
+      continue
+    if sweep.is_primary:
+      shutil.rmtree(mine, ignore_errors=True)  # A partial run of our own is replaced.
+      shutil.copytree(theirs / 'epochs', mine / 'epochs')
+      print(f'[train] {group.name}: imported from {theirs}', flush=True)
+  context.sync('dense imported')
+
+
+def run(sweep: context.Sweep) -> None:
+  """Trains the dense family; resumes from the newest saved epoch of each group."""
+  config, store = sweep.config, sweep.store
+  num_train = sweep.dataset.num_train
+  if sweep.is_primary:
+    store.write_facts()
+  plans = []
+  for group in store.dense_groups():
+    spec, total = trainer.train_spec(config.dense, num_train, group.total_steps,
+                                     group.batch_size, use_sam=config.dense.optimizer == 'sam')
+    plans.append((group, spec, total))
+  if config.dense.get('init_from'):
+    import_dense(sweep, config.dense.init_from, plans)
+  progress = workdir_lib.Progress(
+      'train', sum(len(group.seeds) * total for group, _, total in plans))
+  for group, spec, total in plans:
+    directory = store.dense_dir(group)
+    if _finished(directory, group, grid.epochs_of(total, spec.steps_per_epoch)):
+      progress.skip(len(group.seeds) * total, f'{group.name} done earlier')
+      continue
+    states = train_lib.init_population(sweep.model, sweep.dataset.input_shape, group.seeds,
+                                       group.seeds, config.dense.momentum)
+    info = [{'group': group.name, 'temperature': t, 'dense_seed': s}
+            for t, s in zip(group.temperatures, group.seeds)]
+    trainer.train_resumably(
+        sweep, stage='train', directory=directory, spec=spec, total_steps=total,
+        states=states, hparams=dense_hparams(config, group), masks=None,
+        save_epochs=group.save_epochs, resume_every=config.dense.resume_every,
+        member_info=info, label=group.name, progress=progress)
