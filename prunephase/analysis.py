@@ -3,6 +3,7 @@
   run = prunephase.load_run('runs/default')
   run.results                      # pandas DataFrame of results.csv (list of dicts without pandas)
   run.members()[:3]                # what is stored: temperature, dense seed, density, retrain seed
+  run.curves(temperature=32, density=0.08)   # every seed pair's LMC curve of one cell
   member = run.retrained(temperature=32, density=0.08, dense_seed=1, retrain_seed=2)
   logits = run.apply(member, x)    # eval mode, on CPU; x as stored (uint8 images are normalised)
   run.test_error(member)           # loads the dataset (only this and `dataset` need it)
@@ -19,6 +20,7 @@ from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 
 from prunephase import artifacts
 from prunephase import data as data_lib
@@ -88,6 +90,24 @@ class Run:
     """Every stored retrained member: {'temperature', 'dense_seed', 'density', 'retrain_seed'}."""
     return [{'temperature': t, **m} for t in self.temperatures
             if self.store.has_retrained(t) for m in self.store.retrain_members()]
+
+  def rows(self, with_curves: bool = False) -> list[dict[str, Any]]:
+    """results.csv's rows rebuilt from the artifacts (without labels); with_curves adds each
+    pair's path errors under 'curve' ({'train_error': (K,), 'test_error': (K,)})."""
+    from prunephase.stages import report  # pylint: disable=import-outside-toplevel
+    return report.result_rows(self.store, with_curves)
+
+  def curves(self, temperature: float, density: float) -> list[dict[str, Any]]:
+    """Every seed pair's LMC curve of one cell: dense seed, seeds, 'lmc', 'alpha' (K,) from 0
+    (member a) to 1 (member b), and the eval-mode errors along the path."""
+    out = []
+    for pair in self.store.measurement(temperature)['pairs']:
+      if float(pair['density']) == float(density):
+        curve = {k: np.asarray(v, float) for k, v in pair['curve'].items()}
+        out.append({'dense_seed': pair['dense_seed'], 'seed_a': pair['seed_a'],
+                    'seed_b': pair['seed_b'], 'lmc': pair['lmc'],
+                    'alpha': np.linspace(0.0, 1.0, len(curve['train_error'])), **curve})
+    return out
 
   def dense(self, temperature: float, dense_seed: int) -> dict[str, Any]:
     """The dense model of (temperature, dense seed): {'params', 'batch_stats'}."""

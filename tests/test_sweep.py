@@ -1,4 +1,4 @@
-"""End to end: the whole sweep on a tiny MNIST-1D grid, resume, bad input, load_run."""
+"""End to end: the whole sweep on a tiny MNIST-1D grid, resume, bad input (analysis: test_analysis)."""
 
 import csv
 
@@ -88,24 +88,6 @@ def test_resume_after_interruption_gives_identical_results(finished_run, tmp_pat
   monkeypatch.setattr(checkpoints, 'save', original_save)
   sweep_lib.run_sweep(tiny_config(), tmp_path)
   assert (tmp_path / 'results.csv').read_text() == (path / 'results.csv').read_text()
-
-
-def test_load_run_restores_a_retrained_model_with_its_test_error(finished_run):
-  path, sweep, _ = finished_run
-  run = prunephase.load_run(str(path))
-  rows = run.results
-  row = rows[(rows.temperature == 2) & (rows.density == 0.2) & (rows.seed_a == 1)
-             & (rows.seed_b == 2)].iloc[0]
-  member = run.retrained(temperature=2, density=0.2, dense_seed=1, retrain_seed=1)
-  history = member['history']['test_error']
-  epochs = sweep.config.measure.test_error_epochs
-  assert float(np.mean(history[-epochs:])) == pytest.approx(row.test_error_a, abs=1e-5)
-  assert run.test_error(member) == pytest.approx(float(history[-1]), abs=1e-6)
-  assert list(member['params']['conv0']['kernel'].devices())[0].platform == 'cpu'
-  mask = run.mask(2, 1, 0.2)
-  assert run.density(mask) == pytest.approx(0.2, abs=0.01)
-  kernel = np.asarray(member['params']['conv1']['kernel'])
-  assert np.all(kernel[~np.asarray(mask['conv1']['kernel'])] == 0.0)
 
 
 @pytest.mark.parametrize('override, message', [
