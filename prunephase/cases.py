@@ -4,7 +4,6 @@
   cases.regimes(loaded, compare='LABELS.csv')        label any table, plot it, score it
   cases.advise(loaded, temperature=80, density=0.05) CS1: which way to move the temperature
   cases.evaluate(loaded)                             CS1 evaluated on every cell
-  cases.probe(config, 'NEW_DIR', temperature=128, density=0.06)   CS1 from a minimal probe
   cases.select(loaded, density=0.05)                 CS2 (CS3 on a SAM-rho sweep)
 
 Each prints what its command (`prunephase-regimes`, `-advise`, `-select`; prunephase.cli) prints
@@ -222,47 +221,6 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray) -> dict[str, Any
   result['advice'] = {'right': int(np.sum(advised)), 'cells': len(advised),
                       'accuracy': float(np.mean(advised)) if advised else float('nan')}
   return result
-
-
-def probe_config(config, temperature: float, density: float):
-  """The minimal probe of one cell: the temperature and its neighbours in the config's grid
-  (the II-A/II-B rule compares a cell with its column), one density, one dense seed, two
-  retrain seeds."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  values = names.hot_to_cold(config.temperature.knob, config.temperature.grid)
-  if temperature not in values:
-    raise CaseError(f'--temperature {temperature:g} is not in the config\'s temperature.grid '
-                    f'{values}')
-  i = values.index(temperature)
-  config.temperature.grid = tuple(values[max(i - 1, 0):i + 2])
-  config.prune.densities = (float(density),)
-  config.dense.seeds = tuple(config.dense.seeds)[:1]
-  config.retrain.seeds = tuple(config.retrain.seeds)[:2]
-  return config
-
-
-def probe(config, workdir: str, temperature: float | None, density: float | None) -> None:
-  """Runs the probe sweep of one cell (`probe_config`) into `workdir` (resumable like any sweep).
-
-  Call before anything imports JAX (it sets up the device layout); afterwards
-  `load_labelled(workdir=workdir)` reads the probe like any sweep.
-  """
-  # pylint: disable=import-outside-toplevel
-  from absl import logging
-  from prunephase import config as config_lib
-  from prunephase import runtime
-  from prunephase import sweep as sweep_lib
-  if config is None or not workdir:
-    raise CaseError('--probe needs --config=FILE and --workdir=DIR (a new directory)')
-  if density is None or temperature is None:
-    raise CaseError('--probe needs --density and --temperature')
-  config = probe_config(config, temperature, density)
-  config_lib.validate(config)
-  runtime.prepare(config)  # The same device layout as `prunephase` would use.
-  logging.set_verbosity(logging.WARNING)
-  print(f'probe: {config.temperature.knob} {list(config.temperature.grid)} x density '
-        f'{density:g}, 1 dense seed x 2 retrain seeds, into {workdir}', flush=True)
-  sweep_lib.run_sweep(config, workdir)
 
 
 def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:

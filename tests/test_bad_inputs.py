@@ -37,6 +37,15 @@ def test_uncreatable_workdir(tmp_path):
       'or directory (/proc/prunephase-x); choose a writable --workdir')
 
 
+def test_init_from_that_is_not_a_workdir(tmp_path):
+  result = run_command('prunephase', QUICK, f'--config.dense.init_from={tmp_path}',
+                       f'--workdir={tmp_path / "w"}')
+  assert _one_error_line(result) == (
+      f'prunephase: error: dense.init_from={tmp_path} holds no config.json: not a prunephase '
+      'workdir')
+  assert not (tmp_path / 'w').exists()
+
+
 def test_workdir_under_a_file(tmp_path):
   (tmp_path / 'file').write_text('x')
   result = run_command('prunephase', QUICK, f'--workdir={tmp_path / "file" / "w"}',

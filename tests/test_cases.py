@@ -14,6 +14,7 @@ from conftest import run_command
 from conftest import tiny_config
 from conftest import tiny_config_file
 from prunephase import cases
+from prunephase import probe
 from prunephase import tables
 from prunephase.cli import advise as advise_cli
 from prunephase.cli import regimes as regimes_cli
@@ -377,14 +378,14 @@ def test_probe_config_is_the_cell_and_its_neighbours():
   config = tiny_config()
   config.temperature.grid = (1, 2, 3, 4)
   config.dense.epochs = 4
-  probe = cases.probe_config(config, 2, 0.3)
-  assert tuple(probe.temperature.grid) == (1, 2, 3)  # epochs: fewer is hotter, hottest first
-  assert tuple(probe.prune.densities) == (0.3,)
-  assert tuple(probe.dense.seeds) == (1,) and tuple(probe.retrain.seeds) == (1, 2)
+  probed = probe.probe_config(config, 2, 0.3)
+  assert tuple(probed.temperature.grid) == (1, 2, 3)  # epochs: fewer is hotter, hottest first
+  assert tuple(probed.prune.densities) == (0.3,)
+  assert tuple(probed.dense.seeds) == (1,) and tuple(probed.retrain.seeds) == (1, 2)
   assert tuple(config.temperature.grid) == (1, 2, 3, 4)  # The config itself is unchanged.
   with pytest.raises(cases.CaseError, match=r"--temperature 5 is not in the config's "
                      r'temperature.grid \[1, 2, 3, 4\]'):
-    cases.probe_config(config, 5, 0.3)
+    probe.probe_config(config, 5, 0.3)
 
 
 def test_advise_probe_command(tmp_path):

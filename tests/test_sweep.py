@@ -108,14 +108,6 @@ def test_bad_config_ends_in_one_line_and_writes_nothing(tmp_path, override, mess
   assert not workdir.exists()
 
 
-def test_workdir_with_another_config_is_refused(finished_run):
-  path, _, _ = finished_run
-  config = tiny_config()
-  config.dense.lr = 0.05
-  with pytest.raises(workdir_lib.WorkdirError, match=r'dense.lr: 0.1 -> 0.05'):
-    sweep_lib.run_sweep(config, path)
-
-
 def test_changing_only_the_regime_rule_relabels_without_retraining(finished_run):
   path, _, _ = finished_run
   config = tiny_config()

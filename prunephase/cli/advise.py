@@ -9,6 +9,7 @@
 from absl import flags
 
 from prunephase import cases
+from prunephase import probe
 from prunephase import runtime
 from prunephase.cli import common
 from prunephase.cli import table_flags
@@ -32,9 +33,9 @@ def main(argv) -> None:
   temperature, density = TEMPERATURE.value, table_flags.DENSITY.value
   if PROBE.value:
     config = runtime.config_value(common.CONFIG)
-    # Importing the error types starts no JAX backend: cases.probe still sets the device
+    # Importing the error types starts no JAX backend: probe.run_probe still sets the device
     # layout (and multi-host start) before the first JAX call. Any sweep error is one line.
-    common.fail_on(_probe_errors(), cases.probe, config, common.WORKDIR.value, temperature,
+    common.fail_on(_probe_errors(), probe.run_probe, config, common.WORKDIR.value, temperature,
                    density)
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
   if EVALUATE.value:
