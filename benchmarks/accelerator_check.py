@@ -46,15 +46,15 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 sys.path.append(str(REPO))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 import prunephase
+from prunephase import config as config_lib
 from prunephase import data as data_lib
 from prunephase import dispatch
-from prunephase import grid
 from prunephase import landscape
 from prunephase import models
+from prunephase import population as population_lib
 from prunephase import pruning
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
-from prunephase import population
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from benchmarks import cifar_population
@@ -241,7 +241,8 @@ def population_setup(sizes: Sizes, dtype_name: str):
   dataset = random_images(sizes.batch * sizes.steps, 16)
   spec = train_lib.TrainSpec(sizes.batch, sizes.steps, augmentation='crop_flip')
   steps_per_call = dispatch.resolve_steps_per_call('auto', model, (32, 32, 3))
-  program = population.PopulationProgram(model, spec, masked=True, steps_per_call=steps_per_call)
+  program = population_lib.PopulationProgram(model, spec, masked=True,
+                                             steps_per_call=steps_per_call)
   flops = step_flops(model, spec, sizes.model)
   print(f'[{dtype_name}] {sizes.model}, batch {sizes.batch}, {sizes.steps} steps per '
         f'timed epoch, steps per call: {steps_per_call or "the whole epoch"}; '
@@ -343,16 +344,16 @@ def measure_lmc(sizes: Sizes) -> float:
 
 def quick_sweep(sizes: Sizes, workdir: pathlib.Path) -> float:
   """Runs configs/cifar10_epochs.py:quick on in-memory random images; returns wall seconds."""
-  config = grid.load_config_file(REPO / 'configs' / 'cifar10_epochs.py').get_config('quick')
+  config = config_lib.load_config_file(REPO / 'configs' / 'cifar10_epochs.py').get_config('quick')
   config.model.name = sizes.sweep_model
   config.dataset.num_train = sizes.sweep_train or config.dataset.num_train
   config.dataset.num_test = sizes.sweep_test or config.dataset.num_test
   start = time.perf_counter()
-  grid.validate(config)
+  config_lib.validate(config)
   dataset = random_images(config.dataset.num_train, config.dataset.num_test, seed=2)
   # The sweep's dataset is loaded lazily from config.dataset; hand it the arrays instead.
   sweep = sweep_lib.Sweep(config, workdir, _dataset=dataset)
-  grid.validate_against_data(config, dataset.num_train)
+  config_lib.validate_against_data(config, dataset.num_train)
   opened = workdir_lib.Workdir(workdir, config.to_dict())
   try:
     summary = sweep_lib.run_stages(sweep, sweep_lib.STAGES)

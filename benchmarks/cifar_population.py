@@ -27,7 +27,7 @@ from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import dispatch  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
-from prunephase import population
+from prunephase import population as population_lib
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
 from prunephase.config import paper  # pylint: disable=wrong-import-position
 from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
@@ -69,7 +69,8 @@ def main():
   model = models.PreResNet(10, 20, dtype=jnp.bfloat16 if args.bf16 else None)
   spec = train_lib.TrainSpec(64, args.steps, augmentation='crop_flip')
   steps_per_call = dispatch.resolve_steps_per_call(args.steps_per_call, model, (32, 32, 3))
-  program = population.PopulationProgram(model, spec, masked=True, steps_per_call=steps_per_call)
+  program = population_lib.PopulationProgram(model, spec, masked=True,
+                                             steps_per_call=steps_per_call)
   print(f'device: {jax.devices()[0].device_kind}; PreResNet-20, batch 64, {args.steps} steps, '
         f'{"bf16" if args.bf16 else "f32"}, steps per call: '
         f'{steps_per_call or "the whole epoch"} (train.steps_per_call={args.steps_per_call})')

@@ -25,7 +25,7 @@ from configs import default as default_config  # pylint: disable=wrong-import-po
 from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import landscape  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
-from prunephase import population
+from prunephase import population as population_lib
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
 from benchmarks.common import timed  # pylint: disable=wrong-import-position
 
@@ -61,7 +61,7 @@ def main():
         f'model {config.model.name} {tuple(config.model.widths)}; batch {spec.batch_size}; '
         f'{spe} steps/epoch')
 
-  program = population.PopulationProgram(model, spec, masked=False)
+  program = population_lib.PopulationProgram(model, spec, masked=False)
   results = {}
   for name, size in (('one member', 1), (f'{m} members vmapped', m)):
     states, hparams = population(model, spec, dataset, size)

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from prunephase import checkpoints
+from prunephase import config as config_lib
 from prunephase import data as data_lib
 from prunephase import grid
 from prunephase import models
@@ -149,7 +150,7 @@ class Store:
   @property
   def temperatures(self) -> list[float]:
     """Hottest first."""
-    return grid.hot_to_cold(self.knob, self.config.temperature.grid)
+    return config_lib.hot_to_cold(self.knob, self.config.temperature.grid)
 
   @property
   def densities(self) -> list[float]:

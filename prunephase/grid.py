@@ -10,15 +10,7 @@ import dataclasses
 import itertools
 import math
 
-from prunephase import config as config_lib
-
-# Where these used to live; the config package states them (and needs no JAX).
-KNOBS = config_lib.KNOBS
-hot_to_cold = config_lib.hot_to_cold
-load_config_file = config_lib.load_config_file
-ConfigError = config_lib.ConfigError
-validate = config_lib.validate
-validate_against_data = config_lib.validate_against_data
+from prunephase.config.names import hot_to_cold
 
 
 def temperature_key(knob: str, value: float) -> str:

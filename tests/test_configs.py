@@ -8,6 +8,7 @@ import pytest
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
 from prunephase import checkpoints
+from prunephase import config as config_lib
 from prunephase import grid
 from prunephase import sweep as sweep_lib
 from prunephase.config import paper
@@ -21,7 +22,7 @@ DATASET_OF = {'': 'cifar10', 'cifar10': 'cifar10', 'cifar100': 'cifar100',
 
 def load(name):
   """Loads configs/<name>.py by path, as absl's config_flags does (no package import)."""
-  return grid.load_config_file(REPO / 'configs' / f'{name}.py')
+  return config_lib.load_config_file(REPO / 'configs' / f'{name}.py')
 
 
 def dataset_of(arg):
@@ -33,7 +34,7 @@ def dataset_of(arg):
 @pytest.mark.parametrize('arg', ARGS)
 def test_every_config_and_argument_loads_and_validates(family, arg):
   config = load(family).get_config(arg)
-  grid.validate(config)
+  config_lib.validate(config)
   assert config.dataset.name == dataset_of(arg)
   assert config.model.name == 'preresnet20'
   assert config.dense.augmentation == config.retrain.augmentation == 'crop_flip'
@@ -47,14 +48,14 @@ def test_every_config_and_argument_loads_and_validates(family, arg):
     assert config.dataset.num_train == 256 and len(config.temperature.grid) == 2
     assert len(config.prune.densities) == 2 and len(config.retrain.seeds) == 2
     assert config.measure.lmc_points == 3 and config.measure.cka_examples == 64
-    grid.validate_against_data(config, config.dataset.num_train)
+    config_lib.validate_against_data(config, config.dataset.num_train)
   else:
     assert config.dataset.num_train == 0 and config.dataset.num_test == 0
     assert tuple(config.prune.densities) == paper.DENSITIES
     assert config.measure.cka_examples == 6464 and config.measure.bn_batch_size == 64
     assert config.measure.lmc_points == 11 and config.measure.test_error_epochs == 5
     assert config.measure.pairs_per_call == 9
-    grid.validate_against_data(config, 50_000)
+    config_lib.validate_against_data(config, 50_000)
 
 
 def test_epochs_family_is_figure_2():
@@ -123,7 +124,7 @@ def test_configs_load_through_absl_config_flags():
   flag_values(['prunephase', f'--config={path}:svhn,quick'])
   config = flag_values.config
   assert config.dataset.name == 'svhn_cropped' and config.dataset.num_train == 256
-  grid.validate(config)
+  config_lib.validate(config)
 
 
 def _train_quick(family, tmp_path, num_train=32):
@@ -165,7 +166,7 @@ def test_other_quick_families_train_on_mock_cifar10(family, tmp_path):
 def test_mnist1d_configs_validate(arg):
   for name in ('default', 'mnist1d_sam_rho'):
     config = load(name).get_config(arg)
-    grid.validate(config)
+    config_lib.validate(config)
   sam = load('mnist1d_sam_rho').get_config(arg)
   assert sam.temperature.knob == 'sam_rho' and sam.dense.optimizer == 'sam'
   assert 0.0 in sam.temperature.grid  # Plain SGD is a member of the family.

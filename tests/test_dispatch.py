@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from configs import default as default_config  # pylint: disable=g-bad-import-order
+from prunephase import config as config_lib
 from prunephase import data
 from prunephase import dispatch
-from prunephase import grid
 from prunephase import models
 from prunephase import population
 from prunephase import pruning
@@ -55,8 +55,8 @@ def test_bad_steps_per_call_values(value):
 def test_bad_steps_per_call_is_a_one_line_config_error(value):
   config = default_config.get_config('quick')
   config.train.steps_per_call = value  # The command line gives strings.
-  with pytest.raises(grid.ConfigError, match=r"train.steps_per_call must be 'auto'") as error:
-    grid.validate(config)
+  with pytest.raises(config_lib.ConfigError, match=r"train.steps_per_call must be 'auto'") as error:
+    config_lib.validate(config)
   assert '\n' not in str(error.value)
 
 

@@ -8,7 +8,7 @@ import pytest
 import prunephase
 from prunephase import artifacts
 from prunephase import checkpoints
-from prunephase import grid
+from prunephase import config as config_lib
 from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
 from conftest import run_command  # pylint: disable=g-import-not-at-top
@@ -165,12 +165,12 @@ def test_unreadable_checkpoint_is_reported(finished_run, tmp_path):
 def test_validate_rejects_what_cannot_work():
   config = tiny_config()
   config.retrain.seeds = (1,)
-  with pytest.raises(grid.ConfigError, match='retrain.seeds needs at least 2'):
-    grid.validate(config)
+  with pytest.raises(config_lib.ConfigError, match='retrain.seeds needs at least 2'):
+    config_lib.validate(config)
   config = tiny_config()
   config.temperature.grid = (1, 99)
-  with pytest.raises(grid.ConfigError, match='whole numbers in'):
-    grid.validate(config)
+  with pytest.raises(config_lib.ConfigError, match='whole numbers in'):
+    config_lib.validate(config)
 
 
 @pytest.mark.parametrize('field, value, message', [
@@ -183,15 +183,15 @@ def test_validate_names_the_field(field, value, message):
   config = tiny_config()
   section, name = field.split('.')
   config[section][name] = value
-  with pytest.raises(grid.ConfigError, match=message):
-    grid.validate(config)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config)
 
 
 def test_mlp_without_hidden_layers_is_refused():
   config = tiny_config()
   config.model.name, config.model.widths = 'mlp', ()
-  with pytest.raises(grid.ConfigError, match='no prunable layer'):
-    grid.validate(config)
+  with pytest.raises(config_lib.ConfigError, match='no prunable layer'):
+    config_lib.validate(config)
 
 
 @pytest.mark.parametrize('args, message', [

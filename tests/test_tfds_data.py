@@ -26,8 +26,8 @@ from tensorflow_datasets.image_classification import cifar
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
+from prunephase import config as config_lib
 from prunephase import data as data_lib
-from prunephase import grid
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
 
@@ -53,7 +53,7 @@ def no_network(monkeypatch):
 
 
 def load_config_module(name):
-  return grid.load_config_file(REPO / 'configs' / f'{name}.py')
+  return config_lib.load_config_file(REPO / 'configs' / f'{name}.py')
 
 
 # ----------------------------------------------------------------------------- mock data
