@@ -1,4 +1,4 @@
-"""The experiment grid: cell keys, seed pairs and dense groups (config validation: prunephase.config).
+"""The experiment grid: cell keys, seed pairs and dense groups (validation: prunephase.config).
 
 A *cell* is one (temperature, density) pair. The temperature is the value of one dense-training
 hyperparameter (`config.temperature.knob`); rows of every table and figure run from the hottest

@@ -1,4 +1,4 @@
-"""End to end: the whole sweep on a tiny MNIST-1D grid, resume, bad input (analysis: test_analysis)."""
+"""End to end: the whole sweep on a tiny MNIST-1D grid, resume, bad input (analysis: elsewhere)."""
 
 import csv
 
