@@ -1,6 +1,6 @@
 """prunephase: the three-regime model of network pruning (Zhou et al., ICML 2023) in JAX/Flax."""
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'
 
 
 def load_run(path: str):

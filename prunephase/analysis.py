@@ -54,7 +54,7 @@ class Run:
     self.path, self.config = pathlib.Path(path), config
     self._cpu = jax.devices('cpu')[0]
     self._dataset = None
-    facts = None  # From data.json; a workdir of <= 0.2 has none, so ask the dataset.
+    facts = None  # From data.json; a workdir of <= 0.1 has none, so ask the dataset.
     if not (self.path / artifacts.DATA_FILE).exists():
       facts = artifacts.DataFacts.of(self.dataset)
     self.store = artifacts.Store(self.path, config, facts, device=self._cpu)

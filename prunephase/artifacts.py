@@ -15,7 +15,7 @@ upstream. Temperature keys are `grid.temperature_key` ('batch_size=64').
 
 The stages write through `Store` and `analysis.Run` reads through it. A `Store` needs only the
 config and `data.json` (no dataset), so a run made on accelerators opens on a laptop without the
-data. Workdirs of prunephase <= 0.2 (masks/, retrain/, measure/ at the top) are read in place and
+data. Workdirs of prunephase <= 0.1 (masks/, retrain/, measure/ at the top) are read in place and
 moved into their branch when a run resumes them (`migrate_legacy_layout`).
 """
 
@@ -94,7 +94,7 @@ def _legacy(path: pathlib.Path) -> bool:
 
 
 def migrate_legacy_layout(path: str | pathlib.Path, previous_config: dict | None) -> bool:
-  """Moves a <= 0.2 workdir's masks/, retrain/ and measure/ into the branch of the config it
+  """Moves a <= 0.1 workdir's masks/, retrain/ and measure/ into the branch of the config it
   was made with (nothing is copied or lost). Returns whether anything moved."""
   path = pathlib.Path(path)
   if previous_config is None or not _legacy(path):

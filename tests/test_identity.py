@@ -115,7 +115,7 @@ def test_legacy_layout_is_read_in_place_and_moved_on_resume(finished_run, tmp_pa
   shutil.copytree(path, copy, ignore=shutil.ignore_patterns('.lock'))
   store = artifacts.Store(copy, tiny_config())
   before = (copy / 'results.csv').read_text()
-  shutil.move(str(store.prune_dir), str(copy / 'masks'))  # The <= 0.2 layout.
+  shutil.move(str(store.prune_dir), str(copy / 'masks'))  # The <= 0.1 layout.
   shutil.move(str(store.measure_dir), str(copy / 'measure'))
   shutil.move(str(store.retrain_dir), str(copy / 'retrain'))
   shutil.rmtree(store.prune_dir.parent)

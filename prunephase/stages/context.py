@@ -46,7 +46,7 @@ class Sweep:
   def store(self) -> artifacts.Store:
     """The artifact store; its data facts come from the dataset where one is loaded."""
     if self._dataset is None and not (self.path / artifacts.DATA_FILE).exists():
-      self.dataset  # pylint: disable=pointless-statement  # A workdir of <= 0.2: no data.json.
+      self.dataset  # pylint: disable=pointless-statement  # A workdir of <= 0.1: no data.json.
     facts = artifacts.DataFacts.of(self._dataset) if self._dataset is not None else None
     return artifacts.Store(self.path, self.config, facts, self.device)
 
