@@ -109,6 +109,16 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.pairs_per_call = 0  # Seed pairs per compiled LMC/CKA call (0 = all at once).
   config.measure.cka_examples = 6464  # First N un-augmented train inputs (the paper: 6,464).
   config.measure.cka_estimator = 'biased'  # biased (the paper's) | unbiased.
+  # Beyond the paper (README "Definitions"): Hessian metrics of every member and dense model ...
+  config.measure.hessian = False
+  config.measure.hessian_batches = 4  # Train batches of bn_batch_size examples in the loss.
+  config.measure.hessian_iters = 20  # Power iterations (top eigenvalue).
+  config.measure.hessian_probes = 20  # Hutchinson Rademacher probes (trace).
+  # ... and a trained quadratic Bezier curve between the two members of every pair.
+  config.measure.bezier_curve = False
+  config.measure.curve_epochs = 4  # Epochs of bend training (retrain batch size and momentum).
+  config.measure.curve_lr = 0.05  # Constant SGD lr of the bend.
+  config.measure.curve_points = 11  # Points on the curve, ends included.
 
   # Regime rule: prunephase's own (the paper draws its boundaries by hand); prunephase/regimes.py
   # states both rules in one paragraph each. Scored against the paper's Figure 2 with

@@ -1,5 +1,7 @@
 """Stage 4, measure: test error, the LMC curve (BatchNorm recalibrated at every point) and the
-CKA of the outputs for every retrain-seed pair of every cell."""
+CKA of the outputs for every retrain-seed pair of every cell; with `measure.hessian` and
+`measure.bezier_curve`, also the Hessian metrics and trained Bezier curves
+(`measure_landscape`)."""
 
 import functools
 
@@ -11,6 +13,7 @@ from prunephase import landscape
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
+from prunephase.stages import measure_landscape
 
 
 @functools.lru_cache(maxsize=4)
@@ -73,6 +76,11 @@ def run(sweep: context.Sweep) -> None:
       chunks.append(jax.device_get(measured))
     curve = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     cka = {k: curve.pop(k) for k in ('cka_softmax', 'cka_logits')}
+    extras = measure_landscape.pair_columns(
+        pairs, sweep,
+        measure_landscape.hessian_step(sweep, temperature, states) if config.hessian else None,
+        measure_landscape.curve_step(sweep, temperature, states, index_a, index_b)
+        if config.bezier_curve else None)
     rows = []
     for p, pair in enumerate(pairs):
       a, b = pair['index_a'], pair['index_b']
@@ -85,7 +93,8 @@ def run(sweep: context.Sweep) -> None:
           'cka_logits': float(cka['cka_logits'][p]),
           'diverged': bool(member_diverged[a] or member_diverged[b] or dense_diverged[
               sweep.dense_seeds.index(pair['dense_seed'])]),
-          'curve': {k: curve[k][p] for k in curve if k not in ('lmc', 'lmc_index')}})
+          'curve': {k: curve[k][p] for k in curve if k not in ('lmc', 'lmc_index')},
+          **extras[p]})
     if sweep.is_primary:
       store.write_measurement(temperature, {
           'temperature': temperature, 'knob': sweep.knob, 'cka_examples': num_cka,

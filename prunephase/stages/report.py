@@ -13,6 +13,10 @@ RESULT_COLUMNS = [
     'train_error', 'lmc', 'cka_softmax', 'cka_logits', 'regime', 'regime_confidence',
     'test_error_a', 'test_error_b', 'train_error_a', 'train_error_b', 'pruned_test_error',
     'dense_test_error', 'actual_density', 'diverged']
+# Written only where measured (`measure.hessian`, `measure.bezier_curve`).
+LANDSCAPE_COLUMNS = ['hessian_top_eigenvalue', 'hessian_trace', 'dense_hessian_top_eigenvalue',
+                     'curve_mc', 'hessian_top_eigenvalue_a', 'hessian_top_eigenvalue_b',
+                     'hessian_trace_a', 'hessian_trace_b', 'dense_hessian_trace']
 
 
 def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
@@ -26,7 +30,7 @@ def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
     for pair in measured['pairs']:
       s, d = seed_index[pair['dense_seed']], density_index[float(pair['density'])]
       curve = {k: np.asarray(v, float) for k, v in pair['curve'].items()}
-      row = {k: v for k, v in pair.items() if k != 'curve'}
+      row = {k: v for k, v in pair.items() if k not in ('curve', 'bezier')}
       row.update(
           knob=store.knob,
           test_error=0.5 * (pair['test_error_a'] + pair['test_error_b']),
@@ -37,6 +41,9 @@ def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
           actual_density=float(masks['density'][s, d]),
           diverged=bool(pair.get('diverged', False)))  # Absent in workdirs of <= 0.1.0.
       row['train_error'] = 0.5 * (row['train_error_a'] + row['train_error_b'])
+      for name in ('hessian_top_eigenvalue', 'hessian_trace'):  # Pair means, as test_error.
+        if f'{name}_a' in pair:
+          row[name] = 0.5 * (pair[f'{name}_a'] + pair[f'{name}_b'])
       row = {k: (np.nan if v is None else v) for k, v in row.items()}
       if with_curves:
         row['curve'] = curve
@@ -53,5 +60,6 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
     return {}
   summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
                                 sweep.densities, sweep.config.regimes, with_curves=True)
-  workdir_lib.write_csv(sweep.path / 'results.csv', rows, RESULT_COLUMNS)  # With labels.
+  columns = RESULT_COLUMNS + [c for c in LANDSCAPE_COLUMNS if any(c in row for row in rows)]
+  workdir_lib.write_csv(sweep.path / 'results.csv', rows, columns)  # With labels.
   return summary
