@@ -337,6 +337,13 @@ def init_variables(model: nn.Module, key: jax.Array, input_shape: Sequence[int])
   return variables['params'], batch_stats
 
 
+def check_model(model: nn.Module, input_shape: Sequence[int]) -> None:
+  """Raises `init_variables`' ModelError if `model` cannot initialise on (2, *input_shape)
+  inputs; abstractly (shapes only, nothing computed), so a caller can check a user's model
+  before it writes anything."""
+  jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), input_shape))
+
+
 def prunable_tree(params, prune_head: bool = False):
   """Pytree of Python bools shaped like `params`: True for conv/dense kernels.
 
