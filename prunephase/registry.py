@@ -132,8 +132,9 @@ def _origin(target) -> str:
   """Where a target was defined: 'module:qualified.name' (built-ins are that string)."""
   if isinstance(target, str):
     return target
-  return (f'{getattr(target, "__module__", "?")}:'
-          f'{getattr(target, "__qualname__", type(target).__qualname__)}')
+  if not hasattr(target, '__qualname__'):  # A partial or other callable object: itself only.
+    return f'{type(target).__qualname__} object at {id(target):#x}'
+  return f'{getattr(target, "__module__", "?")}:{target.__qualname__}'
 
 
 def _entry(kind: str, name: str) -> Entry:

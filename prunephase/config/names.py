@@ -7,8 +7,8 @@ JAX). Models, datasets, pruning methods and knobs are registered in `prunephase.
 nothing outside the standard library.
 """
 
-from prunephase.registry import KNOBS
-from prunephase.registry import MOVES
+from prunephase.registry import KNOBS  # pylint: disable=unused-import  # Re-exported.
+from prunephase.registry import MOVES  # pylint: disable=unused-import  # Re-exported.
 
 OPTIMIZERS = ('sgd', 'sam')
 RETRAIN_MODES = ('lr_rewinding', 'finetune')
