@@ -131,15 +131,24 @@ class Store:
     self.config = config
     self.device = device
     self._facts = facts
-    self.legacy = _legacy(self.path)
-    prune, retrain, measure = identity.branch_path(config)
-    if self.legacy:  # Read in place (analysis of an old run takes no lock and moves nothing).
-      self.prune_dir, self.retrain_dir = self.path / 'masks', self.path / 'retrain'
-      self.measure_dir = self.path / 'measure'
-    else:
-      self.prune_dir = self.path / prune / 'masks'
-      self.retrain_dir = self.path / prune / retrain
-      self.measure_dir = self.path / prune / retrain / measure
+    self._branch = identity.branch_path(config)
+
+  @property
+  def legacy(self) -> bool:
+    """A <= 0.1 workdir, read in place (analysis of an old run takes no lock, moves nothing)."""
+    return _legacy(self.path)
+
+  @property
+  def prune_dir(self) -> pathlib.Path:
+    return self.path / 'masks' if self.legacy else self.path / self._branch[0] / 'masks'
+
+  @property
+  def retrain_dir(self) -> pathlib.Path:
+    return self.path / 'retrain' if self.legacy else self.path.joinpath(*self._branch[:2])
+
+  @property
+  def measure_dir(self) -> pathlib.Path:
+    return self.path / 'measure' if self.legacy else self.path.joinpath(*self._branch)
 
   # --------------------------------------------------------------------------- grid and model
 

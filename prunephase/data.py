@@ -6,6 +6,7 @@ memory. Every population member draws its own batch order from its own key (`epo
 the paper's retraining seed changes the data order (and augmentation) only.
 """
 
+from collections.abc import Mapping
 import dataclasses
 
 import flax.struct
@@ -13,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from prunephase import registry
+from prunephase import runtime
 from prunephase.config import names
 
 AUGMENTATIONS = names.AUGMENTATIONS
@@ -152,22 +155,92 @@ def load_mnist1d(num_samples: int = 5000, train_split: float = 0.8,
       name='mnist1d', num_classes=10)
 
 
+def mnist1d_loader(dataset_config) -> Dataset:
+  """'mnist1d': `dataset.num_samples`, `train_split` and `data_seed` of the generator."""
+  return load_mnist1d(dataset_config.num_samples, dataset_config.train_split,
+                      dataset_config.data_seed)
+
+
+def tfds_loader(dataset_config) -> Dataset:
+  """A prepared tfds image dataset named by `dataset.name`, from `dataset.data_dir`."""
+  from prunephase import tfds_data  # pylint: disable=import-outside-toplevel  # Only when used.
+  # tfds reads only the first num_train records from disk.
+  return tfds_data.load(dataset_config.name, dataset_config.get('data_dir') or None,
+                        dataset_config.get('num_train') or None)
+
+
+def from_arrays(arrays, name: str) -> Dataset:
+  """A `Dataset` on the default device from NumPy arrays (a user loader's dict).
+
+  Args:
+    arrays: mapping with x_train (n_train, *input_shape), y_train (n_train,) integer labels,
+      x_test (n_test, *input_shape), y_test (n_test,), and optionally num_classes. Float inputs
+      are model inputs as they are (cast to float32); uint8 inputs are images, normalised per
+      channel (last axis) by the mean and std of x_train scaled to [0, 1].
+    name: the dataset's name (for messages and `Dataset.name`).
+
+  Raises:
+    DataError: a missing key, mismatched lengths or shapes, or inputs neither float nor uint8.
+  """
+  if not isinstance(arrays, Mapping):
+    raise DataError(f'dataset {name!r}: its loader returned {type(arrays).__name__}; return a '
+                    'data.Dataset or a dict with x_train, y_train, x_test, y_test')
+  missing = [k for k in ('x_train', 'y_train', 'x_test', 'y_test') if k not in arrays]
+  if missing:
+    raise DataError(f'dataset {name!r}: its loader returned no {", ".join(missing)}; return a '
+                    'data.Dataset or a dict with x_train, y_train, x_test, y_test')
+  x_train, x_test = np.asarray(arrays['x_train']), np.asarray(arrays['x_test'])
+  y_train, y_test = np.asarray(arrays['y_train']), np.asarray(arrays['y_test'])
+  for split, x, y in (('train', x_train, y_train), ('test', x_test, y_test)):
+    if x.ndim < 2 or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+      raise DataError(f'dataset {name!r}: x_{split} {x.shape} and y_{split} {y.shape} '
+                      f'{y.dtype} must be (n, *input_shape) inputs and (n,) integer labels')
+  if x_train.shape[1:] != x_test.shape[1:] or x_train.dtype != x_test.dtype:
+    raise DataError(f'dataset {name!r}: x_train {x_train.shape} {x_train.dtype} and x_test '
+                    f'{x_test.shape} {x_test.dtype} differ in input shape or dtype')
+  channels = x_train.shape[-1]
+  if x_train.dtype == np.uint8:
+    # Per-channel statistics of the train pixels in [0, 1], as prepare_inputs expects.
+    pixels = x_train.reshape(-1, channels).astype(np.float64) / 255.0
+    mean, std = pixels.mean(0), np.maximum(pixels.std(0), 1e-8)
+  elif np.issubdtype(x_train.dtype, np.floating):
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    mean, std = np.zeros(channels), np.ones(channels)
+  else:
+    raise DataError(f'dataset {name!r}: inputs must be float (used as they are) or uint8 '
+                    f'(images), got {x_train.dtype}')
+  num_classes = int(arrays.get('num_classes') or 1 + max(y_train.max(), y_test.max()))
+  return Dataset(
+      x_train=jnp.asarray(x_train), y_train=jnp.asarray(y_train, jnp.int32),
+      x_test=jnp.asarray(x_test), y_test=jnp.asarray(y_test, jnp.int32),
+      mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32),
+      name=name, num_classes=num_classes)
+
+
 def load_dataset(dataset_config) -> Dataset:
-  """Loads the dataset named by `dataset_config.name` ('mnist1d' or a tfds image dataset),
-  keeping only the first `num_train` / `num_test` examples where those are set (> 0)."""
+  """Loads the dataset named by `dataset_config.name` (a name in `prunephase.registry`: mnist1d,
+  a tfds image dataset or a user's), keeping only the first `num_train` / `num_test` examples
+  where those are set (> 0).
+
+  Raises:
+    DataError: unknown name, or the loader raised or returned something else than a Dataset
+      or a dict of arrays (one line naming the dataset).
+  """
   name = dataset_config.name
   num_train = dataset_config.get('num_train') or None
   num_test = dataset_config.get('num_test') or None
-  if name == 'mnist1d':
-    dataset = load_mnist1d(dataset_config.num_samples, dataset_config.train_split,
-                           dataset_config.data_seed)
-  else:
-    from prunephase import tfds_data  # pylint: disable=import-outside-toplevel
-    if name not in tfds_data.DATASETS:
-      raise DataError(f'unknown dataset {name!r}; choose mnist1d or one of '
-                      f'{", ".join(tfds_data.DATASETS)}')
-    # tfds reads only the first num_train records from disk.
-    dataset = tfds_data.load(name, dataset_config.get('data_dir') or None, num_train)
+  try:
+    loader = registry.dataset_loader(name)
+  except registry.RegistryError as error:
+    raise DataError(str(error)) from None
+  try:
+    dataset = loader(dataset_config)
+  except DataError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except  # A user's loader: any bug.
+    raise DataError(f'dataset {name!r} cannot be loaded: {runtime.one_line(error)}') from error
+  if not isinstance(dataset, Dataset):
+    dataset = from_arrays(dataset, name)
   return subset(dataset, num_train, num_test) if (num_train or num_test) else dataset
 
 

@@ -41,8 +41,10 @@ def recalibrate_batch_stats(model: nn.Module, params, batch_stats, dataset: data
     batch_size: recalibration batch size (the paper: 64).
 
   Returns:
-    The recalibrated batch_stats tree.
+    The recalibrated batch_stats tree (the empty one of a model without BatchNorm, at once).
   """
+  if not jax.tree.leaves(batch_stats):
+    return batch_stats  # No BatchNorm: nothing to recalibrate, skip the pass over the data.
   one_batch_model = models.with_bn_momentum(model, 1.0)  # Stored stats = this batch's stats.
 
   def weighted_stats(batch):

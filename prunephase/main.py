@@ -17,10 +17,13 @@ def user_errors() -> tuple[type[Exception], ...]:
   from prunephase import checkpoints
   from prunephase import config as config_lib
   from prunephase import data as data_lib
+  from prunephase import models
+  from prunephase import registry
   from prunephase import sweep as sweep_lib
   from prunephase import workdir as workdir_lib
   return (config_lib.ConfigError, data_lib.DataError, sweep_lib.SweepError,
-          workdir_lib.WorkdirError, checkpoints.CheckpointError)
+          workdir_lib.WorkdirError, checkpoints.CheckpointError, models.ModelError,
+          registry.RegistryError)
 
 
 def check_stages(stages) -> list[str]:

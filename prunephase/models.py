@@ -8,6 +8,8 @@ All models are Flax Linen modules called as
 BatchNorm follows PyTorch semantics exactly (see `BatchNorm`), because the paper's LMC
 recalibration averages per-batch *unbiased* variances, which Flax's BatchNorm does not store.
 Every classifier layer is named `head`; prunable weights are the `kernel` leaves outside it.
+Models are built by name through `prunephase.registry` (the `*_factory` functions here are the
+built-ins' factories); a user's model follows the contract stated there.
 """
 
 from collections.abc import Callable, Sequence
@@ -18,10 +20,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from prunephase.config import names
+from prunephase import registry
+from prunephase import runtime
 
 HEAD_NAME = 'head'
-MODEL_NAMES = names.MODELS
+
+
+class ModelError(ValueError):
+  """A model that cannot be built or initialised; the message is one line naming it."""
 
 # PyTorch's kaiming_normal_(mode='fan_out') as used by the paper's PreResNet: N(0, 2 / (k*k*C_out)).
 he_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
@@ -247,38 +253,95 @@ class VGG(nn.Module):
                     name=HEAD_NAME)(x)
 
 
+def mlp_factory(model_config, num_classes: int, dtype: Any = None) -> nn.Module:
+  """'mlp': `model.widths` units per hidden layer."""
+  return MLP(num_classes, tuple(model_config.widths), dtype=dtype)
+
+
+def cnn1d_factory(model_config, num_classes: int, dtype: Any = None) -> nn.Module:
+  """'cnn1d': `model.widths`, `model.kernel_sizes`, `model.strides` per conv layer."""
+  return CNN1D(num_classes, tuple(model_config.widths), tuple(model_config.kernel_sizes),
+               tuple(model_config.strides), dtype=dtype)
+
+
+def preresnet_factory(model_config, num_classes: int, dtype: Any = None) -> nn.Module:
+  """'preresnet20', 'preresnet56': depth from the name, `model.width` multiplier."""
+  return PreResNet(num_classes, int(model_config.name[len('preresnet'):]),
+                   int(model_config.get('width', 1)), dtype=dtype)
+
+
+def vgg_factory(model_config, num_classes: int, dtype: Any = None) -> nn.Module:
+  """'vgg11', 'vgg16': depth from the name."""
+  return VGG(num_classes, int(model_config.name[len('vgg'):]), dtype=dtype)
+
+
 def make_model(model_config, num_classes: int, dtype: Any = None) -> nn.Module:
-  """Builds the model named by `model_config.name` (one of `MODEL_NAMES`).
+  """Builds the model named by `model_config.name` (a name in `prunephase.registry`).
 
   Args:
     model_config: ConfigDict with `name` and the model's own fields (`widths`, `kernel_sizes`,
       `strides` for cnn1d; `widths` for mlp; `width` for preresnet).
     num_classes: size of the classifier head.
     dtype: computation dtype (None = float32); parameters and BN statistics stay float32.
+
+  Raises:
+    registry.RegistryError: unknown name (a ValueError listing the registered ones).
+    ModelError: the factory raised or returned something that is not a Flax module.
   """
   name = model_config.name
-  if name == 'mlp':
-    return MLP(num_classes, tuple(model_config.widths), dtype=dtype)
-  if name == 'cnn1d':
-    return CNN1D(num_classes, tuple(model_config.widths), tuple(model_config.kernel_sizes),
-                 tuple(model_config.strides), dtype=dtype)
-  if name in ('preresnet20', 'preresnet56'):
-    return PreResNet(num_classes, int(name[len('preresnet'):]),
-                     int(model_config.get('width', 1)), dtype=dtype)
-  if name in ('vgg11', 'vgg16'):
-    return VGG(num_classes, int(name[len('vgg'):]), dtype=dtype)
-  raise ValueError(f'unknown model {name!r}; choose one of {", ".join(MODEL_NAMES)}')
+  factory = registry.model_factory(name)
+  try:
+    model = factory(model_config, num_classes, dtype)
+  except Exception as error:  # pylint: disable=broad-except  # A user's factory: any bug.
+    raise ModelError(f'model {name!r} cannot be built: {runtime.one_line(error)}') from error
+  if not isinstance(model, nn.Module):
+    raise ModelError(f'model {name!r}: its factory returned {type(model).__name__}, not a '
+                     'flax.linen.Module')
+  return model
 
 
 def with_bn_momentum(model: nn.Module, momentum: float) -> nn.Module:
-  """The same model (same parameter tree) with another BatchNorm momentum."""
+  """The same model (same parameter tree) with another BatchNorm momentum.
+
+  A model without a `bn_momentum` attribute is returned as it is: `init_variables` refuses one
+  that has BatchNorm statistics, so it has none to recalibrate.
+  """
+  if not hasattr(model, 'bn_momentum'):
+    return model
   return model.clone(bn_momentum=momentum)
 
 
 def init_variables(model: nn.Module, key: jax.Array, input_shape: Sequence[int]):
-  """Returns (params, batch_stats) for one model; `input_shape` excludes the batch axis."""
-  variables = model.init(key, jnp.zeros((2, *input_shape), jnp.float32), train=False)
-  return variables['params'], variables['batch_stats']
+  """Returns (params, batch_stats) for one model; `input_shape` excludes the batch axis.
+
+  `batch_stats` is an empty dict for a model without BatchNorm.
+
+  Raises:
+    ModelError: `init` raised, the output is not (batch, classes) logits, or the model has
+      BatchNorm statistics but no `bn_momentum` attribute (see `prunephase.registry`).
+  """
+  name = type(model).__name__
+  inputs = jnp.zeros((2, *input_shape), jnp.float32)
+  try:
+    logits, variables = model.init_with_output(key, inputs, train=False)
+  except Exception as error:  # pylint: disable=broad-except  # A user's model: any bug.
+    raise ModelError(f'model {name} failed to initialise on inputs of shape {inputs.shape}: '
+                     f'{runtime.one_line(error)}') from error
+  if getattr(logits, 'ndim', None) != 2 or logits.shape[0] != inputs.shape[0]:
+    raise ModelError(f'model {name} returned {getattr(logits, "shape", type(logits).__name__)} '
+                     f'for inputs of shape {inputs.shape}; it must return (batch, classes) logits')
+  batch_stats = variables.get('batch_stats', {})
+  if jax.tree.leaves(batch_stats) and not hasattr(model, 'bn_momentum'):
+    raise ModelError(f'model {name} has BatchNorm statistics but no bn_momentum attribute; '
+                     'pass momentum=self.bn_momentum to prunephase.models.BatchNorm')
+  return variables['params'], batch_stats
+
+
+def check_model(model: nn.Module, input_shape: Sequence[int]) -> None:
+  """Raises `init_variables`' ModelError if `model` cannot initialise on (2, *input_shape)
+  inputs; abstractly (shapes only, nothing computed), so a caller can check a user's model
+  before it writes anything."""
+  jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), input_shape))
 
 
 def prunable_tree(params, prune_head: bool = False):

@@ -25,9 +25,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from prunephase.config import names
-
-METHODS = names.PRUNE_METHODS
+from prunephase import config as config_lib
+from prunephase import registry
+from prunephase import runtime
 
 
 def _path_name(path) -> str:
@@ -109,36 +109,53 @@ def _lamp_flat(weights: jax.Array) -> jax.Array:
   return jnp.zeros_like(ordered_scores).at[order].set(ordered_scores)
 
 
-@functools.partial(jax.jit, static_argnames='method')
-def _flat_masks(weights, pruned, key, method):
+def magnitude_scores(weights, key=None):
+  """|w| of every leaf ('uniform' layerwise, 'global' pooled), at least float32.
+
+  One dtype for all leaves, so pooled scores compare across layers; widening is exact, so the
+  layerwise ranking is that of |w| in the weights' own dtype.
+  """
+  del key
+  dtype = _score_dtype(jnp.result_type(*weights))
+  return [jnp.abs(w).astype(dtype) for w in weights]
+
+
+def lamp_pool_scores(weights, key=None):
+  """LAMP scores (`lamp_scores`) of every leaf, for pooled ('global') selection."""
+  del key
+  return [_lamp_flat(w) for w in weights]
+
+
+def random_scores(weights, key):
+  """A uniform random permutation of each leaf as its scores: ranking them gives the
+  permutation back, which keeps a uniformly random subset of each size."""
+  keys = jax.random.split(key, len(weights))
+  return [jax.random.permutation(k, w.size).astype(jnp.int32) for k, w in zip(keys, weights)]
+
+
+@functools.partial(jax.jit, static_argnames=('scores_fn', 'scope'))
+def _flat_masks(weights, pruned, key, scores_fn, scope):
   """Keep-masks of all densities from one ranking.
 
   Args:
     weights: list of the prunable leaves, each flattened to shape (n_i,).
     pruned: list of int32 arrays of shape (D,): entries to prune from leaf i at each density
-      (layerwise methods), or from the pool of all N weights (global, LAMP; same for every i).
-    key: PRNG key for 'random', else None.
-    method: one of `METHODS`.
+      ('layerwise' scope), or from the pool of all N weights ('global'; same for every i).
+    key: PRNG key for methods that need one, else None.
+    scores_fn: the method's `fn(weights, key) -> scores` (see `prunephase.registry`).
+    scope: 'layerwise' or 'global'.
 
   Returns:
     List of bool arrays of shape (D, n_i), True = kept.
   """
-  if method == 'uniform':
-    ranks = [_ranks(jnp.abs(w)) for w in weights]
-  elif method == 'random':
-    # A uniform random permutation as ranks keeps a uniformly random subset of each size.
-    keys = jax.random.split(key, len(weights))
-    ranks = [jax.random.permutation(k, w.size).astype(jnp.int32) for k, w in zip(keys, weights)]
+  scores = scores_fn(weights, key)
+  if scope == 'layerwise':
+    ranks = [_ranks(jnp.ravel(s)) for s in scores]
   else:
-    if method == 'global':
-      dtype = _score_dtype(jnp.result_type(*weights))
-      scores = [jnp.abs(w).astype(dtype) for w in weights]
-    else:
-      scores = [_lamp_flat(w) for w in weights]
-      scores = [s.astype(jnp.result_type(*scores)) for s in scores]
+    dtype = jnp.result_type(*scores)
     # One sort over the concatenation; leaf order in it breaks ties across layers. Ranks in
     # the pool, compared with pooled counts, give the global selection leaf by leaf.
-    pooled_ranks = _ranks(jnp.concatenate(scores))
+    pooled_ranks = _ranks(jnp.concatenate([jnp.ravel(s).astype(dtype) for s in scores]))
     ranks = jnp.split(pooled_ranks, np.cumsum([w.size for w in weights])[:-1].tolist())
   # (D, n): every density at once; rank >= pruned count <=> kept.
   return [rank[None, :] >= p[:, None] for rank, p in zip(ranks, pruned)]
@@ -155,13 +172,16 @@ def make_masks(params, prunable, densities: Sequence[float], method: str = 'unif
       per-layer normalisation (torch `prune.global_unstructured`).
     lamp: keep the N - round((1-d)*N) largest LAMP scores (`lamp_scores`) across all layers.
     random: per-leaf counts as `uniform`, positions uniformly at random from `key`.
+  A user's method (`registry.register_pruning_method`) scores the weights; its scope says
+  whether the counts are per leaf (as uniform) or pooled (as global).
 
   Args:
     params: nested dict pytree of float arrays for one model (no member axis).
     prunable: pytree of Python bools with the structure of `params` (`models.prunable_tree`).
     densities: non-empty sequence of floats in (0, 1], the fraction of prunable weights kept.
-    method: one of `METHODS`.
-    key: jax PRNG key; required for 'random', ignored otherwise.
+    method: a pruning method name in `prunephase.registry`.
+    key: jax PRNG key; required for 'random' (and methods registered with needs_key),
+      ignored otherwise.
 
   Returns:
     A pytree shaped like `params`: for each prunable leaf of shape S a bool array of shape
@@ -169,13 +189,13 @@ def make_masks(params, prunable, densities: Sequence[float], method: str = 'unif
 
   Raises:
     ValueError: unknown method, bad densities, no prunable leaves, `prunable` not shaped like
-      `params`, or no key for 'random'.
+      `params`, or no key for a method that needs one.
+    config.ConfigError (a ValueError): the method raised, or did not give one score per weight.
   """
-  if method not in METHODS:
-    raise ValueError(f'unknown pruning method {method!r}; choose one of {", ".join(METHODS)}')
+  spec = registry.pruning_method(method)
   densities = _check_densities(densities)
-  if method == 'random' and key is None:
-    raise ValueError("method 'random' needs a PRNG key (key=jax.random.key(seed))")
+  if spec.needs_key and key is None:
+    raise ValueError(f'method {method!r} needs a PRNG key (key=jax.random.key(seed))')
 
   leaves, treedef = jax.tree_util.tree_flatten(params)
   flags, flags_def = jax.tree_util.tree_flatten(prunable)
@@ -187,19 +207,38 @@ def make_masks(params, prunable, densities: Sequence[float], method: str = 'unif
 
   weights = [jnp.ravel(jnp.asarray(leaves[i])) for i in indices]
   sizes = [int(w.size) for w in weights]
-  if method in ('uniform', 'random'):
+  if spec.scope == 'layerwise':
     pruned = [[_num_pruned(d, n) for d in densities] for n in sizes]
   else:
     pruned = [[_num_pruned(d, sum(sizes)) for d in densities]] * len(sizes)
   # Counts are Python ints here (static densities); they enter the jitted part as data, so
   # new densities of the same number reuse the compiled ranking.
   pruned = [jnp.asarray(p, jnp.int32) for p in pruned]
-  flat_masks = _flat_masks(weights, pruned, key if method == 'random' else None, method)
+  _check_scores(spec, weights, key)
+  flat_masks = _flat_masks(weights, pruned, key if spec.needs_key else None, spec.scores,
+                           spec.scope)
 
   out = [None] * len(leaves)
   for i, keep in zip(indices, flat_masks):
     out[i] = keep.reshape((len(densities), *jnp.shape(leaves[i])))
   return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def _check_scores(spec: registry.PruningMethod, weights, key) -> None:
+  """ConfigError naming the method unless it gives one score per weight (traced abstractly:
+  shapes only, no computation), so a user's method fails in one line, before any work."""
+  try:
+    scores = jax.eval_shape(spec.scores, weights, key if spec.needs_key else None)
+  except Exception as error:  # pylint: disable=broad-except  # A user's method: any bug.
+    raise config_lib.ConfigError(
+        f'pruning method {spec.name!r} failed: {runtime.one_line(error)}') from error
+  sizes = [int(w.size) for w in weights]
+  got = ([int(np.prod(getattr(s, 'shape', ()))) for s in scores]
+         if isinstance(scores, (list, tuple)) else type(scores).__name__)
+  if got != sizes:
+    raise config_lib.ConfigError(
+        f'pruning method {spec.name!r} returned {got} scores for layers of {sizes} weights; '
+        'it must return one score array per layer, one score per weight')
 
 
 def _is_none(x) -> bool:

@@ -10,6 +10,13 @@ def fail(message: str) -> None:
   sys.exit(2)
 
 
+def one_line(error: BaseException) -> str:
+  """'TypeError: the first line of its message': an exception from a user's code (a model,
+  a dataset loader) reported in a one-line error."""
+  lines = str(error).strip().splitlines()
+  return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with a one-line error for a bad config file, argument or override.
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from prunephase import artifacts
 from prunephase import config as config_lib
+from prunephase import models
 from prunephase import stages as stages_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages.context import Sweep
@@ -55,6 +56,7 @@ def run_sweep(config, workdir: str | pathlib.Path,
   if set(stages) - {'report'}:
     sweep.dataset  # pylint: disable=pointless-statement
     sweep.mesh  # pylint: disable=pointless-statement  # A mesh that does not fit the devices.
+    models.check_model(sweep.model, sweep.dataset.input_shape)  # A user's model, shapes only.
   # Process 0 holds the workdir (lock, config check, config.json); the others wait for it.
   opened = workdir_lib.Workdir(workdir, config.to_dict()) if sweep.is_primary else None
   try:

@@ -44,9 +44,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from prunephase import data as data_lib
-from prunephase.config import names
+from prunephase import registry
 
-DATASETS = names.TFDS_DATASETS
+DATASETS = registry.TFDS_DATASETS
 
 # Per-channel (mean, std) of pixels scaled to [0, 1].
 NORMALISATION = {

@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from prunephase import config as config_lib
+from prunephase import registry
 from prunephase.config import names
 from prunephase.config import paper
 
@@ -51,14 +52,13 @@ def test_knob_table():
 
 
 def test_the_kernel_modules_use_the_names_stated_here():
-  from prunephase import cka, data, landscape, models, pruning, regimes, tfds_data  # pylint: disable=import-outside-toplevel,multiple-imports
+  from prunephase import cka, data, landscape, regimes, tfds_data  # pylint: disable=import-outside-toplevel,multiple-imports
   assert cka.ESTIMATORS is names.CKA_ESTIMATORS
   assert data.AUGMENTATIONS is names.AUGMENTATIONS
   assert landscape.POINT_BATCHING is names.POINT_BATCHING
-  assert models.MODEL_NAMES is names.MODELS
-  assert pruning.METHODS is names.PRUNE_METHODS
   assert regimes.RULES is names.REGIME_RULES
-  assert tfds_data.DATASETS is names.TFDS_DATASETS
+  assert tfds_data.DATASETS is registry.TFDS_DATASETS
+  assert names.KNOBS is registry.KNOBS and names.MOVES is registry.MOVES  # One table.
 
 
 def test_the_papers_grids():

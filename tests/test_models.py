@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from prunephase import models
+from prunephase import registry
 
 CIFAR_SHAPE = (32, 32, 3)
 
@@ -285,7 +286,7 @@ def test_make_model_unknown_name_lists_the_choices():
     models.make_model(config('resnet18'), num_classes=10)
   message = str(info.value)
   assert 'resnet18' in message
-  for name in models.MODEL_NAMES:
+  for name in registry.names(registry.MODEL):
     assert name in message
 
 

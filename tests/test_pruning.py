@@ -8,6 +8,7 @@ import pytest
 from conftest import make_params  # pylint: disable=g-bad-import-order
 from prunephase import models
 from prunephase import pruning
+from prunephase import registry
 
 DENSITIES = (0.05, 0.1, 0.2, 0.5, 0.8, 1.0)
 # Layer names in pytree order (sorted dict keys), which is also the cross-layer tie order.
@@ -229,7 +230,7 @@ def test_ties_and_zeros_give_exact_counts_and_match_reference(method):
       assert sum(c for c, _ in counts.values()) == total - round((1 - d) * total)
 
 
-@pytest.mark.parametrize('method', pruning.METHODS)
+@pytest.mark.parametrize('method', registry.names(registry.PRUNING_METHOD))
 def test_density_one_keeps_everything_and_masks_are_nested(method):
   params = make_params()
   masks = pruning.make_masks(params, models.prunable_tree(params), DENSITIES, method,
@@ -261,7 +262,7 @@ def test_random_keys():
 def test_vectorized_equals_one_density_at_a_time():
   params = make_params()
   prunable = models.prunable_tree(params)
-  for method in pruning.METHODS:
+  for method in registry.names(registry.PRUNING_METHOD):
     together = pruning.make_masks(params, prunable, DENSITIES, method, key=jax.random.key(4))
     for k, d in enumerate(DENSITIES):
       alone = pruning.make_masks(params, prunable, (d,), method, key=jax.random.key(4))

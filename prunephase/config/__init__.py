@@ -3,7 +3,7 @@
 Config files (`configs/*.py`) import only `ml_collections` and this package, so loading a config
 and `prunephase --help` import no JAX. Nothing here imports outside the standard library.
 
-  names     the knob table (which way is hotter) and every name a config may use
+  names     fixed names (optimizers, rules, ...) and the knob table of prunephase.registry
   paper     the paper's grids (densities, Figure 2's epochs)
   args      parse_arg for `--config=file.py:a,b=1` strings; load_config_file
   validate  ConfigError, validate(config), validate_against_data(config, num_train)

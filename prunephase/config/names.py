@@ -1,29 +1,15 @@
-"""The names a config may use, and which way each temperature knob is hotter.
+"""The fixed names a config may use, and which way each temperature knob is hotter.
 
-The one place these facts are stated: the kernel modules (`models`, `pruning`, `cka`, ...)
+The one place these facts are stated: the kernel modules (`cka`, `data`, `landscape`, ...)
 read their name tuples from here, so a config can be validated without importing them (and
-JAX). Importing this module imports nothing outside the standard library.
+JAX). Models, datasets, pruning methods and knobs are registered in `prunephase.registry`
+(users can add their own); the knob table is re-exported here. Importing this module imports
+nothing outside the standard library.
 """
 
-# knob -> True where a LARGER value is hotter (more training noise).
-KNOBS = {'epochs': False, 'batch_size': False, 'lr': True, 'weight_decay': True,
-         'sam_rho': True}
-# knob -> (what "increase the temperature" means, what "decrease" means), in words.
-MOVES = {
-    'epochs': ('train fewer epochs (an earlier checkpoint)', 'train more epochs'),
-    'batch_size': ('use a smaller batch', 'use a larger batch'),
-    'lr': ('raise the learning rate', 'lower the learning rate'),
-    'weight_decay': ('raise the weight decay', 'lower the weight decay'),
-    'sam_rho': ('raise SAM rho', 'lower SAM rho'),
-}
+from prunephase.registry import KNOBS  # pylint: disable=unused-import  # Re-exported.
+from prunephase.registry import MOVES  # pylint: disable=unused-import  # Re-exported.
 
-TFDS_DATASETS = ('cifar10', 'cifar100', 'svhn_cropped', 'mnist', 'fashion_mnist')
-DATASETS = ('mnist1d',) + TFDS_DATASETS
-MODELS = ('mlp', 'cnn1d', 'preresnet20', 'preresnet56', 'vgg11', 'vgg16')
-# Models that take each dataset's inputs: MNIST-1D is 1D (length, channels), the rest images.
-MODELS_FOR_INPUTS = {'1d': ('mlp', 'cnn1d'),
-                     'image': ('mlp', 'preresnet20', 'preresnet56', 'vgg11', 'vgg16')}
-PRUNE_METHODS = ('uniform', 'global', 'lamp', 'random')
 OPTIMIZERS = ('sgd', 'sam')
 RETRAIN_MODES = ('lr_rewinding', 'finetune')
 AUGMENTATIONS = ('none', 'crop_flip')

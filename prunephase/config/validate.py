@@ -1,12 +1,14 @@
 """Config validation that needs no JAX: every check raises ConfigError with a one-line message.
 
 `validate` checks the fields the sweep relies on before anything runs; `validate_against_data`
-the few that need the dataset's size.
+the few that need the dataset's size. Model, dataset, pruning method and knob names are checked
+against `prunephase.registry`, so names a config file registered are accepted.
 """
 
 import json
 import os
 
+from prunephase import registry
 from prunephase.config import identity
 from prunephase.config import names
 
@@ -18,6 +20,14 @@ class ConfigError(ValueError):
 def _check(condition: bool, message: str):
   if not condition:
     raise ConfigError(message)
+
+
+def _check_registered(kind: str, name: str):
+  """ConfigError 'unknown <kind> ...; choose one of ...' (the registry's message)."""
+  try:
+    registry.check(kind, name)
+  except registry.RegistryError as error:
+    raise ConfigError(str(error)) from None
 
 
 def _check_seeds(name: str, seeds, minimum: int):
@@ -62,14 +72,14 @@ def _check_init_from(config) -> None:
 
 def validate(config) -> None:
   """Checks every field the sweep relies on; raises ConfigError with a one-line message."""
-  _check(config.dataset.name in names.DATASETS,
-         f'unknown dataset {config.dataset.name!r}; choose one of {", ".join(names.DATASETS)}')
-  _check(config.model.name in names.MODELS,
-         f'unknown model {config.model.name!r}; choose one of {", ".join(names.MODELS)}')
-  inputs = '1d' if config.dataset.name == 'mnist1d' else 'image'
-  _check(config.model.name in names.MODELS_FOR_INPUTS[inputs],
-         f'model {config.model.name!r} does not take {config.dataset.name} inputs; choose one of '
-         f'{", ".join(names.MODELS_FOR_INPUTS[inputs])}')
+  _check_registered(registry.DATASET, config.dataset.name)
+  _check_registered(registry.MODEL, config.model.name)
+  inputs = registry.dataset_inputs(config.dataset.name)
+  if inputs is not None:  # A user's dataset may leave its input kind undeclared.
+    takers = registry.models_for_inputs(inputs)
+    _check(config.model.name in takers,
+           f'model {config.model.name!r} does not take {config.dataset.name} inputs; choose '
+           f'one of {", ".join(takers)}')
   model = config.model
   if model.name == 'cnn1d':
     _check(len(model.widths) >= 1 and len(model.widths) == len(model.kernel_sizes)
@@ -78,8 +88,7 @@ def validate(config) -> None:
   if model.name == 'mlp':
     _check(len(model.widths) >= 1 or model.prune_head,
            'model.widths (mlp) is empty: there is no prunable layer (or set model.prune_head)')
-  _check(config.prune.method in names.PRUNE_METHODS, f'unknown pruning method '
-         f'{config.prune.method!r}; choose one of {", ".join(names.PRUNE_METHODS)}')
+  _check_registered(registry.PRUNING_METHOD, config.prune.method)
   densities = tuple(config.prune.densities)
   _check(len(densities) > 0, 'empty grid: prune.densities is empty')
   for d in densities:
@@ -87,7 +96,7 @@ def validate(config) -> None:
            f'density {d!r} is outside (0, 1]: prune.densities are fractions of weights kept')
   _check(len(set(densities)) == len(densities), f'prune.densities has repeats: {densities}')
   knob = config.temperature.knob
-  _check(knob in names.KNOBS, f'unknown temperature.knob {knob!r}; choose one of {", ".join(names.KNOBS)}')
+  _check_registered(registry.KNOB, knob)
   values = tuple(config.temperature.grid)
   _check(len(values) > 0, 'empty grid: temperature.grid is empty')
   _check(len(set(values)) == len(values), f'temperature.grid has repeats: {values}')
