@@ -115,10 +115,11 @@ def test_legacy_layout_is_read_in_place_and_moved_on_resume(finished_run, tmp_pa
   shutil.copytree(path, copy, ignore=shutil.ignore_patterns('.lock'))
   store = artifacts.Store(copy, tiny_config())
   before = (copy / 'results.csv').read_text()
-  shutil.move(str(store.prune_dir), str(copy / 'masks'))  # The <= 0.1 layout.
-  shutil.move(str(store.measure_dir), str(copy / 'measure'))
-  shutil.move(str(store.retrain_dir), str(copy / 'retrain'))
-  shutil.rmtree(store.prune_dir.parent)
+  masks, retrain, measure = store.prune_dir, store.retrain_dir, store.measure_dir
+  shutil.move(str(measure), str(copy / 'measure'))  # The <= 0.1 layout.
+  shutil.move(str(retrain), str(copy / 'retrain'))
+  shutil.move(str(masks), str(copy / 'masks'))
+  shutil.rmtree(masks.parent)
   legacy = artifacts.Store(copy, tiny_config())
   assert legacy.legacy and legacy.has_measurement(1) and legacy.has_retrained(2)
   sweep_lib.run_sweep(tiny_config(), copy)
