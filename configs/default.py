@@ -82,10 +82,14 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.prune.method = 'uniform'  # uniform (the paper's) | global | lamp | random.
   config.prune.densities = (0.04, 0.06, 0.08, 0.12, 0.2, 0.4)  # Fraction of prunable kept.
   config.prune.seed = 0  # For method = random.
+  config.prune.schedule = 'one_shot'  # one_shot (the paper's) | iterative (IMP, OpenLTH's).
+  config.prune.rate_per_level = 0.2  # iterative: fraction of the remaining weights per level.
 
   # Retraining (stage `retrain`): masks fixed, pruned weights stay exactly zero.
   config.retrain = ml_collections.ConfigDict()
-  config.retrain.mode = 'lr_rewinding'  # lr_rewinding (replay the schedule) | finetune.
+  config.retrain.mode = 'lr_rewinding'  # lr_rewinding (replay the schedule) | finetune |
+  # weight_rewinding (weights reset to the dense run's checkpoint at rewind_epoch, masks kept).
+  config.retrain.rewind_epoch = 1  # weight_rewinding: 0 = the initialisation.
   config.retrain.lr = 0.1  # lr_rewinding: base lr of the replayed schedule.
   config.retrain.finetune_lr = 0.001  # finetune: constant lr.
   config.retrain.momentum = 0.9
@@ -147,6 +151,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   #   'auto': one step per call for convolutional models on CPU (XLA:CPU runs convolutions
   #   inside a loop many times slower), else 'epoch'; 'epoch': a whole epoch in one lax.scan;
   #   'N' (a whole number): chunks of N steps per call.
+  config.report = ml_collections.ConfigDict()
+  # Phase-diagram panels: results.csv columns (cell means) or normalized_test_error.
+  config.report.panels = ('test_error', 'normalized_test_error', 'lmc', 'cka_softmax')
+
   config.train = ml_collections.ConfigDict()
   config.train.steps_per_call = 'auto'
 

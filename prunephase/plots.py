@@ -1,4 +1,5 @@
-"""Figures: the four-panel phase diagram (the paper's Figure 2) and LMC curves."""
+"""Figures: the phase diagram (by default the four panels of the paper's Figure 2) and LMC
+curves."""
 
 from collections.abc import Sequence
 import os
@@ -34,7 +35,7 @@ def _panel(ax, values, title, cmap, temperatures, densities, knob, fmt='{:.3f}',
       dark = abs(value) > 0.6 * max(abs(low), abs(high))
     else:  # viridis is dark at its low end, viridis_r at its high end.
       position = (value - low) / (high - low) if high > low else 0.5
-      dark = position < 0.5 if cmap == 'viridis' else position > 0.5
+      dark = position < 0.5 if cmap == 'viridis' else position > 0.5  # *_r: dark when high.
     ax.text(d, t, fmt.format(value), ha='center', va='center', fontsize=7,
             color='white' if dark else 'black')
   plt.colorbar(image, ax=ax, fraction=0.046)
@@ -48,35 +49,58 @@ def _boundaries(ax, labels):
     ax.plot([x0, x1], [y0, y1], color='white', lw=2, ls=(0, (3, 2)))
 
 
+# panel -> (title, colour map); 'RdBu' panels are centred on 0.
+PANEL_STYLES = {
+    'test_error': ('Test error (regimes labelled)', 'viridis_r'),
+    'normalized_test_error': ('Normalized test error (column minus its min)', 'viridis_r'),
+    'train_error': ('Train error', 'viridis_r'),
+    'lmc': ('LMC (train error; < 0 = barrier)', 'RdBu'),
+    'cka_softmax': ('CKA of softmax outputs', 'viridis'),
+    'cka_logits': ('CKA of logits', 'viridis'),
+    'pruned_test_error': ('Test error right after pruning', 'viridis_r'),
+    'hessian_top_eigenvalue': ('Hessian top eigenvalue (retrained)', 'magma_r'),
+    'hessian_trace': ('Hessian trace (retrained)', 'magma_r'),
+    'dense_hessian_top_eigenvalue': ('Hessian top eigenvalue (dense)', 'magma_r'),
+    'curve_mc': ('Bezier-curve MC (train error; < 0 = barrier)', 'RdBu'),
+}
+DEFAULT_PANELS = ('test_error', 'normalized_test_error', 'lmc', 'cka_softmax')
+
+
 def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[float],
-                  densities: Sequence[float], test_error: np.ndarray, lmc: np.ndarray,
-                  cka: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
-                  min_confidence: float, rule_text: str) -> None:
-  """Writes the four panels of the paper's Figure 2 for one sweep.
+                  densities: Sequence[float], means: dict[str, np.ndarray],
+                  labels: np.ndarray, confidence: np.ndarray, min_confidence: float,
+                  rule_text: str, panels: Sequence[str] = DEFAULT_PANELS) -> None:
+  """Writes the phase diagram of one sweep: by default the four panels of the paper's Figure 2.
 
   Args:
     path: PNG file.
     knob: the temperature hyperparameter.
     temperatures: row values, hottest first (top).
     densities: column values (fractions).
-    test_error, lmc, cka: (T, D) cell means.
-    labels: (T, D) regime labels; drawn as text on the test-error panel, with the I/II
-      boundary solid red and the II-A/II-B boundary dashed white on every panel.
+    means: (T, D) cell means by results.csv column ('test_error', 'lmc', ...).
+    labels: (T, D) regime labels; drawn as text on the first panel, with the I/II boundary
+      solid red and the II-A/II-B boundary dashed white on every panel.
     confidence: (T, D) bootstrap confidence; cells below `min_confidence` are hatched.
     rule_text: the labelling rule, printed under the figure.
+    panels: names from `PANEL_STYLES`, left to right ('normalized_test_error' is the test error
+      minus its column's minimum).
   """
   with warnings.catch_warnings():  # A column without test errors stays NaN.
     warnings.simplefilter('ignore', RuntimeWarning)
-    normalized = test_error - np.nanmin(test_error, axis=0, keepdims=True)
-  fig, axes = plt.subplots(1, 4, figsize=(24, 0.45 * len(temperatures) + 3.5))
-  _panel(axes[0], test_error, 'Test error (regimes labelled)', 'viridis_r', temperatures,
-         densities, knob)
-  _panel(axes[1], normalized, 'Normalized test error (column minus its min)', 'viridis_r',
-         temperatures, densities, knob)
-  bound = max(0.01, float(np.nanmax(np.abs(lmc)))) if np.isfinite(lmc).any() else 1
-  _panel(axes[2], lmc, 'LMC (train error; < 0 = barrier)', 'RdBu', temperatures, densities,
-         knob, vmin=-bound, vmax=bound)
-  _panel(axes[3], cka, 'CKA of softmax outputs', 'viridis', temperatures, densities, knob)
+    normalized = means['test_error'] - np.nanmin(means['test_error'], axis=0, keepdims=True)
+  values = {**means, 'normalized_test_error': normalized}
+  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels),
+                                                    0.45 * len(temperatures) + 3.5))
+  axes = np.atleast_1d(axes)
+  for ax, name in zip(axes, panels):
+    title, cmap = PANEL_STYLES[name]
+    grid = values[name]
+    if cmap == 'RdBu':
+      bound = max(0.01, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1
+      _panel(ax, grid, title, cmap, temperatures, densities, knob, vmin=-bound, vmax=bound)
+    else:
+      _panel(ax, grid, title, cmap, temperatures, densities, knob,
+             fmt='{:.3g}' if cmap == 'magma_r' else '{:.3f}')
   for ax in axes:
     _boundaries(ax, labels)
     for (t, d), conf in np.ndenumerate(confidence):

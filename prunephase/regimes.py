@@ -309,8 +309,11 @@ def agreement(labels: np.ndarray, temperatures: Sequence[float], densities: Sequ
           'disagreements': disagreements}
 
 
+# Beyond the paper: measured with measure.hessian / measure.bezier_curve, else NaN cells.
+LANDSCAPE_FIELDS = ('hessian_top_eigenvalue', 'hessian_trace', 'dense_hessian_top_eigenvalue',
+                    'curve_mc')
 TABLE_FIELDS = ('lmc', 'cka_softmax', 'cka_logits', 'test_error', 'train_error',
-                'pruned_test_error', 'dense_test_error')
+                'pruned_test_error', 'dense_test_error') + LANDSCAPE_FIELDS
 
 
 def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequence[float],

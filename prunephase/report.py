@@ -41,14 +41,17 @@ def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[s
 
 def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
                  temperatures: Sequence[float], densities: Sequence[float], regimes_config,
-                 with_curves: bool = False, cells_name: str = 'cells.csv') -> dict[str, Any]:
-  """Labels `rows` and writes the report files into `out`; returns the summary."""
+                 with_curves: bool = False, cells_name: str = 'cells.csv',
+                 panels: Sequence[str] = plots.DEFAULT_PANELS) -> dict[str, Any]:
+  """Labels `rows` and writes the report files into `out` (`panels` of the phase diagram:
+  see `plots.PANEL_STYLES`); returns the summary."""
   out = pathlib.Path(out)
   rule = regimes_lib.RegimeRule.from_config(regimes_config)
   labelled = regimes_lib.label_table(rows, temperatures, densities, rule,
                                      int(regimes_config.bootstrap), int(regimes_config.seed))
   cells = cell_rows(knob, temperatures, densities, labelled)
-  workdir_lib.write_csv(out / cells_name, cells, CELL_COLUMNS)
+  measured = [c for c in regimes_lib.LANDSCAPE_FIELDS if np.isfinite(labelled['means'][c]).any()]
+  workdir_lib.write_csv(out / cells_name, cells, CELL_COLUMNS + measured)
   labels = labelled['labels']
   unlabelled = [{'temperature': c['temperature'], 'density': c['density']}
                 for c in cells if not c['regime']]
@@ -62,9 +65,9 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
   means = labelled['means']
   plots.phase_diagram(
       out / 'phase_diagram.png', knob=knob, temperatures=temperatures, densities=densities,
-      test_error=means['test_error'], lmc=means['lmc'], cka=means['cka_softmax'],
-      labels=labels, confidence=labelled['confidence'],
-      min_confidence=float(regimes_config.min_confidence), rule_text=rule.describe())
+      means=means, labels=labels, confidence=labelled['confidence'],
+      min_confidence=float(regimes_config.min_confidence), rule_text=rule.describe(),
+      panels=tuple(panels))
   if with_curves:
     plots.lmc_curves(out / 'lmc_curves.png', curve_examples(rows, temperatures, densities), knob)
   found = findings_lib.check(means, labelled['stds'], temperatures, densities, labels, rule,

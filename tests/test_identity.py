@@ -42,6 +42,21 @@ def test_branch_names_change_only_with_their_own_or_upstream_fields():
   assert identity.branch_path(other) == names
 
 
+def test_fields_added_later_keep_the_branch_names_of_older_workdirs():
+  config = tiny_config()
+  older = config.to_dict()  # A config.json written before these fields existed.
+  for section, name in (('prune', 'schedule'), ('prune', 'rate_per_level'),
+                        ('retrain', 'rewind_epoch'), ('measure', 'hessian'),
+                        ('measure', 'hessian_iters'), ('measure', 'bezier_curve'),
+                        ('measure', 'curve_epochs')):
+    del older[section][name]
+  assert identity.branch_path(older) == identity.branch_path(config)
+  config.prune.seed = 5  # Decides nothing for magnitude pruning ...
+  assert identity.branch_path(older) == identity.branch_path(config)
+  config.prune.method = 'random'  # ... but names the random masks.
+  assert identity.fields(config, 'prune')['prune.seed'] == 5
+
+
 def test_changed_dense_fields_names_only_dense_fields():
   old = {'dense': {'lr': 0.1, 'seeds': [1, 2], 'resume_every': 0},
          'prune': {'method': 'uniform'}, 'regimes': {'min_drop': 0.05}}

@@ -26,6 +26,18 @@ SPEED_ONLY = ('dataset.data_dir', 'dense.resume_every', 'dense.init_from',
 FREE_SECTIONS = ('regimes', 'report', 'tensorboard', 'mesh', 'distributed', 'cpu_devices',
                  'train')
 BRANCH_STAGES = ('prune', 'retrain', 'measure')  # Each a section of its own, in pipeline order.
+# Fields that decide nothing at this value (the behaviour before the field existed), so a
+# workdir made before it was added keeps its branch names.
+NEUTRAL = {'prune.schedule': 'one_shot', 'measure.hessian': False, 'measure.bezier_curve': False}
+# Fields that decide something only when another field has a value.
+ONLY_WHEN = {'prune.rate_per_level': ('prune.schedule', 'iterative'),
+             'prune.seed': ('prune.method', 'random'),
+             'retrain.rewind_epoch': ('retrain.mode', 'weight_rewinding'),
+             'retrain.finetune_lr': ('retrain.mode', 'finetune'),
+             **{f'measure.{name}': ('measure.hessian', True)
+                for name in ('hessian_batches', 'hessian_iters', 'hessian_probes')},
+             **{f'measure.{name}': ('measure.bezier_curve', True)
+                for name in ('curve_epochs', 'curve_lr', 'curve_points')}}
 ABSENT = '<absent>'
 
 
@@ -52,8 +64,19 @@ def stage_of(field: str) -> str | None:
 
 
 def fields(config, stage: str) -> dict[str, Any]:
-  """The flattened fields that decide `stage`'s own artifacts (not its upstream ones)."""
-  return {k: v for k, v in sorted(flatten(_as_dict(config)).items()) if stage_of(k) == stage}
+  """The flattened fields that decide `stage`'s own artifacts (not its upstream ones), without
+  those that decide nothing at their value (`NEUTRAL`, `ONLY_WHEN`)."""
+  flat = flatten(_as_dict(config))
+
+  def decides(key, value):
+    if key in NEUTRAL and value == NEUTRAL[key]:
+      return False
+    if key in ONLY_WHEN:
+      other, wanted = ONLY_WHEN[key]
+      return flat.get(other) == wanted
+    return True
+
+  return {k: v for k, v in sorted(flat.items()) if stage_of(k) == stage and decides(k, v)}
 
 
 def branch_name(config, stage: str) -> str:

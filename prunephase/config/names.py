@@ -11,12 +11,21 @@ from prunephase.registry import KNOBS  # pylint: disable=unused-import  # Re-exp
 from prunephase.registry import MOVES  # pylint: disable=unused-import  # Re-exported.
 
 OPTIMIZERS = ('sgd', 'sam')
-RETRAIN_MODES = ('lr_rewinding', 'finetune')
+RETRAIN_MODES = ('lr_rewinding', 'finetune', 'weight_rewinding')
+PRUNE_SCHEDULES = ('one_shot', 'iterative')
+IMP_METHODS = ('uniform', 'global', 'lamp')  # Iterative pruning ranks by magnitude (or LAMP).
 AUGMENTATIONS = ('none', 'crop_flip')
 POINT_BATCHING = ('auto', 'vmap', 'map')
 CKA_ESTIMATORS = ('biased', 'unbiased')
 REGIME_RULES = ('transition', 'threshold')
 STEPS_PER_CALL = ('auto', 'epoch')  # ... or a whole number of steps >= 1.
+# Phase-diagram panels (`report.panels`): cell means of results.csv columns, plus the test error
+# minus its column's minimum; the landscape ones need their measure flag.
+PANELS = ('test_error', 'normalized_test_error', 'train_error', 'lmc', 'cka_softmax',
+          'cka_logits', 'pruned_test_error', 'hessian_top_eigenvalue', 'hessian_trace',
+          'dense_hessian_top_eigenvalue', 'curve_mc')
+PANEL_NEEDS = {'hessian_top_eigenvalue': 'hessian', 'hessian_trace': 'hessian',
+               'dense_hessian_top_eigenvalue': 'hessian', 'curve_mc': 'bezier_curve'}
 
 
 def parse_steps_per_call(value: str | int) -> str | int:

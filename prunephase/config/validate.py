@@ -70,6 +70,34 @@ def _check_init_from(config) -> None:
          f'({"; ".join(changed[:4])})')
 
 
+def _check_landscape(config) -> None:
+  """The beyond-the-paper fields: Hessian, Bezier curves, IMP with rewinding, panels."""
+  measure, prune, retrain = config.measure, config.prune, config.retrain
+  for name in ('hessian_batches', 'hessian_iters', 'hessian_probes'):
+    _check(int(measure.get(name, 1)) >= 1, f'measure.{name} must be >= 1, got {measure[name]}')
+  _check(int(measure.get('curve_epochs', 0)) >= 0, 'measure.curve_epochs must be >= 0')
+  _check(int(measure.get('curve_points', 2)) >= 2, 'measure.curve_points must be >= 2')
+  _check(float(measure.get('curve_lr', 1.0)) > 0, 'measure.curve_lr must be > 0')
+  schedule = prune.get('schedule', 'one_shot')
+  _check(schedule in names.PRUNE_SCHEDULES,
+         f'unknown prune.schedule {schedule!r}; choose one of {", ".join(names.PRUNE_SCHEDULES)}')
+  if schedule == 'iterative':
+    _check(0 < float(prune.rate_per_level) < 1,
+           f'prune.rate_per_level must be in (0, 1), got {prune.rate_per_level}')
+    _check(prune.method in names.IMP_METHODS,
+           f'prune.schedule=iterative ranks by magnitude: prune.method must be one of '
+           f'{", ".join(names.IMP_METHODS)}, got {prune.method!r}')
+  if retrain.mode == 'weight_rewinding':
+    _check(int(retrain.rewind_epoch) >= 0, 'retrain.rewind_epoch must be >= 0 (0 = the init)')
+  panels = tuple(config.get('report', {}).get('panels', ()))
+  for panel in panels:
+    _check(panel in names.PANELS,
+           f'unknown report.panels entry {panel!r}; choose from {", ".join(names.PANELS)}')
+    needs = names.PANEL_NEEDS.get(panel)
+    _check(needs is None or bool(measure.get(needs)),
+           f'report.panels has {panel} but measure.{needs} is False')
+
+
 def validate(config) -> None:
   """Checks every field the sweep relies on; raises ConfigError with a one-line message."""
   _check_registered(registry.DATASET, config.dataset.name)
@@ -148,6 +176,7 @@ def validate(config) -> None:
            f'{mesh.members} x {mesh.data}')
   _check(measure.cka_examples >= 4, 'measure.cka_examples must be >= 4')
   _check(measure.bn_batch_size >= 2, 'measure.bn_batch_size must be >= 2')
+  _check_landscape(config)
   rule = config.regimes
   _check(rule.rule in names.REGIME_RULES,
          f'unknown regimes.rule {rule.rule!r}; choose one of {", ".join(names.REGIME_RULES)}')
@@ -165,3 +194,8 @@ def validate_against_data(config, num_train: int) -> None:
     batches += [int(v) for v in config.temperature.grid]
   for batch in batches:
     _check(batch <= num_train, f'batch size {batch} exceeds the {num_train} train examples')
+  measure = config.measure
+  if measure.get('hessian'):
+    count = int(measure.hessian_batches) * int(measure.bn_batch_size)
+    _check(count <= num_train, f'measure.hessian_batches x bn_batch_size = {count} exceeds the '
+           f'{num_train} train examples')

@@ -54,12 +54,16 @@ def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
 def run(sweep: context.Sweep) -> dict[str, Any]:
   """Writes results.csv, cells.csv, regimes.json, findings.json and the figures; returns the
   report summary (empty on processes other than 0)."""
-  from prunephase import report  # pylint: disable=import-outside-toplevel
+  # pylint: disable=import-outside-toplevel
+  from prunephase import plots  # matplotlib: only the report needs it.
+  from prunephase import report
   rows = result_rows(sweep.store, with_curves=True)  # Every process: restoring is collective.
   if not sweep.is_primary:
     return {}
+  panels = (sweep.config.get('report') or {}).get('panels') or plots.DEFAULT_PANELS
   summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
-                                sweep.densities, sweep.config.regimes, with_curves=True)
+                                sweep.densities, sweep.config.regimes, with_curves=True,
+                                panels=panels)
   columns = RESULT_COLUMNS + [c for c in LANDSCAPE_COLUMNS if any(c in row for row in rows)]
   workdir_lib.write_csv(sweep.path / 'results.csv', rows, columns)  # With labels.
   return summary
