@@ -255,9 +255,10 @@ class Store:
   def dense_dir(self, group: grid.DenseGroup) -> pathlib.Path:
     return self.path / 'dense' / group.name
 
-  def dense_models(self, temperature: float) -> dict[str, Any]:
+  def dense_models(self, temperature: float, epoch: int | None = None) -> dict[str, Any]:
     """The dense models of one temperature, one per dense seed: {'params', 'batch_stats'} with
-    leading axis len(dense.seeds), in seed order."""
+    leading axis len(dense.seeds), in seed order; at `epoch` of their run if given (the rewind
+    point of weight rewinding; 0 = the initialisation)."""
     for group in self.dense_groups():
       if self.knob == 'epochs':
         step, members = int(temperature), list(range(len(group.seeds)))
@@ -266,6 +267,7 @@ class Store:
         members = [m for m, t in enumerate(group.temperatures) if t == temperature]
       else:
         continue
+      step = step if epoch is None else int(epoch)
       directory = self.dense_dir(group) / 'epochs'
       if step not in checkpoints.steps(directory):
         raise ArtifactError(f'missing dense checkpoint {directory}/{step}: run the train stage '

@@ -12,6 +12,7 @@ import functools
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from prunephase import checkpoints
@@ -40,6 +41,19 @@ def train_spec(section, num_train: int, total_steps: int | None = None,
                              augmentation=section.augmentation), total
 
 
+def retrain_setup(section, num_train: int, num_members: int
+                  ) -> tuple[train_lib.TrainSpec, int, train_lib.Hparams]:
+  """(spec, total steps, per-member hparams) of retraining with the retrain section: the
+  dense schedule replayed from `lr` (lr_rewinding, weight_rewinding) or a constant
+  `finetune_lr` (finetune); no SAM."""
+  finetune = section.mode == 'finetune'
+  spec, total = train_spec(section, num_train, decays=not finetune)
+  full = lambda value: jnp.full((num_members,), value, jnp.float32)
+  hparams = train_lib.Hparams(lr=full(section.finetune_lr if finetune else section.lr),
+                              weight_decay=full(section.weight_decay), sam_rho=full(0.0))
+  return spec, total, hparams
+
+
 @functools.lru_cache(maxsize=16)
 def _program(model, spec: train_lib.TrainSpec, masked: bool, mesh, steps_per_call: int | None
              ) -> population.PopulationProgram:
@@ -60,7 +74,11 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
     directory: where `epochs/<epoch>` and `resume/<epoch>` checkpoints go.
     spec, total_steps: from `train_spec`.
     states, hparams, masks: the population (leading member axis M); masks None when dense.
-    save_epochs: 1-based epochs whose checkpoints are artifacts (the last epoch always is).
+    save_epochs: epochs whose checkpoints are artifacts (the last epoch always is; 0 = the
+      initial states). Where a later epoch is saved but an earlier one is missing (e.g. a
+      rewind point asked for after the run finished), training restarts from the newest
+      checkpoint before it, or from `states`, and stops once it is saved: data order and
+      augmentation depend only on each member's key and the epoch, so it is the same state.
     resume_every: extra resume checkpoint every N epochs (0 = off; one kept).
     member_info: one dict per member for the metrics log.
     label, progress: progress line prefix and counter (member-steps).
@@ -75,7 +93,13 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   history = {k: np.full((num_members, num_epochs), np.nan, np.float32) for k in HISTORY_KEYS}
   start = 0
   saved_epochs = checkpoints.steps(directory / 'epochs')
-  done = saved_epochs + checkpoints.steps(directory / 'resume')
+  wanted = set(save_epochs) | {num_epochs}
+  missing = sorted(wanted - set(saved_epochs))
+  until = missing[-1] if missing else num_epochs  # Last epoch this call trains.
+  done = [e for e in saved_epochs + checkpoints.steps(directory / 'resume')
+          if not missing or e < missing[0]]
+  if 0 in missing:  # The initial states are an artifact (weight rewinding to the init).
+    store.save_population(directory / 'epochs', 0, states, None)
   if done:
     start = max(done)
     source = 'epochs' if start in saved_epochs else 'resume'
@@ -96,7 +120,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
                    **{k: float(metrics[k][m]) for k in HISTORY_KEYS}})
     if sweep.is_primary:
       sweep.metrics_log.write(rows)
-    if epoch in save_epochs or epoch == num_epochs:
+    if epoch in missing:
       store.save_population(directory / 'epochs', epoch, unpad(states), history)
     elif resume_every and epoch % resume_every == 0:
       store.save_population(directory / 'resume', epoch, unpad(states), history, max_to_keep=1)
@@ -121,8 +145,8 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
     dataset = jax.device_put(population.host_copy(dataset), jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec()))
   states = population.run_epochs(program, states, hparams, masks, dataset,
-                                 min(start, full_epochs), full_epochs, on_epoch_end)
-  if remainder and start < num_epochs:
+                                 min(start, full_epochs), min(until, full_epochs), on_epoch_end)
+  if remainder and start < num_epochs and until == num_epochs:
     partial = dataclasses.replace(spec, steps_per_epoch=remainder)
     program = _program(sweep.model, partial, masked, mesh, steps_per_call)
     states = population.run_epochs(program, states, hparams, masks, dataset, full_epochs,

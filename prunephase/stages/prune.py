@@ -1,5 +1,6 @@
-"""Stage 2, prune: masks for every (temperature, dense seed, density), one call per dense
-checkpoint, with the dense and pruned (pre-retrain) test errors and the achieved densities."""
+"""Stage 2, prune: masks for every (temperature, dense seed, density) -- one-shot (the paper's:
+one ranking of each dense model) or iterative (IMP, `prune_iterative`) -- with the dense and
+pruned (pre-retrain) test errors and the achieved densities."""
 
 import jax
 import jax.numpy as jnp
@@ -9,6 +10,7 @@ from prunephase import pruning
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
+from prunephase.stages import prune_iterative
 
 
 def flat_members(masks):
@@ -16,9 +18,25 @@ def flat_members(masks):
   return jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), masks)
 
 
-def run(sweep: context.Sweep) -> None:
-  """One-shot masks for every (temperature, dense seed, density), with pre-retrain errors."""
+def one_shot_masks(sweep: context.Sweep, dense: dict):
+  """(masks (S, D, ...), ranked (S, D, ...)): one ranking of each dense model for all densities."""
   config, store = sweep.config, sweep.store
+  per_seed = []
+  for s in range(len(sweep.dense_seeds)):
+    params = jax.tree.map(lambda a: a[s], dense['params'])
+    per_seed.append(pruning.make_masks(
+        params, store.prunable(params), sweep.densities, config.prune.method,
+        key=jax.random.PRNGKey(config.prune.seed + 1000 * s)))
+  num_d = len(sweep.densities)
+  ranked = jax.tree.map(lambda a: jnp.repeat(a[:, None], num_d, axis=1), dense)
+  return train_lib.stack_members(per_seed), ranked
+
+
+def run(sweep: context.Sweep) -> None:
+  """Masks for every (temperature, dense seed, density), one-shot or iterative (IMP), with the
+  dense and the pruned (pre-retrain) test errors and the achieved densities."""
+  store = sweep.store
+  iterative = sweep.config.prune.get('schedule', 'one_shot') == 'iterative'
   progress = workdir_lib.Progress('prune', len(sweep.temperatures))
   evaluate = jax.jit(jax.vmap(
       lambda p, s, ds: train_lib.evaluate(sweep.model, p, s, ds, 'test'), in_axes=(0, 0, None)))
@@ -28,21 +46,16 @@ def run(sweep: context.Sweep) -> None:
       progress.skip(1, f'{sweep.key(temperature)} done earlier')
       continue
     dense = store.dense_models(temperature)
-    per_seed = []
-    for s in range(num_s):
-      params = jax.tree.map(lambda a: a[s], dense['params'])
-      per_seed.append(pruning.make_masks(
-          params, store.prunable(params), sweep.densities, config.prune.method,
-          key=jax.random.PRNGKey(config.prune.seed + 1000 * s)))
-    masks = train_lib.stack_members(per_seed)  # Leaves (S, D, ...).
-    repeat = lambda a: jnp.repeat(a, num_d, axis=0)
-    pruned_params = pruning.apply_mask(jax.tree.map(repeat, dense['params']),
-                                       flat_members(masks))
-    pruned = evaluate(pruned_params, jax.tree.map(repeat, dense['batch_stats']), sweep.dataset)
+    if iterative:
+      masks, ranked = prune_iterative.requested_masks(sweep, temperature)
+    else:
+      masks, ranked = one_shot_masks(sweep, dense)  # Leaves (S, D, ...).
+    ranked = flat_members(ranked)
+    pruned = evaluate(pruning.apply_mask(ranked['params'], flat_members(masks)),
+                      ranked['batch_stats'], sweep.dataset)
     dense_eval = evaluate(dense['params'], dense['batch_stats'], sweep.dataset)
-    achieved = np.array([[pruning.density(pruning.mask_select(
-        jax.tree.map(lambda a, s=s: a[s], masks), d))
-        for d in range(num_d)] for s in range(num_s)])
+    achieved = np.array([[pruning.density(jax.tree.map(lambda a, s=s, d=d: a[s, d], masks))
+                          for d in range(num_d)] for s in range(num_s)])
     store.save_masks(temperature, masks, dense_eval['error'],
                      np.asarray(pruned['error']).reshape(num_s, num_d), achieved)
     progress.advance(1, f'{sweep.key(temperature)} masks {num_s}x{num_d}', force=True)

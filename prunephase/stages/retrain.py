@@ -13,32 +13,42 @@ from prunephase import trainer
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import prune as prune_stage
+from prunephase.stages import prune_iterative
 
 
 def setup(sweep: context.Sweep):
   """(spec, total steps, per-member hparams, member list) of the retrain population."""
-  config = sweep.config.retrain
-  finetune = config.mode == 'finetune'
-  spec, total = trainer.train_spec(config, sweep.dataset.num_train, decays=not finetune)
-  lr = config.finetune_lr if finetune else config.lr
   members = sweep.store.retrain_members()
-  full = lambda value: jnp.full((len(members),), value, jnp.float32)
-  hparams = train_lib.Hparams(lr=full(lr), weight_decay=full(config.weight_decay),
-                              sam_rho=full(0.0))
+  spec, total, hparams = trainer.retrain_setup(sweep.config.retrain, sweep.dataset.num_train,
+                                               len(members))
   return spec, total, hparams, members
 
 
+def start_weights(sweep: context.Sweep, temperature: float) -> dict:
+  """{'params', 'batch_stats'} (S*D, ...), unmasked, where each (dense seed, density) starts:
+  the dense model (lr_rewinding, finetune), the dense run at `retrain.rewind_epoch`
+  (weight_rewinding), or for IMP its level's start (`prune_iterative.retrain_start`)."""
+  num_d = len(sweep.densities)
+  if sweep.config.prune.get('schedule', 'one_shot') == 'iterative':
+    return prune_stage.flat_members(prune_iterative.retrain_start(sweep, temperature))
+  epoch = (int(sweep.config.retrain.rewind_epoch)
+           if sweep.config.retrain.mode == 'weight_rewinding' else None)
+  dense = sweep.store.dense_models(temperature, epoch)
+  return jax.tree.map(lambda a: jnp.repeat(a, num_d, axis=0), dense)  # (S, ...) -> (S*D, ...)
+
+
 def start_population(sweep: context.Sweep, temperature: float):
-  """Initial retrain population: pruned dense weights (mask applied), dense BN statistics,
-  fresh momentum, data order from the retrain seed; and the member masks."""
+  """Initial retrain population: the start weights (`start_weights`) with the mask applied,
+  their BN statistics, fresh momentum, data order from the retrain seed; and the member
+  masks."""
   store = sweep.store
-  num_d, num_r = len(sweep.densities), len(sweep.retrain_seeds)
-  dense = store.dense_models(temperature)
+  num_r = len(sweep.retrain_seeds)
   masks = prune_stage.flat_members(store.masks(temperature)['masks'])  # (S*D, ...)
-  per_member = lambda a: jnp.repeat(a, num_d * num_r, axis=0)  # (S, ...) -> (S*D*R, ...)
-  member_masks = jax.tree.map(lambda a: jnp.repeat(a, num_r, axis=0), masks)
-  params = pruning.apply_mask(jax.tree.map(per_member, dense['params']), member_masks)
-  stats = jax.tree.map(per_member, dense['batch_stats'])
+  per_member = lambda a: jnp.repeat(a, num_r, axis=0)  # (S*D, ...) -> (S*D*R, ...)
+  member_masks = jax.tree.map(per_member, masks)
+  start = jax.tree.map(per_member, start_weights(sweep, temperature))
+  params = pruning.apply_mask(start['params'], member_masks)
+  stats = start['batch_stats']
   keys = jnp.stack([train_lib.data_key(m['retrain_seed'], 1) for m in store.retrain_members()])
   states = jax.vmap(functools.partial(train_lib.member_state,
                                       momentum=sweep.config.retrain.momentum))(params, stats, keys)

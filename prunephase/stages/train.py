@@ -31,9 +31,18 @@ def dense_hparams(config, group: grid.DenseGroup) -> train_lib.Hparams:
   return train_lib.Hparams(**columns)
 
 
-def _finished(directory: pathlib.Path, group: grid.DenseGroup, num_epochs: int) -> bool:
+def save_epochs(config, group: grid.DenseGroup) -> tuple[int, ...]:
+  """The group's artifact epochs: its temperatures' checkpoints, plus the rewind point when
+  retraining rewinds weights (`retrain.rewind_epoch`; 0 = the initialisation)."""
+  rewind = (int(config.retrain.rewind_epoch),) if config.retrain.mode == 'weight_rewinding' else ()
+  return tuple(sorted(set(group.save_epochs) | set(rewind)))
+
+
+def _finished(config, directory: pathlib.Path, group: grid.DenseGroup, num_epochs: int,
+              with_rewind: bool = True) -> bool:
   saved = checkpoints.steps(directory / 'epochs')
-  return all(e in saved for e in group.save_epochs) and num_epochs in saved
+  wanted = save_epochs(config, group) if with_rewind else group.save_epochs
+  return all(e in saved for e in wanted) and num_epochs in saved
 
 
 def import_dense(sweep: context.Sweep, source: str, plans) -> None:
@@ -42,7 +51,8 @@ def import_dense(sweep: context.Sweep, source: str, plans) -> None:
   for group, spec, total in plans:
     mine, theirs = sweep.store.dense_dir(group), source_path / 'dense' / group.name
     num_epochs = grid.epochs_of(total, spec.steps_per_epoch)
-    if _finished(mine, group, num_epochs) or not _finished(theirs, group, num_epochs):
+    if (_finished(sweep.config, mine, group, num_epochs)
+        or not _finished(sweep.config, theirs, group, num_epochs, with_rewind=False)):
       continue
     if sweep.is_primary:
       shutil.rmtree(mine, ignore_errors=True)  # A partial run of our own is replaced.
@@ -68,7 +78,7 @@ def run(sweep: context.Sweep) -> None:
       'train', sum(len(group.seeds) * total for group, _, total in plans))
   for group, spec, total in plans:
     directory = store.dense_dir(group)
-    if _finished(directory, group, grid.epochs_of(total, spec.steps_per_epoch)):
+    if _finished(config, directory, group, grid.epochs_of(total, spec.steps_per_epoch)):
       progress.skip(len(group.seeds) * total, f'{group.name} done earlier')
       continue
     states = train_lib.init_population(sweep.model, sweep.dataset.input_shape, group.seeds,
@@ -78,5 +88,5 @@ def run(sweep: context.Sweep) -> None:
     trainer.train_resumably(
         sweep, stage='train', directory=directory, spec=spec, total_steps=total,
         states=states, hparams=dense_hparams(config, group), masks=None,
-        save_epochs=group.save_epochs, resume_every=config.dense.resume_every,
+        save_epochs=save_epochs(config, group), resume_every=config.dense.resume_every,
         member_info=info, label=group.name, progress=progress)
