@@ -36,11 +36,22 @@ from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
 from benchmarks.common import timed  # pylint: disable=wrong-import-position
 
-FULL = {'members': 36, 'pairs': 18, 'num_samples': 5000, 'hessian_batches': 10, 'iters': 20,
-        'probes': 20, 'curve_epochs': 2, 'points': 11, 'with_test': True, 'repeats': 3}
+# The default grid's population (36 members, 18 pairs per temperature); the metric settings are
+# the config's (`full_settings`), i.e. what `configs/default.py:landscape` measures.
+FULL = {'members': 36, 'pairs': 18, 'num_samples': 5000, 'repeats': 3}
 # Compilation dominates the small run: fewer programs (no test split, 640 = 10 x 64 examples).
 SMALL = {'members': 4, 'pairs': 2, 'num_samples': 800, 'hessian_batches': 2, 'iters': 4,
-         'probes': 4, 'curve_epochs': 1, 'points': 3, 'with_test': False, 'repeats': 1}
+         'probes': 4, 'curve_epochs': 1, 'curve_lr': 0.05, 'points': 3, 'with_test': False,
+         'repeats': 1}
+
+
+def full_settings(config) -> dict:
+  """FULL with the measure section's Hessian and curve settings."""
+  measure = config.measure
+  return {**FULL, 'hessian_batches': int(measure.hessian_batches),
+          'iters': int(measure.hessian_iters), 'probes': int(measure.hessian_probes),
+          'curve_epochs': int(measure.curve_epochs), 'curve_lr': float(measure.curve_lr),
+          'points': int(measure.curve_points), 'with_test': bool(measure.lmc_test)}
 
 
 def pruned_population(model, dataset, count: int, density: float = 0.2):
@@ -90,8 +101,9 @@ def bench_curves(model, dataset, settings) -> tuple[float, float]:
   take = lambda tree, start: jax.tree.map(lambda leaf: leaf[start::2], tree)
   a, b, pair_stats, pair_masks = take(params, 0), take(params, 1), take(stats, 0), take(masks, 0)
   keys = jax.random.split(jax.random.PRNGKey(1), count)
-  spec = curves.CurveSpec(epochs=settings['curve_epochs'], lr=0.05, batch_size=64,
-                          num_points=settings['points'], with_test=settings['with_test'])
+  spec = curves.CurveSpec(epochs=settings['curve_epochs'], lr=settings['curve_lr'],
+                          batch_size=64, num_points=settings['points'],
+                          with_test=settings['with_test'])
   vmapped = curves.make_pair_connector(model, spec, masked=True)
   single = jax.jit(functools.partial(curves.connect_pair, model, spec))
   pairs = [train_lib.unstack_member((a, b, pair_stats, pair_masks), i) for i in range(count)]
@@ -106,8 +118,8 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--small', action='store_true', help='smoke-sized run (< 1 min)')
   args = parser.parse_args()
-  settings = SMALL if args.small else FULL
-  config = default_config.get_config()
+  config = default_config.get_config('landscape')
+  settings = SMALL if args.small else full_settings(config)
   dataset = data_lib.load_mnist1d(settings['num_samples'])
   model = models.make_model(config.model, dataset.num_classes)
   print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()} ({os.cpu_count()} CPU '

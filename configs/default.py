@@ -5,6 +5,11 @@ Command (the README's first set-up command runs it):
   prunephase --config=configs/default.py --workdir=runs/default
 
 `--config=configs/default.py:quick` is a smoke-sized grid (under a minute).
+`--config=configs/default.py:landscape` (combinable with quick) adds the metrics beyond the paper
+on fewer densities: Hessian top eigenvalue and trace of every member, a trained Bezier curve
+between every seed pair, and iterative magnitude pruning (rate 0.5 per level) with weight
+rewinding to epoch 1 instead of one-shot pruning with lr rewinding (README "Definitions"; its
+figure and finding: README "Beyond the paper").
 
 Load = density of the one-shot layerwise-uniform magnitude pruned model; retraining by lr
 rewinding (the schedule replayed from the pruned weights); 3 dense x 2 retrain seeds.
@@ -27,8 +32,10 @@ from prunephase.config import parse_arg
 
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
-  """The default config; `arg='quick'` shrinks the grid for a smoke run."""
-  quick = parse_arg(arg, quick=False)['quick']
+  """The default config; `arg='quick'` shrinks the grid for a smoke run, `'landscape'` adds the
+  landscape metrics and IMP with weight rewinding."""
+  options = parse_arg(arg, quick=False, landscape=False)
+  quick = options['quick']
   config = ml_collections.ConfigDict()
 
   # Data. MNIST-1D is generated procedurally by the `mnist1d` package, offline.
@@ -171,4 +178,14 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.measure.cka_examples = 500
     config.measure.test_error_epochs = 2
     config.regimes.bootstrap = 20
+  if options['landscape']:
+    config.prune.densities = (0.04, 0.08, 0.2) if not quick else config.prune.densities
+    config.prune.schedule = 'iterative'
+    config.prune.rate_per_level = 0.5  # Levels 0.5, 0.25, 0.2, 0.125, 0.08, 0.0625, 0.04.
+    config.retrain.mode = 'weight_rewinding'
+    config.retrain.rewind_epoch = 1
+    config.measure.hessian = True
+    config.measure.bezier_curve = True
+    config.report.panels = ('test_error', 'lmc', 'cka_softmax', 'curve_mc',
+                            'hessian_top_eigenvalue')
   return config

@@ -52,6 +52,22 @@ def make_mesh(members: int = 0, data: int = 1, devices: Sequence[jax.Device] | N
                        devices=devices)
 
 
+@functools.lru_cache(maxsize=None)
+def mesh_without_padding(mesh: jax.sharding.Mesh, num_members: int, batch_size: int
+                         ) -> jax.sharding.Mesh:
+  """A ('members', 'data') mesh over the same devices whose member axis divides `num_members`:
+  the largest such axis whose data axis divides the batch (so no member is a padded copy);
+  `mesh` itself when its member axis divides already or no such layout exists."""
+  devices = list(mesh.devices.flat)
+  if num_members % mesh.shape[MEMBERS] == 0:
+    return mesh
+  for members in range(len(devices), 0, -1):
+    data = len(devices) // members
+    if len(devices) % members == 0 and num_members % members == 0 and batch_size % data == 0:
+      return make_mesh(members, data, devices)
+  return mesh
+
+
 def pad_members(tree: Any, multiple: int) -> tuple[Any, int]:
   """Pads the member axis to a multiple of `multiple` with copies of the last member.
 
@@ -65,6 +81,26 @@ def pad_members(tree: Any, multiple: int) -> tuple[Any, int]:
     return tree, count
   pad = lambda a: jnp.concatenate([a, jnp.repeat(a[-1:], extra, axis=0)])
   return jax.tree.map(pad, tree), count
+
+
+def shard_members(mesh: jax.sharding.Mesh | None, tree: Any) -> tuple[Any, int]:
+  """A tree of arrays with a leading member (or pair) axis M, sharded over the mesh's member
+  axis after padding M to a multiple of it (`pad_members`); returns (placed tree, M). Without
+  a mesh, the tree as it is. Every process of a multi-host run passes the same arrays."""
+  count = int(jax.tree.leaves(tree)[0].shape[0])
+  if mesh is None:
+    return tree, count
+  tree, _ = pad_members(tree, mesh.shape[MEMBERS])
+  sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(MEMBERS))
+  return jax.device_put(host_copy(tree), sharding), count
+
+
+def replicate(mesh: jax.sharding.Mesh | None, tree: Any) -> Any:
+  """A tree copied to every device of the mesh (every host); unchanged without a mesh."""
+  if mesh is None:
+    return tree
+  return jax.device_put(host_copy(tree), jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec()))
 
 
 @dataclasses.dataclass

@@ -130,6 +130,10 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
                      f'{np.nanmean(metrics["test_error"]):.3f}')
 
   dataset, mesh, masked = sweep.dataset, sweep.mesh, masks is not None
+  mesh_config = sweep.config.get('mesh') or {}
+  if mesh is not None and not mesh_config.get('members') and mesh_config.get('data', 1) == 1:
+    # An automatic layout: members on devices without padded copies (the rest split batches).
+    mesh = population.mesh_without_padding(mesh, num_members, spec.batch_size)
   steps_per_call = dispatch.resolve_steps_per_call(
       (sweep.config.get('train') or {}).get('steps_per_call', 'auto'), sweep.model,
       dataset.input_shape)
@@ -137,7 +141,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   if mesh is not None:
     multiple = mesh.shape[population.MEMBERS]
     (states, hparams, masks), _ = population.pad_members((states, hparams, masks), multiple)
-    if -num_members % multiple:
+    if -num_members % multiple and sweep.is_primary:
       print(f'[{stage}] {label}: {num_members} members padded to '
             f'{num_members + (-num_members % multiple)} for the {multiple}-way member axis',
             flush=True)

@@ -202,7 +202,10 @@ class Progress:
 
   Work is counted in units (member-steps for training); work skipped because it was finished
   earlier (`skip`) does not count towards the rate, so the ETA stays honest after a resume.
+  In a multi-host run only process 0 prints (`runtime.start_distributed` sets `silent`).
   """
+
+  silent = False
 
   def __init__(self, stage: str, total: float, every: float = 5.0):
     self.stage, self.total, self.every = stage, max(float(total), 1.0), every
@@ -223,6 +226,8 @@ class Progress:
     self._print(what, force)
 
   def _print(self, what: str, force: bool) -> None:
+    if self.silent:
+      return
     now = time.time()
     finished = self.done >= self.total
     if not force and not finished and now - self._last < self.every:

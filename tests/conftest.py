@@ -89,6 +89,39 @@ def finished_run(tmp_path_factory):
   return path, sweep, summary
 
 
+def beyond_config(init_from) -> 'ml_collections.ConfigDict':
+  """The tiny sweep with everything beyond the paper: iterative pruning (rate 0.5: levels 0.6,
+  0.5, 0.25, 0.2), weight rewinding to epoch 1, Hessian metrics and trained Bezier curves, and
+  the dense models imported from `init_from`."""
+  config = tiny_config()
+  config.dense.init_from = str(init_from)
+  config.prune.schedule = 'iterative'
+  config.prune.rate_per_level = 0.5
+  config.retrain.mode = 'weight_rewinding'
+  config.retrain.rewind_epoch = 1
+  config.measure.hessian = True
+  config.measure.hessian_batches = 2
+  config.measure.hessian_iters = 8
+  config.measure.hessian_probes = 4
+  config.measure.bezier_curve = True
+  config.measure.curve_epochs = 1
+  config.measure.curve_points = 5
+  config.report.panels = ('test_error', 'lmc', 'cka_softmax', 'curve_mc',
+                          'hessian_top_eigenvalue')
+  return config
+
+
+@pytest.fixture(scope='session')
+def beyond_run(finished_run, tmp_path_factory):
+  """(sweep, results.csv rows) of `beyond_config` on the tiny run's dense models."""
+  import csv  # pylint: disable=import-outside-toplevel
+  from prunephase import sweep as sweep_lib  # pylint: disable=import-outside-toplevel
+  path, _, _ = finished_run
+  sweep, _ = sweep_lib.run_sweep(beyond_config(path), tmp_path_factory.mktemp('beyond') / 'run')
+  with open(sweep.path / 'results.csv') as f:
+    return sweep, list(csv.DictReader(f))
+
+
 # ----------------------------------------------------------------------------- small trees
 
 

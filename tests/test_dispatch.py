@@ -20,10 +20,12 @@ from prunephase.config import identity
 class TinyConvNet(nn.Module):
   """conv3x3 -> BN -> ReLU -> mean pool -> head: a 2D-conv model that compiles in a second."""
 
+  bn_momentum: float = 0.1  # What BatchNorm recalibration clones (models.with_bn_momentum).
+
   @nn.compact
   def __call__(self, x, train):  # pylint: disable=redefined-outer-name
     x = nn.Conv(4, (3, 3), padding=1, use_bias=False, name='conv')(x)
-    x = nn.relu(models.BatchNorm(name='bn')(x, train))
+    x = nn.relu(models.BatchNorm(momentum=self.bn_momentum, name='bn')(x, train))
     return nn.Dense(10, name=models.HEAD_NAME)(x.mean(axis=(1, 2)))
 
 

@@ -63,9 +63,12 @@ def test_two_processes_resume_after_a_restart_and_write_once(finished_run, tmp_p
   for returncode, output in run_two_processes(tmp_path, 'train,prune'):
     assert returncode == 0, output[-3000:]
   assert not (tmp_path / 'results.csv').exists()
-  for returncode, output in run_two_processes(tmp_path):
+  outputs = run_two_processes(tmp_path)
+  for returncode, output in outputs:
     assert returncode == 0, output[-3000:]
-  _assert_same_results(tmp_path, reference)
+  _assert_same_results(tmp_path, reference)  # Each process measured its share of the pairs.
+  assert '[measure]' in outputs[0][1] and '[retrain]' in outputs[0][1]
+  assert '[measure]' not in outputs[1][1] and '[retrain]' not in outputs[1][1]  # Process 0 only.
   # One metrics row per member and epoch, as in the single run: nothing written twice.
   count = lambda p: sum(1 for _ in open(p / 'metrics.jsonl'))
   assert count(tmp_path) == count(reference)

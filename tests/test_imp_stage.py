@@ -1,5 +1,5 @@
-"""Iterative magnitude pruning with weight rewinding through the sweep: level densities, nested
-masks, zeros kept, rewind starts, and a killed run resumed at its level."""
+"""Iterative magnitude pruning with weight rewinding through the sweep (`conftest.beyond_run`):
+level densities, nested masks, zeros kept, rewind starts, a killed run resumed at its level."""
 
 import shutil
 
@@ -16,23 +16,6 @@ from prunephase.stages import prune_iterative
 from prunephase.stages import retrain as retrain_stage
 
 
-def imp_config(init_from):
-  config = tiny_config()
-  config.prune.schedule = 'iterative'
-  config.prune.rate_per_level = 0.5  # Levels 0.6, 0.5, 0.25, 0.2 for densities (0.2, 0.6).
-  config.retrain.mode = 'weight_rewinding'
-  config.retrain.rewind_epoch = 1
-  config.dense.init_from = str(init_from)
-  return config
-
-
-@pytest.fixture(scope='module')
-def imp_run(finished_run, tmp_path_factory):
-  path, _, _ = finished_run
-  sweep, _ = sweep_lib.run_sweep(imp_config(path), tmp_path_factory.mktemp('imp') / 'run')
-  return sweep
-
-
 def _level_masks(sweep, temperature):
   template = jax.tree.map(lambda a: a[0], sweep.store.dense_models(temperature)['params'])
   return [prune_iterative._load_mask(  # pylint: disable=protected-access
@@ -40,8 +23,8 @@ def _level_masks(sweep, temperature):
           for level in range(1, 5)]
 
 
-def test_levels_follow_the_rate_and_nest(imp_run):
-  sweep = imp_run
+def test_levels_follow_the_rate_and_nest(beyond_run):
+  sweep, _ = beyond_run
   assert prune_iterative.levels(sweep.config) == (0.6, 0.5, 0.25, 0.2)
   masks = _level_masks(sweep, 2)
   params = jax.tree.map(lambda a: a[0], sweep.store.dense_models(2)['params'])
@@ -57,8 +40,9 @@ def test_levels_follow_the_rate_and_nest(imp_run):
   assert imp.level_densities((0.2, 0.6), 0.5) == (0.6, 0.5, 0.25, 0.2)
 
 
-def test_retrained_members_keep_pruned_weights_at_zero_and_start_from_the_rewind_point(imp_run):
-  sweep = imp_run
+def test_retrained_members_keep_pruned_weights_at_zero_and_start_from_the_rewind_point(
+    beyond_run):
+  sweep, _ = beyond_run
   states, _ = sweep.store.retrained(1)
   masks = retrain_stage.start_population(sweep, 1)[1]
   for weights, mask in zip(jax.tree.leaves(states.params), jax.tree.leaves(masks)):
@@ -71,10 +55,11 @@ def test_retrained_members_keep_pruned_weights_at_zero_and_start_from_the_rewind
   np.testing.assert_array_equal(np.asarray(start.params['conv1']['kernel'][0]), kernel * mask)
 
 
-def test_a_run_killed_inside_a_level_resumes_to_the_same_numbers(imp_run, tmp_path):
+def test_a_run_killed_inside_a_level_resumes_to_the_same_numbers(beyond_run, tmp_path):
+  sweep, _ = beyond_run
   copy = tmp_path / 'killed'
-  shutil.copytree(imp_run.path, copy, ignore=shutil.ignore_patterns('.lock'))
-  config = imp_config(imp_run.config.dense.init_from)
+  shutil.copytree(sweep.path, copy, ignore=shutil.ignore_patterns('.lock'))
+  config = sweep.config
   killed = sweep_lib.Sweep(config, copy)
   for temperature in (1, 2):  # Level 2's mask was saved, its training was not finished.
     shutil.rmtree(prune_iterative.level_dir(killed, temperature, 2) / 'train')
@@ -82,9 +67,12 @@ def test_a_run_killed_inside_a_level_resumes_to_the_same_numbers(imp_run, tmp_pa
       shutil.rmtree(prune_iterative.level_dir(killed, temperature, level))
     shutil.rmtree(killed.store.masks_dir(temperature))
     shutil.rmtree(killed.store.retrain_run_dir(temperature))
-  shutil.rmtree(killed.store.measure_dir)
-  sweep_lib.run_sweep(config, copy)
-  assert (copy / 'results.csv').read_text() == (imp_run.path / 'results.csv').read_text()
+  sweep_lib.run_sweep(config, copy, stages=('train', 'prune', 'retrain'))
+  for temperature in (1, 2):
+    resumed, _ = killed.store.retrained(temperature)
+    finished, _ = sweep.store.retrained(temperature)
+    for a, b in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(finished.params)):
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_iterative_pruning_needs_a_magnitude_method():

@@ -1,5 +1,6 @@
-"""The measure stage's landscape steps on the tiny sweep: Hessian metrics of every member and
-dense model, trained Bezier curves of every pair, their columns and panels."""
+"""The measure stage's landscape steps on the tiny sweep (`conftest.beyond_run`, with IMP and
+weight rewinding): Hessian metrics of every member and dense model, trained Bezier curves of
+every pair, their columns and panels."""
 
 import csv
 
@@ -9,37 +10,11 @@ import pytest
 
 from conftest import tiny_config  # pylint: disable=g-bad-import-order
 from prunephase import hessian
-from prunephase import sweep as sweep_lib
 from prunephase.stages import measure_landscape
 
 
-def landscape_config():
-  config = tiny_config()
-  config.measure.hessian = True
-  config.measure.hessian_batches = 2
-  config.measure.hessian_iters = 8
-  config.measure.hessian_probes = 4
-  config.measure.bezier_curve = True
-  config.measure.curve_epochs = 1
-  config.measure.curve_points = 5
-  config.report.panels = ('test_error', 'lmc', 'cka_softmax', 'curve_mc',
-                          'hessian_top_eigenvalue')
-  return config
-
-
-@pytest.fixture(scope='module')
-def landscape_run(finished_run, tmp_path_factory):
-  """The tiny run's dense models, re-measured with both landscape steps (a new branch)."""
-  path, _, _ = finished_run
-  config = landscape_config()
-  config.dense.init_from = str(path)
-  sweep, summary = sweep_lib.run_sweep(config, tmp_path_factory.mktemp('landscape'))
-  with open(sweep.path / 'results.csv') as f:
-    return sweep, summary, list(csv.DictReader(f))
-
-
-def test_landscape_columns_are_finite_and_curves_no_deeper_than_lines(landscape_run):
-  _, _, rows = landscape_run
+def test_landscape_columns_are_finite_and_curves_no_deeper_than_lines(beyond_run):
+  _, rows = beyond_run
   assert len(rows) == 12
   for row in rows:
     for column in ('hessian_top_eigenvalue', 'hessian_trace', 'dense_hessian_top_eigenvalue',
@@ -52,8 +27,8 @@ def test_landscape_columns_are_finite_and_curves_no_deeper_than_lines(landscape_
     assert float(row['hessian_trace']) == pytest.approx(mean, rel=1e-5)
 
 
-def test_stage_hessian_equals_the_kernel_for_one_member(landscape_run):
-  sweep, _, rows = landscape_run
+def test_stage_hessian_equals_the_kernel_for_one_member(beyond_run):
+  sweep, rows = beyond_run
   states, _ = sweep.store.retrained(2)
   members = sweep.store.retrain_members()
   m = members.index({'dense_seed': 1, 'density': 0.6, 'retrain_seed': 3})
@@ -70,8 +45,8 @@ def test_stage_hessian_equals_the_kernel_for_one_member(landscape_run):
   assert float(row['hessian_trace_b']) == pytest.approx(float(one['trace']), rel=1e-4)
 
 
-def test_curves_are_stored_and_panels_drawn(landscape_run):
-  sweep, _, _ = landscape_run
+def test_curves_are_stored_and_panels_drawn(beyond_run):
+  sweep, _ = beyond_run
   pair = sweep.store.measurement(1)['pairs'][0]
   assert len(pair['bezier']['train_error']) == 5 and pair['bezier']['t'][-1] == 1.0
   assert len(pair['bezier']['bend_loss']) == 1

@@ -1,5 +1,6 @@
 """Stage 4, measure: test error, the LMC curve (BatchNorm recalibrated at every point) and the
-CKA of the outputs for every retrain-seed pair of every cell; with `measure.hessian` and
+CKA of the outputs for every retrain-seed pair of every cell, pairs sharded over the mesh's
+member axis (`population.shard_members`); with `measure.hessian` and
 `measure.bezier_curve`, also the Hessian metrics and trained Bezier curves
 (`measure_landscape`)."""
 
@@ -10,6 +11,7 @@ import numpy as np
 
 from prunephase import cka as cka_lib
 from prunephase import landscape
+from prunephase import population
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
@@ -50,6 +52,7 @@ def run(sweep: context.Sweep) -> None:
   index_b = np.array([p['index_b'] for p in pairs])
   size = int(config.pairs_per_call) or len(pairs)  # Chunks of pairs bound the device memory.
   num_cka = min(config.cka_examples, sweep.dataset.num_train)
+  dataset = population.replicate(sweep.mesh, sweep.dataset)  # Pairs are sharded over the mesh.
   for temperature in sweep.temperatures:
     context.sync(f'measure {temperature}')
     if store.has_measurement(temperature):
@@ -69,17 +72,20 @@ def run(sweep: context.Sweep) -> None:
     for start in range(0, len(pairs), size):
       a, b = index_a[start:start + size], index_b[start:start + size]
       take = lambda idx: (lambda x: x[idx])
-      measured = measure_pairs(
+      inputs, count = population.shard_members(sweep.mesh, (
           jax.tree.map(take(a), states.params), jax.tree.map(take(b), states.params),
-          jax.tree.map(take(a), states.batch_stats), sweep.dataset)
-      measured.update(pair_cka(logits[a], logits[b]))
-      chunks.append(jax.device_get(measured))
+          jax.tree.map(take(a), states.batch_stats), logits[a], logits[b]))
+      params_a, params_b, stats_a, logits_a, logits_b = inputs
+      measured = measure_pairs(params_a, params_b, stats_a, dataset)
+      measured.update(pair_cka(logits_a, logits_b))
+      chunks.append({k: population.to_host(v)[:count] for k, v in measured.items()})
     curve = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     cka = {k: curve.pop(k) for k in ('cka_softmax', 'cka_logits')}
     extras = measure_landscape.pair_columns(
         pairs, sweep,
-        measure_landscape.hessian_step(sweep, temperature, states) if config.hessian else None,
-        measure_landscape.curve_step(sweep, temperature, states, index_a, index_b)
+        measure_landscape.hessian_step(sweep, temperature, states, dataset)
+        if config.hessian else None,
+        measure_landscape.curve_step(sweep, temperature, states, index_a, index_b, dataset)
         if config.bezier_curve else None)
     rows = []
     for p, pair in enumerate(pairs):

@@ -7,7 +7,8 @@
            is the LMC statistic of the curve
 
 Both follow `measure.pairs_per_call` (chunks of pairs; twice as many members for the Hessian) to
-bound device memory, and both are deterministic: keys come from the member or pair index.
+bound device memory, shard each chunk over the mesh's member axis, and are deterministic: keys
+come from the member or pair index.
 """
 
 import functools
@@ -19,6 +20,7 @@ import numpy as np
 
 from prunephase import curves
 from prunephase import hessian
+from prunephase import population
 from prunephase.stages import context
 from prunephase.stages import prune as prune_stage
 
@@ -36,24 +38,26 @@ def member_masks(sweep: context.Sweep, temperature: float):
   return jax.tree.map(lambda a: jnp.repeat(a, len(sweep.retrain_seeds), axis=0), masks)
 
 
-def _chunked(fn, count: int, size: int, *arrays_and_trees) -> dict[str, np.ndarray]:
-  """fn over leading-axis chunks of `size` of every argument (None passes through)."""
+def _chunked(sweep: context.Sweep, fn, count: int, size: int, *trees) -> dict[str, np.ndarray]:
+  """fn over leading-axis chunks of `size` of every argument, each chunk sharded over the
+  mesh's member axis (`population.shard_members`); results gathered on the host."""
   pieces = []
   for start in range(0, count, size):
     part = slice(start, start + size)
-    args = [None if a is None else jax.tree.map(lambda x, p=part: x[p], a)
-            for a in arrays_and_trees]
-    pieces.append(jax.device_get(fn(*args)))
+    args, real = population.shard_members(
+        sweep.mesh, [jax.tree.map(lambda x, p=part: x[p], a) for a in trees])
+    pieces.append({k: population.to_host(v)[:real] for k, v in fn(*args).items()})
   return {k: np.concatenate([p[k] for p in pieces]) for k in pieces[0]}
 
 
-def hessian_step(sweep: context.Sweep, temperature: float, states) -> dict[str, np.ndarray]:
+def hessian_step(sweep: context.Sweep, temperature: float, states, dataset
+                 ) -> dict[str, np.ndarray]:
   """(M,) 'top_eigenvalue', 'trace', 'trace_stderr' of the retrained members and (S,)
   'dense_top_eigenvalue', 'dense_trace' of the dense models, on the first
   `measure.hessian_batches` train batches of `measure.bn_batch_size` examples."""
   config = sweep.config.measure
-  x, y = hessian.train_batches(sweep.dataset, int(config.hessian_batches),
-                               int(config.bn_batch_size))
+  x, y = population.replicate(sweep.mesh, hessian.train_batches(
+      sweep.dataset, int(config.hessian_batches), int(config.bn_batch_size)))
   iters, probes = int(config.hessian_iters), int(config.hessian_probes)
   masks = member_masks(sweep, temperature)
   count = len(sweep.store.retrain_members())
@@ -61,13 +65,13 @@ def hessian_step(sweep: context.Sweep, temperature: float, states) -> dict[str, 
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(HESSIAN_SEED), i))(
       jnp.arange(count))
   masked_fn = _population_hessian(sweep.model, iters, probes, True)
-  members = _chunked(lambda p, s, m, k: masked_fn(p, s, m, x, y, k), count, size,
+  members = _chunked(sweep, lambda p, s, m, k: masked_fn(p, s, m, x, y, k), count, size,
                      states.params, states.batch_stats, masks, keys)
   dense = sweep.store.dense_models(temperature)
   dense_fn = _population_hessian(sweep.model, iters, probes, False)
-  dense_keys = keys[:len(sweep.dense_seeds)]
-  dense_metrics = jax.device_get(dense_fn(dense['params'], dense['batch_stats'], None, x, y,
-                                          dense_keys))
+  num_s = len(sweep.dense_seeds)
+  dense_metrics = _chunked(sweep, lambda p, s, k: dense_fn(p, s, None, x, y, k), num_s, num_s,
+                           dense['params'], dense['batch_stats'], keys[:num_s])
   return {**members, 'dense_top_eigenvalue': dense_metrics['top_eigenvalue'],
           'dense_trace': dense_metrics['trace']}
 
@@ -90,7 +94,7 @@ def _pair_connector(model, spec: curves.CurveSpec):
 
 
 def curve_step(sweep: context.Sweep, temperature: float, states, index_a: np.ndarray,
-               index_b: np.ndarray) -> dict[str, np.ndarray]:
+               index_b: np.ndarray, dataset) -> dict[str, np.ndarray]:
   """(P,) 'mc', 'mc_index' and (P, K) curves ('t', 'train_error', ...) of every pair's trained
   Bezier curve, plus (P, epochs) 'bend_loss'. Both members of a pair share one mask."""
   spec = curve_spec(sweep.config)
@@ -100,13 +104,12 @@ def curve_step(sweep: context.Sweep, temperature: float, states, index_a: np.nda
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(CURVE_SEED), i))(
       jnp.arange(len(index_a)))
   size = int(sweep.config.measure.pairs_per_call) or len(index_a)
-  dataset = sweep.dataset
 
   def one_chunk(params_a, params_b, stats_a, pair_masks, pair_keys):
     _, metrics = connect(params_a, params_b, stats_a, pair_masks, pair_keys, dataset)
     return metrics
 
-  return _chunked(one_chunk, len(index_a), size, jax.tree.map(take(index_a), states.params),
+  return _chunked(sweep, one_chunk, len(index_a), size, jax.tree.map(take(index_a), states.params),
                   jax.tree.map(take(index_b), states.params),
                   jax.tree.map(take(index_a), states.batch_stats),
                   jax.tree.map(take(index_a), masks), keys)
