@@ -230,7 +230,9 @@ class Store:
     return jax.eval_shape(lambda: train_lib.init_population(
         self.model, shape, list(range(num_members)), list(range(num_members))))
 
-  def _restore(self, directory: pathlib.Path, step: int | None) -> dict[str, Any]:
+  def restore_tree(self, directory: pathlib.Path, step: int | None) -> dict[str, Any]:
+    """The raw tree (nested dicts of arrays) of a checkpoint on `device`; ArtifactError if
+    it is unreadable."""
     try:
       return checkpoints.restore(directory, step, device=self.device or jax.local_devices()[0])
     except checkpoints.CheckpointError as error:
@@ -239,7 +241,7 @@ class Store:
   def restore_population(self, directory: pathlib.Path, step: int
                          ) -> tuple[train_lib.MemberState, dict]:
     """(states, per-epoch history) saved by `save_population`."""
-    tree = self._restore(directory, step)
+    tree = self.restore_tree(directory, step)
     num_members = int(np.shape(tree['state']['step'])[0])  # Steps taken, one per member.
     states = flax.serialization.from_state_dict(self.state_template(num_members), tree['state'])
     return states, tree.get('history', {})
@@ -300,7 +302,7 @@ class Store:
     directory = self.masks_dir(temperature)
     if not checkpoints.steps(directory):
       raise ArtifactError(f'missing masks {directory}: run the prune stage first')
-    tree = self._restore(directory, None)
+    tree = self.restore_tree(directory, None)
     if unflatten:
       template = jax.eval_shape(lambda: models.init_variables(
           self.model, jax.random.PRNGKey(0), self.facts.input_shape)[0])

@@ -18,7 +18,7 @@ from prunephase.stages import retrain as retrain_stage
 
 def _level_masks(sweep, temperature):
   template = jax.tree.map(lambda a: a[0], sweep.store.dense_models(temperature)['params'])
-  return [prune_iterative._load_mask(  # pylint: disable=protected-access
+  return [prune_iterative.load_level_mask(
       sweep, prune_iterative.level_dir(sweep, temperature, level) / 'mask', template)
           for level in range(1, 5)]
 

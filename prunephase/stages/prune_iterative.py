@@ -45,8 +45,8 @@ def level_dir(sweep: context.Sweep, temperature: float, level: int) -> pathlib.P
   return sweep.store.prune_dir.parent / 'levels' / sweep.key(temperature) / str(level)
 
 
-def _load_mask(sweep: context.Sweep, directory: pathlib.Path, template):
-  flat = sweep.store._restore(directory, 0)['masks']  # pylint: disable=protected-access
+def load_level_mask(sweep: context.Sweep, directory: pathlib.Path, template):
+  flat = sweep.store.restore_tree(directory, 0)['masks']
   return pruning.unflatten_mask(flat, sweep.store.prunable(template))
 
 
@@ -99,7 +99,7 @@ def trajectory(sweep: context.Sweep, temperature: float) -> dict[float, object]:
   for level, density in enumerate(densities, 1):
     directory = level_dir(sweep, temperature, level)
     if checkpoints.steps(directory / 'mask'):
-      masks = _load_mask(sweep, directory / 'mask', template)
+      masks = load_level_mask(sweep, directory / 'mask', template)
     else:
       weights = trained(sweep, temperature, level - 1)['params']
       masks = train_lib.stack_members([
