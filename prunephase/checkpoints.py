@@ -6,6 +6,7 @@ metadata with the arrays placed on one local device (CPU by default for analysis
 on accelerators restores on a laptop.
 """
 
+import logging
 import os
 import pathlib
 import sys
@@ -21,12 +22,18 @@ class CheckpointError(RuntimeError):
   """A checkpoint is missing or unreadable."""
 
 
+UNRETRIEVED = ('Task exception was never retrieved', 'Future exception was never retrieved')
+
+
 def _is_closed_loop_error(value: BaseException) -> bool:
   return isinstance(value, RuntimeError) and str(value) == 'Event loop is closed'
 
 
 def _quiet_late_callbacks() -> None:
   """Stops tracebacks of reads that finish after a failed restore from reaching stderr.
+
+  Installed once, before the first restore (a late callback can fire the moment one array
+  fails).
 
   When one array of a damaged checkpoint fails, orbax closes its event loop while TensorStore
   still reads the others; as each read finishes, TensorStore schedules its callback on the
@@ -57,6 +64,13 @@ def _quiet_late_callbacks() -> None:
       previous_unraisable(unraisable)
 
   sys.unraisablehook = unraisable_hook
+  # The reads' futures that nobody awaits any more are reported by asyncio's logger when they
+  # are collected ('Task exception was never retrieved'): the same failure, once per array.
+  logging.getLogger('asyncio').addFilter(_drop_unretrieved)
+
+
+def _drop_unretrieved(record: logging.LogRecord) -> bool:
+  return not record.getMessage().startswith(UNRETRIEVED)
 
 
 def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> ocp.CheckpointManager:

@@ -115,6 +115,19 @@ def test_late_read_callbacks_after_a_failed_restore_print_nothing(capsys, monkey
   other = ValueError('a real problem')
   sys.excepthook(ValueError, other, None)
   assert 'a real problem' in capsys.readouterr().err
+  # Unawaited read futures collected later: asyncio's logger reports them; that is dropped too.
+  import logging  # pylint: disable=import-outside-toplevel
+  records = []
+  handler = logging.Handler()
+  handler.emit = records.append
+  asyncio_logger = logging.getLogger('asyncio')
+  asyncio_logger.addHandler(handler)
+  try:
+    asyncio_logger.error('Task exception was never retrieved\nfuture: <Task finished ...>')
+    asyncio_logger.error('Unclosed event loop')  # Anything else still reaches the handlers.
+  finally:
+    asyncio_logger.removeHandler(handler)
+  assert [r.getMessage() for r in records] == ['Unclosed event loop']
 
 
 # ----------------------------------------------------------------------------- --out
