@@ -83,10 +83,7 @@ class DataFacts:
 
   def prepare_inputs(self, x) -> jax.Array:
     """Stored inputs as float32 model inputs (as `data.prepare_inputs`)."""
-    x = jnp.asarray(x)
-    if x.dtype == jnp.uint8:
-      return (x.astype(jnp.float32) / 255.0 - jnp.asarray(self.mean)) / jnp.asarray(self.std)
-    return x.astype(jnp.float32)
+    return data_lib.normalise_inputs(jnp.asarray(x), self.mean, self.std)
 
 
 def _legacy(path: pathlib.Path) -> bool:

@@ -60,8 +60,14 @@ class Dataset:
 
 def prepare_inputs(dataset: Dataset, x: jax.Array) -> jax.Array:
   """Turns stored inputs into float32 model inputs (uint8 pixels -> normalised floats)."""
+  return normalise_inputs(x, dataset.mean, dataset.std)
+
+
+def normalise_inputs(x: jax.Array, mean, std) -> jax.Array:
+  """uint8 pixels scaled to [0, 1] minus the per-channel `mean`, over `std`; float inputs
+  (already model inputs) only cast to float32."""
   if x.dtype == jnp.uint8:
-    return (x.astype(jnp.float32) / 255.0 - dataset.mean) / dataset.std
+    return (x.astype(jnp.float32) / 255.0 - jnp.asarray(mean)) / jnp.asarray(std)
   return x.astype(jnp.float32)
 
 

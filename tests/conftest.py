@@ -89,7 +89,7 @@ def finished_run(tmp_path_factory):
   return path, sweep, summary
 
 
-def beyond_config(init_from) -> 'ml_collections.ConfigDict':
+def beyond_config(init_from):
   """The tiny sweep with everything beyond the paper: iterative pruning (rate 0.5: levels 0.6,
   0.5, 0.25, 0.2), weight rewinding to epoch 1, Hessian metrics and trained Bezier curves, and
   the dense models imported from `init_from`."""

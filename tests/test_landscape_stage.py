@@ -11,6 +11,7 @@ import pytest
 from conftest import tiny_config  # pylint: disable=g-bad-import-order
 from prunephase import hessian
 from prunephase.stages import measure_landscape
+from prunephase.stages import retrain as retrain_stage
 
 
 def test_landscape_columns_are_finite_and_curves_no_deeper_than_lines(beyond_run):
@@ -32,7 +33,7 @@ def test_stage_hessian_equals_the_kernel_for_one_member(beyond_run):
   states, _ = sweep.store.retrained(2)
   members = sweep.store.retrain_members()
   m = members.index({'dense_seed': 1, 'density': 0.6, 'retrain_seed': 3})
-  mask = jax.tree.map(lambda a: a[m], measure_landscape.member_masks(sweep, 2))
+  mask = jax.tree.map(lambda a: a[m], retrain_stage.member_masks(sweep, 2))
   x, y = hessian.train_batches(sweep.dataset, 2, sweep.config.measure.bn_batch_size)
   key = jax.random.fold_in(jax.random.PRNGKey(measure_landscape.HESSIAN_SEED), m)
   one = hessian.hessian_metrics(sweep.model, jax.tree.map(lambda a: a[m], states.params),

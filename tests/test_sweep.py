@@ -5,7 +5,6 @@ import csv
 import numpy as np
 import pytest
 
-import prunephase
 from prunephase import artifacts
 from prunephase import checkpoints
 from prunephase import config as config_lib

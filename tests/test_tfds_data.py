@@ -9,7 +9,6 @@ reads, PNG decoding) is tested on a tiny CIFAR-10 written by tfds' own writer fr
 import csv
 import io
 import json
-import pathlib
 import shutil
 import socket
 import time

@@ -22,7 +22,7 @@ from prunephase import curves
 from prunephase import hessian
 from prunephase import population
 from prunephase.stages import context
-from prunephase.stages import prune as prune_stage
+from prunephase.stages import retrain as retrain_stage
 
 HESSIAN_SEED, CURVE_SEED = 17, 23  # Fixed: probes and data orders are part of the definition.
 
@@ -30,12 +30,6 @@ HESSIAN_SEED, CURVE_SEED = 17, 23  # Fixed: probes and data orders are part of t
 @functools.lru_cache(maxsize=4)
 def _population_hessian(model, num_iters: int, num_probes: int, masked: bool):
   return hessian.make_population_hessian(model, num_iters, num_probes, masked)
-
-
-def member_masks(sweep: context.Sweep, temperature: float):
-  """Masks of the retrain population's members (leading axis M = S * D * R, member order)."""
-  masks = prune_stage.flat_members(sweep.store.masks(temperature)['masks'])  # (S*D, ...)
-  return jax.tree.map(lambda a: jnp.repeat(a, len(sweep.retrain_seeds), axis=0), masks)
 
 
 def _chunked(sweep: context.Sweep, fn, count: int, size: int, *trees) -> dict[str, np.ndarray]:
@@ -59,7 +53,7 @@ def hessian_step(sweep: context.Sweep, temperature: float, states, dataset
   x, y = population.replicate(sweep.mesh, hessian.train_batches(
       sweep.dataset, int(config.hessian_batches), int(config.bn_batch_size)))
   iters, probes = int(config.hessian_iters), int(config.hessian_probes)
-  masks = member_masks(sweep, temperature)
+  masks = retrain_stage.member_masks(sweep, temperature)
   count = len(sweep.store.retrain_members())
   size = 2 * int(config.pairs_per_call) or count
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(HESSIAN_SEED), i))(
@@ -99,7 +93,7 @@ def curve_step(sweep: context.Sweep, temperature: float, states, index_a: np.nda
   Bezier curve, plus (P, epochs) 'bend_loss'. Both members of a pair share one mask."""
   spec = curve_spec(sweep.config)
   connect = _pair_connector(sweep.model, spec)
-  masks = member_masks(sweep, temperature)
+  masks = retrain_stage.member_masks(sweep, temperature)
   take = lambda idx: (lambda x: x[idx])
   keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(CURVE_SEED), i))(
       jnp.arange(len(index_a)))

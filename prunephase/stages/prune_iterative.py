@@ -22,7 +22,6 @@ import jax
 import jax.numpy as jnp
 
 from prunephase import checkpoints
-from prunephase import grid
 from prunephase import imp
 from prunephase import pruning
 from prunephase import train as train_lib
@@ -54,9 +53,8 @@ def trained(sweep: context.Sweep, temperature: float, level: int) -> dict:
   """{'params', 'batch_stats'} (S, ...) after training at `level`; the dense models for 0."""
   if level == 0:
     return sweep.store.dense_models(temperature)
-  spec, total, _ = trainer.retrain_setup(sweep.config.retrain, sweep.dataset.num_train, 1)
   directory = level_dir(sweep, temperature, level) / 'train' / 'epochs'
-  states, _ = sweep.store.restore_population(directory, grid.epochs_of(total, spec.steps_per_epoch))
+  states, _ = sweep.store.restore_population(directory, sweep.store.retrain_epochs())
   return {'params': states.params, 'batch_stats': states.batch_stats}
 
 

@@ -37,22 +37,27 @@ def start_weights(sweep: context.Sweep, temperature: float) -> dict:
   return jax.tree.map(lambda a: jnp.repeat(a, num_d, axis=0), dense)  # (S, ...) -> (S*D, ...)
 
 
+def member_masks(sweep: context.Sweep, temperature: float):
+  """Masks of the retrain population's members (leading axis M = S * D * R, member order)."""
+  masks = prune_stage.flat_members(sweep.store.masks(temperature)['masks'])  # (S*D, ...)
+  return jax.tree.map(lambda a: jnp.repeat(a, len(sweep.retrain_seeds), axis=0), masks)
+
+
 def start_population(sweep: context.Sweep, temperature: float):
   """Initial retrain population: the start weights (`start_weights`) with the mask applied,
   their BN statistics, fresh momentum, data order from the retrain seed; and the member
   masks."""
   store = sweep.store
   num_r = len(sweep.retrain_seeds)
-  masks = prune_stage.flat_members(store.masks(temperature)['masks'])  # (S*D, ...)
+  masks = member_masks(sweep, temperature)
   per_member = lambda a: jnp.repeat(a, num_r, axis=0)  # (S*D, ...) -> (S*D*R, ...)
-  member_masks = jax.tree.map(per_member, masks)
   start = jax.tree.map(per_member, start_weights(sweep, temperature))
-  params = pruning.apply_mask(start['params'], member_masks)
+  params = pruning.apply_mask(start['params'], masks)
   stats = start['batch_stats']
   keys = jnp.stack([train_lib.data_key(m['retrain_seed'], 1) for m in store.retrain_members()])
   states = jax.vmap(functools.partial(train_lib.member_state,
                                       momentum=sweep.config.retrain.momentum))(params, stats, keys)
-  return states, member_masks
+  return states, masks
 
 
 def run(sweep: context.Sweep) -> None:
