@@ -1,15 +1,18 @@
 r"""Population throughput of the default MNIST-1D model on this machine.
 
-  python benchmarks/population.py [--members 8] [--epochs 3]
+  python benchmarks/population.py [--members 8] [--repeats 3]
 
 Prints train steps/s for one member, for M members vmapped in one program, and for the same M
-members one after another; the achieved FLOP/s as a fraction of the machine's f32 matmul peak
-(measured in the same run); the conv form (im2col matmul vs lax.conv) under vmap; and LMC
-over 11 points vmapped vs point by point. Ends with three machine-readable lines:
+members one after another; the default sweep's retrain population (36 masked members, the
+sweep's own device layout: one XLA device per core, 2 members per chunk) and its achieved
+FLOP/s as a fraction of the machine's f32 matmul peak (measured in the same run), beside the
+same population with all of a device's members vmapped at once; the conv form (im2col matmul
+vs lax.conv) under vmap; and LMC over 11 points vmapped vs point by point. Ends with three
+machine-readable lines:
 
-  population_speedup: X        (M vmapped vs M sequential)
+  population_speedup: X        (M vmapped vs M sequential, one device)
   lmc_speedup: Y               (the kernel prunephase uses vs a point-by-point loop)
-  population_peak_fraction: Z  (the vmapped epoch's FLOP/s / the f32 matmul peak, same run)
+  population_peak_fraction: Z  (the retrain population's epoch FLOP/s / the f32 matmul peak)
 """
 
 import argparse
@@ -17,17 +20,24 @@ import functools
 import os
 import sys
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..'))
+from prunephase import runtime  # pylint: disable=wrong-import-position
+
+runtime.split_host_into_devices(os.cpu_count() or 1)  # As the sweep does (cpu_devices = 0).
+
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
 from configs import default as default_config  # pylint: disable=wrong-import-position
 from prunephase import data as data_lib  # pylint: disable=wrong-import-position
+from prunephase import dispatch  # pylint: disable=wrong-import-position
 from prunephase import landscape  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
-from prunephase import population as population_lib
+from prunephase import population as population_lib  # pylint: disable=wrong-import-position
+from prunephase import pruning  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
+from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
 from benchmarks.common import timed  # pylint: disable=wrong-import-position
 
 
@@ -62,6 +72,7 @@ def main():
         f'model {config.model.name} {tuple(config.model.widths)}; batch {spec.batch_size}; '
         f'{spe} steps/epoch')
 
+  # One device (the first), all members vmapped at once: the population as such.
   program = population_lib.PopulationProgram(model, spec, masked=False)
   results = {}
   for name, size in (('one member', 1), (f'{m} members vmapped', m)):
@@ -87,24 +98,45 @@ def main():
     print(f'{name:>24}: {members * spe / seconds:9.1f} member-steps/s  ({seconds:.3f} s/epoch)')
   population_speedup = results[f'{m} members sequential'] / results[f'{m} members vmapped']
 
-  # Achieved FLOP/s of the vmapped epoch. XLA's cost analysis counts a loop body once, so
-  # count one vmapped step and multiply by the steps of an epoch.
-  states, hparams = population(model, spec, dataset, m)
-  x = jnp.zeros((m, spec.batch_size, *dataset.input_shape))
-  y = jnp.zeros((m, spec.batch_size), jnp.int32)
-  step = jax.jit(jax.vmap(functools.partial(train_lib.train_step, model, spec),
-                          in_axes=(0, 0, None, 0, 0)))
-  cost = step.lower(states, hparams, None, x, y).compile().cost_analysis()
+  # The default sweep's retrain population: 36 masked members (6 densities x 3 dense x 2
+  # retrain seeds), lr decays at 50 % and 75 %, the sweep's layout (members sharded over the
+  # devices, `train.members_per_chunk='auto'`), against all of a device's members at once.
+  # XLA's cost analysis counts a loop body once, so FLOPs = one member's masked step x steps.
+  members = 36
+  retrain_spec = train_lib.TrainSpec(spec.batch_size, spe, lr_boundaries=(12 * spe, 18 * spe))
+  states, hparams = population(model, retrain_spec, dataset, members)
+  one = train_lib.unstack_member(states, 0).params
+  masks = pruning.make_masks(one, models.prunable_tree(one), [0.04, 0.06, 0.08, 0.12, 0.2, 0.4] * 6)
+  x = jnp.zeros((spec.batch_size, *dataset.input_shape))
+  y = jnp.zeros((spec.batch_size,), jnp.int32)
+  step = jax.jit(functools.partial(train_lib.train_step, model, retrain_spec))
+  member_hparams = train_lib.unstack_member(hparams, 0)
+  cost = step.lower(train_lib.unstack_member(states, 0), member_hparams,
+                    train_lib.unstack_member(masks, 0), x, y).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-  flops = float(cost.get('flops', float('nan'))) * spe
+  flops = float(cost.get('flops', float('nan'))) * spe * members
   peak = matmul_peak()
-  achieved = flops / results[f'{m} members vmapped']
-  print(f'matmul peak (f32, 2048^3): {peak / 1e9:.1f} GFLOP/s; vmapped epoch: '
-        f'{flops / 1e9:.2f} GFLOP -> {achieved / 1e9:.2f} GFLOP/s = {achieved / peak:.1%} of peak')
+  mesh = population_lib.make_mesh()
+  layouts = {'sweep layout': dispatch.resolve_members_per_chunk('auto'), 'all at once': None}
+  fractions = {}
+  for name, chunk in layouts.items():
+    program = population_lib.PopulationProgram(model, retrain_spec, masked=True, mesh=mesh,
+                                               members_per_chunk=chunk)
+    placed = program.place((jax.tree.map(jnp.copy, states), hparams, masks))
+    seconds, first = time_epochs(program, *placed, population_lib.replicate(mesh, dataset),
+                                 max(args.repeats, 5))
+    fractions[name] = flops / seconds / peak
+    print(f'retrain population, {members} members on {mesh.shape[population_lib.MEMBERS]} '
+          f'devices, {name} (members per chunk {chunk or "all"}): {seconds:.3f} s/epoch '
+          f'(first {first:.1f} s), {members * spe / seconds:.0f} member-steps/s, '
+          f'{flops / seconds / 1e9:.1f} GFLOP/s = {fractions[name]:.1%} of peak')
+  print(f'matmul peak (f32, 2048^3, one device): {peak / 1e9:.1f} GFLOP/s; epoch: '
+        f'{flops / 1e9:.1f} GFLOP')
 
   # Conv form under vmap: im2col + matmul (used) vs lax.conv (vmap -> grouped convolution).
   x = jax.random.normal(jax.random.PRNGKey(0), (64, 20, 32))
   kernels = jax.random.normal(jax.random.PRNGKey(1), (m, 5, 32, 32))
+  # One device, as above.
   conv = models.Conv1D(32, 5, padding=2)
   im2col = jax.jit(jax.vmap(lambda k: conv.apply({'params': {'kernel': k}}, x)))
   lax_conv = jax.jit(jax.vmap(lambda k: jax.lax.conv_general_dilated(
@@ -142,7 +174,7 @@ def main():
   t_loop, t_kernel = timings['loop'], timings['kernel']
   print(f'population_speedup: {population_speedup:.2f}')
   print(f'lmc_speedup: {t_loop / t_kernel:.2f}')
-  print(f'population_peak_fraction: {achieved / peak:.3f}')  # Vmapped epoch / f32 matmul peak.
+  print(f'population_peak_fraction: {fractions["sweep layout"]:.3f}')
 
 
 if __name__ == '__main__':

@@ -154,16 +154,20 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # core; 1 = off). Accelerator backends are unaffected.
   config.cpu_devices = 0
 
-  # Execution of training (results equal up to float rounding): steps per jitted call.
-  #   'auto': one step per call for convolutional models on CPU (XLA:CPU runs convolutions
-  #   inside a loop many times slower), else 'epoch'; 'epoch': a whole epoch in one lax.scan;
-  #   'N' (a whole number): chunks of N steps per call.
   config.report = ml_collections.ConfigDict()
   # Phase-diagram panels: results.csv columns (cell means) or normalized_test_error.
   config.report.panels = ('test_error', 'normalized_test_error', 'lmc', 'cka_softmax')
 
+  # Execution of training and measurement (results equal up to float rounding).
   config.train = ml_collections.ConfigDict()
+  # Steps per jitted call. 'auto': one step per call for convolutional models on CPU (XLA:CPU
+  # runs convolutions inside a loop many times slower), else 'epoch'; 'epoch': a whole epoch
+  # in one lax.scan; 'N' (a whole number): chunks of N steps per call.
   config.train.steps_per_call = 'auto'
+  # Members vmapped together on each device; a device's members run chunk after chunk inside
+  # the same program. 'auto': 2 on CPU (the working set stays in cache), all on accelerators;
+  # 0: all at once; 'N': N.
+  config.train.members_per_chunk = 'auto'
 
   config.tensorboard = False  # Also TensorBoard event files (`pip install tensorboardX`).
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from prunephase import data as data_lib
 from prunephase import models
+from prunephase import population
 from prunephase import train as train_lib
 from prunephase.config import names
 
@@ -155,13 +156,15 @@ def lmc_statistic(mistakes: jax.Array, num_examples: int) -> tuple[jax.Array, ja
 
 
 def make_pair_measurer(model: nn.Module, num_points: int, bn_batch_size: int,
-                       point_batching: str, with_test: bool
-                       ) -> Callable[..., dict[str, jax.Array]]:
-  """A jitted function measuring LMC curves for P pairs at once.
+                       point_batching: str, with_test: bool, pairs_per_chunk: int | None = None,
+                       devices: int = 1) -> Callable[..., dict[str, jax.Array]]:
+  """A jitted function measuring LMC curves for P pairs in one call.
 
   The returned function takes (params_a, params_b, batch_stats, dataset) with a leading pair
   axis P on the first three and returns (P, K) curves plus 'lmc' and 'lmc_index' of shape (P,),
-  the statistic computed exactly from the train misclassification counts.
+  the statistic computed exactly from the train misclassification counts. Pairs are vmapped
+  all at once, or `pairs_per_chunk` per device at a time with P sharded in blocks over
+  `devices` (`population.sequential_chunks`).
   """
   def one_pair(params_a, params_b, batch_stats, dataset):
     curve = lmc_curve(model, params_a, params_b, batch_stats, dataset, num_points,
@@ -170,4 +173,6 @@ def make_pair_measurer(model: nn.Module, num_points: int, bn_batch_size: int,
                                                      dataset.num_train)
     return curve
 
-  return jax.jit(jax.vmap(one_pair, in_axes=(0, 0, 0, None)))
+  in_axes = (0, 0, 0, None)
+  return jax.jit(population.sequential_chunks(jax.vmap(one_pair, in_axes=in_axes), in_axes,
+                                              pairs_per_chunk, devices))

@@ -1,7 +1,8 @@
 """Compiled population programs: one model's epoch vmapped over M members, on a device mesh.
 
 `PopulationProgram` compiles the epoch (or chunks of steps, `dispatch.resolve_steps_per_call`)
-and the test evaluation of one population shape; `run_epochs` drives it. With a
+and the test evaluation of one population shape, optionally over chunks of members one after
+another (`sequential_chunks`); `run_epochs` drives it. With a
 ('members', 'data') mesh, members are sharded over 'members' and each batch over 'data'.
 """
 
@@ -103,6 +104,56 @@ def replicate(mesh: jax.sharding.Mesh | None, tree: Any) -> Any:
       mesh, jax.sharding.PartitionSpec()))
 
 
+def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None],
+                      chunk_size: int | None, devices: int = 1) -> Callable[..., Any]:
+  """`vmapped` (a function vmapped over a leading member axis M of the args whose `in_axes` is
+  0; every output has that axis) run on chunks of at most `chunk_size` members per device, one
+  chunk after another (`lax.map`), instead of all M at once.
+
+  Members are independent, so the results are those of one vmapped call up to float rounding.
+  On a CPU the smaller working set stays in cache (`dispatch.resolve_members_per_chunk`). The
+  split keeps each device's members on it: with the member axis sharded in blocks over
+  `devices`, member m = a * n + b goes to chunk b, and every chunk holds an equal share of each
+  device's block. Chunks hold the largest divisor of the members per device that is at most
+  `chunk_size`; None = one vmapped call over all members.
+  """
+  if not chunk_size:
+    return vmapped
+
+  def run(*args):
+    size = next(int(leaf.shape[0]) for arg, axis in zip(args, in_axes) if axis == 0
+                for leaf in jax.tree.leaves(arg))
+    local = size // devices if size % devices == 0 else size
+    per_chunk = max(c for c in range(1, min(chunk_size, local) + 1) if local % c == 0)
+    num_chunks = local // per_chunk
+    if num_chunks == 1:
+      return vmapped(*args)
+    split = lambda a: jnp.swapaxes(a.reshape(size // num_chunks, num_chunks, *a.shape[1:]), 0, 1)
+    merge = lambda a: jnp.swapaxes(a, 0, 1).reshape(size, *a.shape[2:])
+    chunked = [jax.tree.map(split, arg) if axis == 0 else None for arg, axis in zip(args, in_axes)]
+
+    def one_chunk(chunk_args):
+      return vmapped(*[c if axis == 0 else arg
+                       for c, arg, axis in zip(chunk_args, args, in_axes)])
+    return jax.tree.map(merge, jax.lax.map(one_chunk, chunked))
+  return run
+
+
+@functools.lru_cache(maxsize=16)
+def _test_program(model: nn.Module, mesh: jax.sharding.Mesh | None,
+                  members_per_chunk: int | None) -> Callable[..., dict[str, jax.Array]]:
+  """Eval-mode test loss and error of every member: one jitted program per model and layout,
+  shared by the programs of every batch size (it does not depend on the training spec)."""
+  def test_metrics(state, dataset):
+    return evaluate(model, state.params, state.batch_stats, dataset, 'test')
+  spmd_axis = MEMBERS if mesh is not None else None
+  devices = mesh.shape[MEMBERS] if mesh is not None else 1
+  in_axes = (0, None)
+  return jax.jit(sequential_chunks(jax.vmap(test_metrics, in_axes=in_axes,
+                                            spmd_axis_name=spmd_axis),
+                                   in_axes, members_per_chunk, devices))
+
+
 @dataclasses.dataclass
 class PopulationProgram:
   """The compiled epoch and evaluation of one population shape.
@@ -117,6 +168,8 @@ class PopulationProgram:
     steps_per_call: None runs an epoch as one call (a loop over its steps); N runs it as calls
       of N unrolled steps (no loop; the last call shorter where N does not divide the epoch),
       with the same result up to float rounding (see `dispatch.resolve_steps_per_call`).
+    members_per_chunk: None vmaps all of a device's members at once; N vmaps chunks of at most
+      N of them, one chunk after another in the same call (`sequential_chunks`).
   """
 
   model: nn.Module
@@ -124,6 +177,7 @@ class PopulationProgram:
   masked: bool
   mesh: jax.sharding.Mesh | None = None
   steps_per_call: int | None = None
+  members_per_chunk: int | None = None
 
   def __post_init__(self):
     mask_axis = 0 if self.masked else None
@@ -139,8 +193,12 @@ class PopulationProgram:
                    'out_shardings': (members, members)}
     epoch_fn = functools.partial(train_epoch, self.model, self.spec,
                                  batch_sharding=batch_sharding)
-    self._epoch = jax.jit(jax.vmap(epoch_fn, in_axes=(0, 0, mask_axis, None, None),
-                                   spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
+    devices = self.mesh.shape[MEMBERS] if self.mesh is not None else 1
+    in_members = lambda fn, in_axes: sequential_chunks(
+        jax.vmap(fn, in_axes=in_axes, spmd_axis_name=spmd_axis), in_axes, self.members_per_chunk,
+        devices)
+    self._epoch = jax.jit(in_members(epoch_fn, (0, 0, mask_axis, None, None)),
+                          donate_argnums=(0,), **shardings)
     if shardings:
       shardings['in_shardings'] += (replicated,)  # first_step.
 
@@ -148,15 +206,13 @@ class PopulationProgram:
     def chunk(num_steps):
       steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
                                    batch_sharding=batch_sharding, unroll=True)
-      return jax.jit(jax.vmap(steps_fn, in_axes=(0, 0, mask_axis, None, None, None),
-                              spmd_axis_name=spmd_axis), donate_argnums=(0,), **shardings)
+      return jax.jit(in_members(steps_fn, (0, 0, mask_axis, None, None, None)),
+                     donate_argnums=(0,), **shardings)
     self._chunk = chunk
     concat = lambda chunks: jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *chunks)
     self._epoch_metrics = jax.jit(lambda chunks: epoch_metrics(concat(chunks)))
 
-    def test_metrics(state, dataset):
-      return evaluate(self.model, state.params, state.batch_stats, dataset, 'test')
-    self._evaluate = jax.jit(jax.vmap(test_metrics, in_axes=(0, None), spmd_axis_name=spmd_axis))
+    self._evaluate = _test_program(self.model, self.mesh, self.members_per_chunk)
 
   def place(self, tree: Any) -> Any:
     """Puts a population pytree (leading member axis) where the program expects it."""

@@ -55,11 +55,12 @@ def retrain_setup(section, num_train: int, num_members: int
 
 
 @functools.lru_cache(maxsize=16)
-def _program(model, spec: train_lib.TrainSpec, masked: bool, mesh, steps_per_call: int | None
-             ) -> population.PopulationProgram:
+def _program(model, spec: train_lib.TrainSpec, masked: bool, mesh, steps_per_call: int | None,
+             members_per_chunk: int | None) -> population.PopulationProgram:
   """One population program per shape, shared by every temperature (compiled once, not once
   per temperature: PreResNet-20 programs take tens of seconds to compile on a CPU)."""
-  return population.PopulationProgram(model, spec, masked, mesh, steps_per_call)
+  return population.PopulationProgram(model, spec, masked, mesh, steps_per_call,
+                                      members_per_chunk)
 
 
 def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_steps: int,
@@ -134,10 +135,11 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   if mesh is not None and not mesh_config.get('members') and mesh_config.get('data', 1) == 1:
     # An automatic layout: members on devices without padded copies (the rest split batches).
     mesh = population.mesh_without_padding(mesh, num_members, spec.batch_size)
-  steps_per_call = dispatch.resolve_steps_per_call(
-      (sweep.config.get('train') or {}).get('steps_per_call', 'auto'), sweep.model,
-      dataset.input_shape)
-  program = _program(sweep.model, spec, masked, mesh, steps_per_call)
+  execution = sweep.config.get('train') or {}
+  layout = (dispatch.resolve_steps_per_call(execution.get('steps_per_call', 'auto'), sweep.model,
+                                            dataset.input_shape),
+            dispatch.resolve_members_per_chunk(execution.get('members_per_chunk', 'auto')))
+  program = _program(sweep.model, spec, masked, mesh, *layout)
   if mesh is not None:
     multiple = mesh.shape[population.MEMBERS]
     (states, hparams, masks), _ = population.pad_members((states, hparams, masks), multiple)
@@ -152,7 +154,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
                                  min(start, full_epochs), min(until, full_epochs), on_epoch_end)
   if remainder and start < num_epochs and until == num_epochs:
     partial = dataclasses.replace(spec, steps_per_epoch=remainder)
-    program = _program(sweep.model, partial, masked, mesh, steps_per_call)
+    program = _program(sweep.model, partial, masked, mesh, *layout)
     states = population.run_epochs(program, states, hparams, masks, dataset, full_epochs,
                                    num_epochs, on_epoch_end)
   return unpad(states), history

@@ -116,3 +116,68 @@ def test_chunked_epochs_equal_whole_epoch_scans():
   np.testing.assert_allclose(whole_history[1]['lr'], [0.01, 0.005], rtol=1e-6)
   pruned = ~np.asarray(masks['conv']['kernel'])
   assert np.all(np.asarray(results[1][0].params['conv']['kernel'])[pruned] == 0.0)
+
+
+@pytest.mark.parametrize('value, expected', [('auto', 'auto'), ('0', 0), ('2', 2), (5, 5)])
+def test_parse_members_per_chunk(value, expected):
+  assert dispatch.parse_members_per_chunk(value) == expected
+
+
+@pytest.mark.parametrize('value', ['-1', 'all', '', '1.5'])
+def test_bad_members_per_chunk_is_a_one_line_config_error(value):
+  config = default_config.get_config('quick')
+  config.train.members_per_chunk = value
+  with pytest.raises(config_lib.ConfigError,
+                     match=r"train.members_per_chunk must be 'auto' or a whole number") as error:
+    config_lib.validate(config)
+  assert '\n' not in str(error.value)
+
+
+def test_members_per_chunk_auto_is_small_on_cpu_and_all_elsewhere():
+  resolve = dispatch.resolve_members_per_chunk
+  assert resolve('auto', backend='cpu') == dispatch.CPU_MEMBERS_PER_CHUNK
+  assert resolve('auto', backend='gpu') is None
+  assert resolve('auto', backend='tpu') is None
+  assert resolve('0', backend='cpu') is None
+  assert resolve(3, backend='gpu') == 3
+
+
+@pytest.mark.parametrize('members, chunk', [(6, 1), (6, 2), (6, 4), (7, 2), (6, None)])
+def test_sequential_chunks_equal_one_vmap(members, chunk):
+  # Member m's output depends on m's own arguments only, and the shared one enters too.
+  def fn(tree, shared):
+    return {'sum': tree['a'].sum() * shared, 'row': tree['b'] + tree['a'][:2]}
+  rng = np.random.default_rng(0)
+  tree = {'a': jnp.asarray(rng.normal(size=(members, 3))),
+          'b': jnp.asarray(rng.normal(size=(members, 2)))}
+  in_axes = (0, None)
+  vmapped = jax.vmap(fn, in_axes=in_axes)
+  chunked = jax.jit(population.sequential_chunks(vmapped, in_axes, chunk))
+  want, got = vmapped(tree, 2.0), chunked(tree, 2.0)
+  for key in want:
+    np.testing.assert_allclose(got[key], want[key], rtol=1e-6)
+
+
+def test_member_chunks_train_like_one_vmapped_population():
+  # Four masked members of the 1D CNN: chunks of 1 and 3 (-> 2, a divisor) members per call.
+  model = models.CNN1D(10, widths=(4, 4), kernel_sizes=(3, 3), strides=(2, 2))
+  rng = np.random.default_rng(1)
+  x = rng.normal(size=(48, 12, 1)).astype(np.float32)
+  y = rng.integers(0, 10, 48).astype(np.int32)
+  dataset = data.Dataset(x_train=jnp.asarray(x[:32]), y_train=jnp.asarray(y[:32]),
+                         x_test=jnp.asarray(x[32:]), y_test=jnp.asarray(y[32:]),
+                         mean=jnp.zeros((1,)), std=jnp.ones((1,)), name='t')
+  spec = train.TrainSpec(batch_size=8, steps_per_epoch=4)
+  start = train.init_population(model, (12, 1), [0, 1, 2, 3], [4, 5, 6, 7])
+  params = train.unstack_member(start, 0).params
+  masks = pruning.make_masks(params, models.prunable_tree(params), (0.5, 0.4, 0.3, 0.2))
+  hparams = train.Hparams(lr=jnp.full((4,), 0.1), weight_decay=jnp.full((4,), 1e-4),
+                          sam_rho=jnp.zeros(4))
+  results = {}
+  for chunk in (None, 1, 3):
+    program = population.PopulationProgram(model, spec, masked=True, members_per_chunk=chunk)
+    states, metrics = program.epoch(jax.tree.map(jnp.copy, start), hparams, masks, dataset, 0)
+    results[chunk] = jax.device_get((states, metrics, program.test(states, dataset)))
+  for chunk in (1, 3):
+    for got, want in zip(jax.tree.leaves(results[chunk]), jax.tree.leaves(results[None])):
+      np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)

@@ -19,6 +19,7 @@ POINT_BATCHING = ('auto', 'vmap', 'map')
 CKA_ESTIMATORS = ('biased', 'unbiased')
 REGIME_RULES = ('transition', 'threshold')
 STEPS_PER_CALL = ('auto', 'epoch')  # ... or a whole number of steps >= 1.
+MEMBERS_PER_CHUNK = ('auto',)  # ... or a whole number of members >= 0 (0 = all at once).
 # Phase-diagram panels (`report.panels`): cell means of results.csv columns, plus the test error
 # minus its column's minimum; the landscape ones need their measure flag.
 PANELS = ('test_error', 'normalized_test_error', 'train_error', 'lmc', 'cka_softmax',
@@ -38,6 +39,18 @@ def parse_steps_per_call(value: str | int) -> str | int:
     return value
   raise ValueError(f"train.steps_per_call must be 'auto', 'epoch' or a whole number >= 1, "
                    f'got {value!r}')
+
+
+def parse_members_per_chunk(value: str | int) -> str | int:
+  """'auto' or an int >= 0 from a config value such as 'auto', 0, 2 or '2'."""
+  if isinstance(value, str) and value.strip().isdigit():
+    value = int(value)
+  if isinstance(value, str) and value in MEMBERS_PER_CHUNK:
+    return value
+  if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    return value
+  raise ValueError("train.members_per_chunk must be 'auto' or a whole number >= 0 "
+                   f'(0 = all members at once), got {value!r}')
 
 
 def hot_to_cold(knob: str, values) -> list[float]:

@@ -167,6 +167,7 @@ def validate(config) -> None:
   if train is not None:
     try:
       names.parse_steps_per_call(train.steps_per_call)
+      names.parse_members_per_chunk(train.get('members_per_chunk', 'auto'))
     except ValueError as error:
       raise ConfigError(str(error)) from None
   mesh = config.get('mesh')

@@ -10,6 +10,7 @@ import jax
 import numpy as np
 
 from prunephase import cka as cka_lib
+from prunephase import dispatch
 from prunephase import landscape
 from prunephase import population
 from prunephase import train as train_lib
@@ -19,10 +20,12 @@ from prunephase.stages import measure_landscape
 
 
 @functools.lru_cache(maxsize=4)
-def _cka_outputs_fn(model, num_examples: int):
+def _cka_outputs_fn(model, num_examples: int, members_per_chunk: int | None):
   def logits(params, stats, dataset):
     return train_lib.predict(model, params, stats, dataset, dataset.x_train[:num_examples])
-  return jax.jit(jax.vmap(logits, in_axes=(0, 0, None)))
+  in_axes = (0, 0, None)
+  return jax.jit(population.sequential_chunks(jax.vmap(logits, in_axes=in_axes), in_axes,
+                                              members_per_chunk))
 
 
 def warn_diverged(sweep: context.Sweep, stage: str, temperature: float, members: np.ndarray,
@@ -42,9 +45,12 @@ def run(sweep: context.Sweep) -> None:
   """Test error, LMC curve and CKA for every retrain-seed pair of every cell."""
   config, store = sweep.config.measure, sweep.store
   progress = workdir_lib.Progress('measure', len(sweep.temperatures))
+  chunk = dispatch.resolve_members_per_chunk(
+      (sweep.config.get('train') or {}).get('members_per_chunk', 'auto'))
+  devices = sweep.mesh.shape[population.MEMBERS] if sweep.mesh is not None else 1
   measure_pairs = landscape.make_pair_measurer(sweep.model, config.lmc_points,
                                                config.bn_batch_size, config.point_batching,
-                                               config.lmc_test)
+                                               config.lmc_test, chunk, devices)
   estimator = config.cka_estimator
   pair_cka = jax.jit(jax.vmap(functools.partial(cka_lib.output_cka, estimator=estimator)))
   pairs = store.pair_indices()
@@ -66,8 +72,8 @@ def run(sweep: context.Sweep) -> None:
     dense_diverged = train_lib.diverged(np.zeros((len(sweep.dense_seeds), 0)), dense_errors,
                                         sweep.dataset.num_classes)
     warn_diverged(sweep, 'measure', temperature, member_diverged, dense_diverged)
-    logits = _cka_outputs_fn(sweep.model, num_cka)(states.params, states.batch_stats,
-                                                   sweep.dataset)
+    logits = _cka_outputs_fn(sweep.model, num_cka, chunk)(states.params, states.batch_stats,
+                                                          sweep.dataset)
     chunks = []
     for start in range(0, len(pairs), size):
       a, b = index_a[start:start + size], index_b[start:start + size]
