@@ -117,7 +117,9 @@ def main():
   flops = float(cost.get('flops', float('nan'))) * spe * members
   peak = matmul_peak()
   mesh = population_lib.make_mesh()
-  layouts = {'sweep layout': dispatch.resolve_members_per_chunk('auto'), 'all at once': None}
+  layouts = {'sweep layout': dispatch.resolve_members_per_chunk('auto', model,
+                                                               dataset.input_shape),
+             'all at once': None}
   fractions = {}
   for name, chunk in layouts.items():
     program = population_lib.PopulationProgram(model, retrain_spec, masked=True, mesh=mesh,

@@ -165,7 +165,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   # in one lax.scan; 'N' (a whole number): chunks of N steps per call.
   config.train.steps_per_call = 'auto'
   # Members vmapped together on each device; a device's members run chunk after chunk inside
-  # the same program. 'auto': 2 on CPU (the working set stays in cache), all on accelerators;
+  # the same program. 'auto' on CPU: 1 for models with convolutions (a plain, not a grouped,
+  # convolution), else 2 (the working set stays in cache); all at once on accelerators;
   # 0: all at once; 'N': N.
   config.train.members_per_chunk = 'auto'
 

@@ -72,15 +72,20 @@ def resolve_steps_per_call(value: str | int, model: nn.Module, input_shape: Sequ
   return value
 
 
-def resolve_members_per_chunk(value: str | int, backend: str | None = None) -> int | None:
+def resolve_members_per_chunk(value: str | int, model: nn.Module, input_shape: Sequence[int],
+                              backend: str | None = None) -> int | None:
   """Members vmapped together on each device (None = all of them at once).
 
-  'auto' is `CPU_MEMBERS_PER_CHUNK` on the CPU backend, where a vmapped population's
-  intermediates outgrow the caches, and all members at once on accelerators, whose throughput
-  grows with the batch; a whole number N >= 1 is N, 0 is all at once.
+  'auto' on the CPU backend is 1 for models with convolutions (`vmap` of a convolution over
+  member kernels lowers to a grouped convolution, which XLA:CPU runs slowly; one member per
+  chunk is a plain convolution) and `CPU_MEMBERS_PER_CHUNK` otherwise (a vmapped population's
+  intermediates outgrow the caches); on accelerators, whose throughput grows with the batch,
+  all members at once. A whole number N >= 1 is N, 0 is all at once.
   """
   value = parse_members_per_chunk(value)
   if value == 'auto':
     backend = backend or jax.default_backend()
-    return CPU_MEMBERS_PER_CHUNK if backend == 'cpu' else None
+    if backend != 'cpu':
+      return None
+    return 1 if has_convolution(model, tuple(input_shape)) else CPU_MEMBERS_PER_CHUNK
   return value or None

@@ -105,7 +105,8 @@ def replicate(mesh: jax.sharding.Mesh | None, tree: Any) -> Any:
 
 
 def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None],
-                      chunk_size: int | None, devices: int = 1) -> Callable[..., Any]:
+                      chunk_size: int | None, devices: int = 1, unroll: bool = False
+                      ) -> Callable[..., Any]:
   """`vmapped` (a function vmapped over a leading member axis M of the args whose `in_axes` is
   0; every output has that axis) run on chunks of at most `chunk_size` members per device, one
   chunk after another (`lax.map`), instead of all M at once.
@@ -115,7 +116,9 @@ def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None]
   split keeps each device's members on it: with the member axis sharded in blocks over
   `devices`, member m = a * n + b goes to chunk b, and every chunk holds an equal share of each
   device's block. Chunks hold the largest divisor of the members per device that is at most
-  `chunk_size`; None = one vmapped call over all members.
+  `chunk_size`; None = one vmapped call over all members. `unroll` runs the chunks as
+  straight-line code instead of a loop (for programs that must hold no loop, see
+  `dispatch.py`).
   """
   if not chunk_size:
     return vmapped
@@ -135,7 +138,10 @@ def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None]
     def one_chunk(chunk_args):
       return vmapped(*[c if axis == 0 else arg
                        for c, arg, axis in zip(chunk_args, args, in_axes)])
-    return jax.tree.map(merge, jax.lax.map(one_chunk, chunked))
+    if not unroll:
+      return jax.tree.map(merge, jax.lax.map(one_chunk, chunked))
+    outputs = [one_chunk(jax.tree.map(lambda a, i=i: a[i], chunked)) for i in range(num_chunks)]
+    return jax.tree.map(lambda *chunks: merge(jnp.stack(chunks)), *outputs)
   return run
 
 
@@ -194,9 +200,9 @@ class PopulationProgram:
     epoch_fn = functools.partial(train_epoch, self.model, self.spec,
                                  batch_sharding=batch_sharding)
     devices = self.mesh.shape[MEMBERS] if self.mesh is not None else 1
-    in_members = lambda fn, in_axes: sequential_chunks(
+    in_members = lambda fn, in_axes, unroll=False: sequential_chunks(
         jax.vmap(fn, in_axes=in_axes, spmd_axis_name=spmd_axis), in_axes, self.members_per_chunk,
-        devices)
+        devices, unroll)
     self._epoch = jax.jit(in_members(epoch_fn, (0, 0, mask_axis, None, None)),
                           donate_argnums=(0,), **shardings)
     if shardings:
@@ -206,7 +212,7 @@ class PopulationProgram:
     def chunk(num_steps):
       steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
                                    batch_sharding=batch_sharding, unroll=True)
-      return jax.jit(in_members(steps_fn, (0, 0, mask_axis, None, None, None)),
+      return jax.jit(in_members(steps_fn, (0, 0, mask_axis, None, None, None), unroll=True),
                      donate_argnums=(0,), **shardings)
     self._chunk = chunk
     concat = lambda chunks: jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *chunks)

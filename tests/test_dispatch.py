@@ -135,11 +135,14 @@ def test_bad_members_per_chunk_is_a_one_line_config_error(value):
 
 def test_members_per_chunk_auto_is_small_on_cpu_and_all_elsewhere():
   resolve = dispatch.resolve_members_per_chunk
-  assert resolve('auto', backend='cpu') == dispatch.CPU_MEMBERS_PER_CHUNK
-  assert resolve('auto', backend='gpu') is None
-  assert resolve('auto', backend='tpu') is None
-  assert resolve('0', backend='cpu') is None
-  assert resolve(3, backend='gpu') == 3
+  cnn1d, conv2d = (models.CNN1D(10), (40, 1)), (TinyConvNet(), IMAGE_SHAPE)
+  assert resolve('auto', *cnn1d, backend='cpu') == dispatch.CPU_MEMBERS_PER_CHUNK
+  assert resolve('auto', *conv2d, backend='cpu') == 1  # A plain, not a grouped, convolution.
+  for backend in ('gpu', 'tpu'):
+    assert resolve('auto', *cnn1d, backend=backend) is None
+    assert resolve('auto', *conv2d, backend=backend) is None
+  assert resolve('0', *cnn1d, backend='cpu') is None
+  assert resolve(3, *conv2d, backend='gpu') == 3
 
 
 @pytest.mark.parametrize('members, chunk', [(6, 1), (6, 2), (6, 4), (7, 2), (6, None)])

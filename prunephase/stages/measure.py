@@ -46,7 +46,8 @@ def run(sweep: context.Sweep) -> None:
   config, store = sweep.config.measure, sweep.store
   progress = workdir_lib.Progress('measure', len(sweep.temperatures))
   chunk = dispatch.resolve_members_per_chunk(
-      (sweep.config.get('train') or {}).get('members_per_chunk', 'auto'))
+      (sweep.config.get('train') or {}).get('members_per_chunk', 'auto'), sweep.model,
+      sweep.dataset.input_shape)
   devices = sweep.mesh.shape[population.MEMBERS] if sweep.mesh is not None else 1
   measure_pairs = landscape.make_pair_measurer(sweep.model, config.lmc_points,
                                                config.bn_batch_size, config.point_batching,
