@@ -29,28 +29,33 @@ PANEL_NEEDS = {'hessian_top_eigenvalue': 'hessian', 'hessian_trace': 'hessian',
                'dense_hessian_top_eigenvalue': 'hessian', 'curve_mc': 'bezier_curve'}
 
 
-def parse_steps_per_call(value: str | int) -> str | int:
-  """'auto', 'epoch' or an int >= 1 from a config value such as 'auto', 'epoch', 4 or '4'."""
+def _word_or_count(value: str | int, words: tuple[str, ...], minimum: int) -> str | int | None:
+  """A config value ('auto', 4 or '4') as one of `words` or an int >= `minimum`; None if not."""
   if isinstance(value, str) and value.strip().isdigit():
     value = int(value)
-  if isinstance(value, str) and value in STEPS_PER_CALL:
+  if isinstance(value, str) and value in words:
     return value
-  if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+  if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
     return value
-  raise ValueError(f"train.steps_per_call must be 'auto', 'epoch' or a whole number >= 1, "
-                   f'got {value!r}')
+  return None
+
+
+def parse_steps_per_call(value: str | int) -> str | int:
+  """'auto', 'epoch' or an int >= 1 from a config value such as 'auto', 'epoch', 4 or '4'."""
+  parsed = _word_or_count(value, STEPS_PER_CALL, 1)
+  if parsed is None:
+    raise ValueError(f"train.steps_per_call must be 'auto', 'epoch' or a whole number >= 1, "
+                     f'got {value!r}')
+  return parsed
 
 
 def parse_members_per_chunk(value: str | int) -> str | int:
   """'auto' or an int >= 0 from a config value such as 'auto', 0, 2 or '2'."""
-  if isinstance(value, str) and value.strip().isdigit():
-    value = int(value)
-  if isinstance(value, str) and value in MEMBERS_PER_CHUNK:
-    return value
-  if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-    return value
-  raise ValueError("train.members_per_chunk must be 'auto' or a whole number >= 0 "
-                   f'(0 = all members at once), got {value!r}')
+  parsed = _word_or_count(value, MEMBERS_PER_CHUNK, 0)
+  if parsed is None:
+    raise ValueError("train.members_per_chunk must be 'auto' or a whole number >= 0 "
+                     f'(0 = all members at once), got {value!r}')
+  return parsed
 
 
 def hot_to_cold(knob: str, values) -> list[float]:
