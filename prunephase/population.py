@@ -145,6 +145,20 @@ def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None]
   return run
 
 
+def member_devices(mesh: jax.sharding.Mesh | None) -> int:
+  """Devices on the mesh's member axis (1 without a mesh)."""
+  return mesh.shape[MEMBERS] if mesh is not None else 1
+
+
+def vmap_members(fn: Callable[..., Any], in_axes: Sequence[int | None],
+                 members_per_chunk: int | None, mesh: jax.sharding.Mesh | None = None,
+                 unroll: bool = False) -> Callable[..., Any]:
+  """`fn` of one member vmapped over the member axis (sharded over the mesh's 'members'), in
+  chunks of `members_per_chunk` per device (`sequential_chunks`)."""
+  vmapped = jax.vmap(fn, in_axes=in_axes, spmd_axis_name=MEMBERS if mesh is not None else None)
+  return sequential_chunks(vmapped, in_axes, members_per_chunk, member_devices(mesh), unroll)
+
+
 @functools.lru_cache(maxsize=16)
 def _test_program(model: nn.Module, mesh: jax.sharding.Mesh | None,
                   members_per_chunk: int | None) -> Callable[..., dict[str, jax.Array]]:
@@ -152,12 +166,7 @@ def _test_program(model: nn.Module, mesh: jax.sharding.Mesh | None,
   shared by the programs of every batch size (it does not depend on the training spec)."""
   def test_metrics(state, dataset):
     return evaluate(model, state.params, state.batch_stats, dataset, 'test')
-  spmd_axis = MEMBERS if mesh is not None else None
-  devices = mesh.shape[MEMBERS] if mesh is not None else 1
-  in_axes = (0, None)
-  return jax.jit(sequential_chunks(jax.vmap(test_metrics, in_axes=in_axes,
-                                            spmd_axis_name=spmd_axis),
-                                   in_axes, members_per_chunk, devices))
+  return jax.jit(vmap_members(test_metrics, (0, None), members_per_chunk, mesh))
 
 
 @dataclasses.dataclass
@@ -187,23 +196,19 @@ class PopulationProgram:
 
   def __post_init__(self):
     mask_axis = 0 if self.masked else None
-    batch_sharding, spmd_axis, shardings = None, None, {}
+    batch_sharding, shardings = None, {}
     if self.mesh is not None:
       named = lambda *spec: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
       members, replicated = named(MEMBERS), named()
       if self.mesh.shape[DATA] > 1:
         batch_sharding = named(DATA)
-      spmd_axis = MEMBERS
       shardings = {'in_shardings': (members, members, members if self.masked else None,
                                     replicated, replicated),
                    'out_shardings': (members, members)}
     epoch_fn = functools.partial(train_epoch, self.model, self.spec,
                                  batch_sharding=batch_sharding)
-    devices = self.mesh.shape[MEMBERS] if self.mesh is not None else 1
-    in_members = lambda fn, in_axes, unroll=False: sequential_chunks(
-        jax.vmap(fn, in_axes=in_axes, spmd_axis_name=spmd_axis), in_axes, self.members_per_chunk,
-        devices, unroll)
-    self._epoch = jax.jit(in_members(epoch_fn, (0, 0, mask_axis, None, None)),
+    self._epoch = jax.jit(vmap_members(epoch_fn, (0, 0, mask_axis, None, None),
+                                       self.members_per_chunk, self.mesh),
                           donate_argnums=(0,), **shardings)
     if shardings:
       shardings['in_shardings'] += (replicated,)  # first_step.
@@ -212,7 +217,8 @@ class PopulationProgram:
     def chunk(num_steps):
       steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
                                    batch_sharding=batch_sharding, unroll=True)
-      return jax.jit(in_members(steps_fn, (0, 0, mask_axis, None, None, None), unroll=True),
+      return jax.jit(vmap_members(steps_fn, (0, 0, mask_axis, None, None, None),
+                                  self.members_per_chunk, self.mesh, unroll=True),
                      donate_argnums=(0,), **shardings)
     self._chunk = chunk
     concat = lambda chunks: jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *chunks)

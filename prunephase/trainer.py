@@ -138,8 +138,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   execution = sweep.config.get('train') or {}
   layout = (dispatch.resolve_steps_per_call(execution.get('steps_per_call', 'auto'), sweep.model,
                                             dataset.input_shape),
-            dispatch.resolve_members_per_chunk(execution.get('members_per_chunk', 'auto'),
-                                               sweep.model, dataset.input_shape))
+            sweep.members_per_chunk)
   program = _program(sweep.model, spec, masked, mesh, *layout)
   if mesh is not None:
     multiple = mesh.shape[population.MEMBERS]

@@ -14,6 +14,7 @@ import jax
 from prunephase import artifacts
 from prunephase import config as config_lib
 from prunephase import data as data_lib
+from prunephase import dispatch
 from prunephase import population
 from prunephase import workdir as workdir_lib
 
@@ -88,6 +89,13 @@ class Sweep:
       return population.make_mesh(int(mesh_config.members), int(mesh_config.data))
     except ValueError as error:
       raise config_lib.ConfigError(str(error)) from error
+
+  @functools.cached_property
+  def members_per_chunk(self) -> int | None:
+    """Members vmapped together per device (`config.train.members_per_chunk`, resolved for this
+    backend and model; None = all at once), for the training and measurement programs."""
+    value = (self.config.get('train') or {}).get('members_per_chunk', 'auto')
+    return dispatch.resolve_members_per_chunk(value, self.model, self.dataset.input_shape)
 
   @property
   def is_primary(self) -> bool:

@@ -10,7 +10,6 @@ import jax
 import numpy as np
 
 from prunephase import cka as cka_lib
-from prunephase import dispatch
 from prunephase import landscape
 from prunephase import population
 from prunephase import train as train_lib
@@ -45,13 +44,11 @@ def run(sweep: context.Sweep) -> None:
   """Test error, LMC curve and CKA for every retrain-seed pair of every cell."""
   config, store = sweep.config.measure, sweep.store
   progress = workdir_lib.Progress('measure', len(sweep.temperatures))
-  chunk = dispatch.resolve_members_per_chunk(
-      (sweep.config.get('train') or {}).get('members_per_chunk', 'auto'), sweep.model,
-      sweep.dataset.input_shape)
-  devices = sweep.mesh.shape[population.MEMBERS] if sweep.mesh is not None else 1
+  chunk = sweep.members_per_chunk
   measure_pairs = landscape.make_pair_measurer(sweep.model, config.lmc_points,
                                                config.bn_batch_size, config.point_batching,
-                                               config.lmc_test, chunk, devices)
+                                               config.lmc_test, chunk,
+                                               population.member_devices(sweep.mesh))
   estimator = config.cka_estimator
   pair_cka = jax.jit(jax.vmap(functools.partial(cka_lib.output_cka, estimator=estimator)))
   pairs = store.pair_indices()
