@@ -65,20 +65,67 @@ class BatchNorm(nn.Module):
     running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
     x32 = x.astype(jnp.float32)
     if train:
-      axes = tuple(range(x.ndim - 1))
-      count = 1
-      for axis in axes:
-        count *= x.shape[axis]
-      mean = jnp.mean(x32, axes)
-      var = jnp.mean(jnp.square(x32 - mean), axes)  # Two-pass: no cancellation.
+      y, mean, var = batch_norm_train(x32, scale, bias, self.epsilon)
       if not self.is_initializing():
+        count = x.size // features
         unbiased = var * (count / max(count - 1, 1))
         running_mean.value = (1.0 - self.momentum) * running_mean.value + self.momentum * mean
         running_var.value = (1.0 - self.momentum) * running_var.value + self.momentum * unbiased
     else:
-      mean, var = running_mean.value, running_var.value
-    y = (x32 - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+      y = (x32 - running_mean.value) * jax.lax.rsqrt(running_var.value + self.epsilon) * scale + bias
     return y.astype(self.dtype or x.dtype)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
+                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """Training-mode batch normalisation of float32 `x` (..., C) over all axes but the last.
+
+  Returns (y, mean, var): y = (x - mean) / sqrt(var + epsilon) * scale + bias of x's shape,
+  and the batch mean and *biased* variance (C,) (two-pass: no cancellation).
+
+  Its gradient is written out (`jax.custom_vjp`, reverse mode only): with n values per channel,
+  x_hat = (x - mean) / sqrt(var + epsilon) and dy the output's cotangent,
+  d bias = sum(dy), d scale = sum(dy * x_hat) and
+  d x = scale / sqrt(var + epsilon) * (dy - d bias / n - x_hat * d scale / n), plus the terms
+  of the mean's and variance's own cotangents (zero where they only feed running statistics).
+  Two reductions per channel where autodiff of the forward made XLA:CPU run more: the default
+  retrain epoch went from about 1.08 s to 0.92 s (fastest of 10, 36 members, 2 CPU devices,
+  the two alternating in one process). `tests/test_models.py` pins it against autodiff.
+  """
+  y, (mean, var), _ = _batch_norm_forward(x, scale, bias, epsilon)
+  return y, mean, var
+
+
+def _batch_norm_forward(x, scale, bias, epsilon):
+  axes = tuple(range(x.ndim - 1))
+  mean = jnp.mean(x, axes)
+  centred = x - mean
+  var = jnp.mean(jnp.square(centred), axes)
+  inverse_std = jax.lax.rsqrt(var + epsilon)
+  return centred * inverse_std * scale + bias, (mean, var), (centred, inverse_std, scale)
+
+
+def _batch_norm_train_forward(x, scale, bias, epsilon):
+  y, (mean, var), residuals = _batch_norm_forward(x, scale, bias, epsilon)
+  return (y, mean, var), residuals
+
+
+def _batch_norm_train_backward(epsilon, residuals, cotangents):
+  del epsilon  # Inside inverse_std.
+  centred, inverse_std, scale = residuals
+  dy, dmean, dvar = cotangents
+  axes = tuple(range(dy.ndim - 1))
+  n = dy.size // dy.shape[-1]
+  x_hat = centred * inverse_std
+  dbias = jnp.sum(dy, axes)
+  dscale = jnp.sum(dy * x_hat, axes)
+  dx = (scale * inverse_std) * (dy - (dbias + x_hat * dscale) / n)
+  dx = dx + dmean / n + (2.0 / n) * dvar * centred
+  return dx, dscale, dbias
+
+
+batch_norm_train.defvjp(_batch_norm_train_forward, _batch_norm_train_backward)
 
 
 @jax.custom_vjp

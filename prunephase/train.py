@@ -176,7 +176,8 @@ def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: H
 def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
                 mask: Any, dataset: data_lib.Dataset, epoch: jax.Array, first_step: jax.Array,
                 num_steps: int, batch_sharding: jax.sharding.Sharding | None = None,
-                unroll: bool = False) -> tuple[MemberState, dict[str, jax.Array]]:
+                unroll: bool = False, active_steps: jax.Array | None = None
+                ) -> tuple[MemberState, dict[str, jax.Array]]:
   """Steps [first_step, first_step + num_steps) of ONE model's epoch: a `lax.scan` over them,
   or with `unroll` the steps one after another in straight-line code (no loop at all: XLA:CPU
   compiles the convolutions of a loop body, even of a scan of length 1 or a fully unrolled
@@ -187,6 +188,10 @@ def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
   exactly like one call over the whole epoch. `batch_sharding` (e.g. NamedSharding(mesh,
   P('data'))) splits each batch over a data axis: data parallelism within a member; BatchNorm
   statistics are then all-reduced by XLA.
+
+  `active_steps` (a traced int, loop form only) runs only the steps before it and passes the
+  state through the rest (their metrics are 0), so one compiled epoch also runs a shorter last
+  epoch (`train_epoch`).
 
   Returns the new state and per-step 'loss', 'error', 'lr', each of shape (num_steps,).
   """
@@ -204,7 +209,12 @@ def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
     return train_step(model, spec, state, hparams, mask, x, dataset.y_train[indices])
 
   if not unroll:
-    return jax.lax.scan(body, state, first_step + jnp.arange(num_steps))
+    steps = first_step + jnp.arange(num_steps)
+    if active_steps is None:
+      return jax.lax.scan(body, state, steps)
+    skip = lambda state, _: (state, {k: jnp.zeros((), jnp.float32) for k in ('loss', 'error', 'lr')})
+    return jax.lax.scan(lambda state, step: jax.lax.cond(step < active_steps, body, skip, state,
+                                                         step), state, steps)
   per_step = []
   for i in range(num_steps):
     state, metrics = body(state, first_step + i)
@@ -212,24 +222,35 @@ def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
   return state, jax.tree.map(lambda *steps: jnp.stack(steps), *per_step)
 
 
-def epoch_metrics(per_step: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  """Epoch means of per-step 'loss' and 'error' (last axis = steps) and the last step's 'lr'."""
-  return {'loss': per_step['loss'].mean(-1), 'error': per_step['error'].mean(-1),
-          'lr': per_step['lr'][..., -1]}
+def epoch_metrics(per_step: dict[str, jax.Array], num_steps: jax.Array | None = None
+                  ) -> dict[str, jax.Array]:
+  """Epoch means of per-step 'loss' and 'error' (last axis = steps) and the last step's 'lr';
+  with `num_steps`, of the first `num_steps` steps only (the others were skipped)."""
+  if num_steps is None:
+    return {'loss': per_step['loss'].mean(-1), 'error': per_step['error'].mean(-1),
+            'lr': per_step['lr'][..., -1]}
+  ran = jnp.arange(per_step['loss'].shape[-1]) < num_steps
+  mean = lambda v: jnp.sum(jnp.where(ran, v, 0.0), -1) / num_steps
+  return {'loss': mean(per_step['loss']), 'error': mean(per_step['error']),
+          'lr': jnp.take(per_step['lr'], num_steps - 1, axis=-1)}
 
 
 def train_epoch(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
                 mask: Any, dataset: data_lib.Dataset, epoch: jax.Array,
+                num_steps: jax.Array | None = None,
                 batch_sharding: jax.sharding.Sharding | None = None
                 ) -> tuple[MemberState, dict[str, jax.Array]]:
-  """One epoch of ONE model in one `lax.scan` (see `train_steps`).
+  """One epoch of ONE model in one `lax.scan` (see `train_steps`); with `num_steps` (traced,
+  at most `spec.steps_per_epoch`) only its first `num_steps` steps: the shorter last epoch of a
+  run whose step count the epoch does not divide, in the same compiled program.
 
   Returns the new state and the epoch means of the train-mode loss and error, and the lr of the
   epoch's last step.
   """
   state, per_step = train_steps(model, spec, state, hparams, mask, dataset, epoch,
-                                jnp.zeros((), jnp.int32), spec.steps_per_epoch, batch_sharding)
-  return state, epoch_metrics(per_step)
+                                jnp.zeros((), jnp.int32), spec.steps_per_epoch, batch_sharding,
+                                active_steps=num_steps)
+  return state, epoch_metrics(per_step, num_steps)
 
 
 def batched_apply(fn: Callable[[jax.Array], Any], x: jax.Array, batch_size: int) -> Any:

@@ -7,7 +7,6 @@ numbers (data order and augmentation are functions of the member's key and the e
 """
 
 from collections.abc import Sequence
-import dataclasses
 import functools
 import pathlib
 
@@ -133,7 +132,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   dataset, mesh, masked = sweep.dataset, sweep.mesh, masks is not None
   mesh_config = sweep.config.get('mesh') or {}
   if mesh is not None and not mesh_config.get('members') and mesh_config.get('data', 1) == 1:
-    # An automatic layout: members on devices without padded copies (the rest split batches).
+    # An automatic layout: no member is a padded copy (see `mesh_without_padding`).
     mesh = population.mesh_without_padding(mesh, num_members, spec.batch_size)
   execution = sweep.config.get('train') or {}
   layout = (dispatch.resolve_steps_per_call(execution.get('steps_per_call', 'auto'), sweep.model,
@@ -153,8 +152,6 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   states = population.run_epochs(program, states, hparams, masks, dataset,
                                  min(start, full_epochs), min(until, full_epochs), on_epoch_end)
   if remainder and start < num_epochs and until == num_epochs:
-    partial = dataclasses.replace(spec, steps_per_epoch=remainder)
-    program = _program(sweep.model, partial, masked, mesh, *layout)
     states = population.run_epochs(program, states, hparams, masks, dataset, full_epochs,
-                                   num_epochs, on_epoch_end)
+                                   num_epochs, on_epoch_end, num_steps=remainder)
   return unpad(states), history

@@ -1,5 +1,7 @@
 """Steps per jitted call: 'auto' resolution, validation, and chunked epochs equal whole ones."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -116,6 +118,39 @@ def test_chunked_epochs_equal_whole_epoch_scans():
   np.testing.assert_allclose(whole_history[1]['lr'], [0.01, 0.005], rtol=1e-6)
   pruned = ~np.asarray(masks['conv']['kernel'])
   assert np.all(np.asarray(results[1][0].params['conv']['kernel'])[pruned] == 0.0)
+
+
+def test_a_shorter_last_epoch_runs_in_the_same_program():
+  # 5 steps per epoch; the run's last epoch has 3 (a step count the epoch does not divide). The
+  # whole-epoch program skips steps 3 and 4 and averages the metrics over steps 0-2: like a
+  # program compiled for 3-step epochs (the old way) and the chunked path, with one compile.
+  model, dataset = TinyConvNet(), image_dataset()
+  spec = train.TrainSpec(batch_size=8, steps_per_epoch=5, lr_boundaries=(7,))
+  start = train.init_population(model, IMAGE_SHAPE, [0, 1], [10, 11])
+  hparams = train.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
+                          sam_rho=jnp.zeros(2))
+  program = population.PopulationProgram(model, spec, masked=False)
+  after_one, _ = program.epoch(jax.tree.map(jnp.copy, start), hparams, None, dataset, 0)
+  after_one = jax.device_get(after_one)
+  results = {}
+  short = population.PopulationProgram(model, dataclasses.replace(spec, steps_per_epoch=3),
+                                       masked=False)
+  for name, run in (('same program', lambda s: program.epoch(s, hparams, None, dataset, 1, 3)),
+                    ('3-step program', lambda s: short.epoch(s, hparams, None, dataset, 1))):
+    results[name] = jax.device_get(run(jax.tree.map(jnp.asarray, after_one)))
+  program.steps_per_call = 2
+  results['chunks of 2'] = jax.device_get(
+      program.epoch(jax.tree.map(jnp.asarray, after_one), hparams, None, dataset, 1, 3))
+  want = results['3-step program']
+  for name in ('same program', 'chunks of 2'):
+    for got, expected in zip(jax.tree.leaves(results[name]), jax.tree.leaves(want)):
+      np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-6, err_msg=name)
+  states, metrics = results['same program']
+  np.testing.assert_array_equal(states.step, [8, 8])
+  np.testing.assert_allclose(metrics['lr'], [0.01, 0.005], rtol=1e-6)  # Step 7: decayed.
+  assert program._epoch._cache_size() == 1  # pylint: disable=protected-access
+  with pytest.raises(ValueError, match='num_steps=6'):
+    program.epoch(states, hparams, None, dataset, 2, 6)
 
 
 @pytest.mark.parametrize('value, expected', [('auto', 'auto'), ('0', 0), ('2', 2), (5, 5)])

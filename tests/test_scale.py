@@ -44,6 +44,27 @@ def test_make_mesh_rejects_sizes_that_do_not_divide_the_devices():
     population.make_mesh(0, 3, devices=jax.devices()[:1] * 2)
 
 
+def test_automatic_layout_on_cpu_devices_uses_fewer_devices_instead_of_padding():
+  """One process's CPU devices share its cores: a member count the member axis does not divide
+  goes on fewer devices, with no data axis (and no padded copy)."""
+  script = textwrap.dedent('''
+      from prunephase import population
+      mesh = population.make_mesh()
+      for members in (8, 3, 6, 5):
+        layout = population.mesh_without_padding(mesh, members, 16)
+        print(members, dict(layout.shape), [d.id for d in layout.devices.flat])
+  ''')
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.splitlines() == [
+      "8 {'members': 4, 'data': 1} [0, 1, 2, 3]",
+      "3 {'members': 3, 'data': 1} [0, 1, 2]",
+      "6 {'members': 3, 'data': 1} [0, 1, 2]",
+      "5 {'members': 1, 'data': 1} [0]"]
+
+
 def test_an_epoch_makes_no_host_round_trip():
   dataset = data_lib.load_mnist1d(300)
   model = models.CNN1D(10, (4, 4), (3, 3), (2, 2))
@@ -51,11 +72,11 @@ def test_an_epoch_makes_no_host_round_trip():
   hparams = train_lib.Hparams(lr=jnp.full(2, 0.1), weight_decay=jnp.full(2, 1e-4),
                               sam_rho=jnp.zeros(2))
   program = population.PopulationProgram(model, train_lib.TrainSpec(32, 7), masked=False)
-  epoch = jax.device_put(jnp.int32(0))
-  program._epoch(states, hparams, None, dataset, epoch)  # pylint: disable=protected-access
+  epoch, steps = jax.device_put(jnp.int32(0)), jax.device_put(jnp.int32(7))
+  program._epoch(states, hparams, None, dataset, epoch, steps)  # pylint: disable=protected-access
   states = train_lib.init_population(model, dataset.input_shape, [0, 1], [0, 1])
   with jax.transfer_guard('disallow'):
-    states, metrics = program._epoch(states, hparams, None, dataset, epoch)  # pylint: disable=protected-access
+    states, metrics = program._epoch(states, hparams, None, dataset, epoch, steps)  # pylint: disable=protected-access
   assert np.all(np.isfinite(np.asarray(metrics['loss'])))
 
 

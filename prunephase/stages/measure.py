@@ -44,7 +44,7 @@ def run(sweep: context.Sweep) -> None:
   """Test error, LMC curve and CKA for every retrain-seed pair of every cell."""
   config, store = sweep.config.measure, sweep.store
   progress = workdir_lib.Progress('measure', len(sweep.temperatures))
-  chunk = sweep.members_per_chunk
+  chunk = population.forward_members_per_chunk(sweep.members_per_chunk)
   measure_pairs = landscape.make_pair_measurer(sweep.model, config.lmc_points,
                                                config.bn_batch_size, config.point_batching,
                                                config.lmc_test, chunk,

@@ -3,7 +3,6 @@ one ranking of each dense model) or iterative (IMP, `prune_iterative`) -- with t
 pruned (pre-retrain) test errors and the achieved densities."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from prunephase import pruning
@@ -28,7 +27,8 @@ def one_shot_masks(sweep: context.Sweep, dense: dict):
         params, store.prunable(params), sweep.densities, config.prune.method,
         key=jax.random.PRNGKey(config.prune.seed + 1000 * s)))
   num_d = len(sweep.densities)
-  ranked = jax.tree.map(lambda a: jnp.repeat(a[:, None], num_d, axis=1), dense)
+  # NumPy, as the masks in `run`: eager jnp ops compiled one small program each (seconds).
+  ranked = jax.tree.map(lambda a: np.repeat(np.asarray(a)[:, None], num_d, axis=1), dense)
   return train_lib.stack_members(per_seed), ranked
 
 
@@ -38,8 +38,10 @@ def run(sweep: context.Sweep) -> None:
   store = sweep.store
   iterative = sweep.config.prune.get('schedule', 'one_shot') == 'iterative'
   progress = workdir_lib.Progress('prune', len(sweep.temperatures))
-  evaluate = jax.jit(jax.vmap(
-      lambda p, s, ds: train_lib.evaluate(sweep.model, p, s, ds, 'test'), in_axes=(0, 0, None)))
+  test = lambda p, s, ds: train_lib.evaluate(sweep.model, p, s, ds, 'test')
+  evaluate = jax.jit(jax.vmap(test, in_axes=(0, 0, None)))
+  evaluate_pruned = jax.jit(jax.vmap(lambda p, m, s, ds: test(pruning.apply_mask(p, m), s, ds),
+                                     in_axes=(0, 0, 0, None)))
   num_s, num_d = len(sweep.dense_seeds), len(sweep.densities)
   for temperature in sweep.temperatures:
     if store.has_masks(temperature):
@@ -50,9 +52,10 @@ def run(sweep: context.Sweep) -> None:
       masks, ranked = prune_iterative.requested_masks(sweep, temperature)
     else:
       masks, ranked = one_shot_masks(sweep, dense)  # Leaves (S, D, ...).
+    masks = jax.tree.map(np.asarray, masks)
     ranked = flat_members(ranked)
-    pruned = evaluate(pruning.apply_mask(ranked['params'], flat_members(masks)),
-                      ranked['batch_stats'], sweep.dataset)
+    pruned = evaluate_pruned(ranked['params'], flat_members(masks), ranked['batch_stats'],
+                             sweep.dataset)
     dense_eval = evaluate(dense['params'], dense['batch_stats'], sweep.dataset)
     achieved = np.array([[pruning.density(jax.tree.map(lambda a, s=s, d=d: a[s, d], masks))
                           for d in range(num_d)] for s in range(num_s)])
