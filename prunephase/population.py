@@ -258,7 +258,8 @@ class PopulationProgram:
     """Trains every member for one epoch (0-based `epoch` picks the data order), or for its
     first `num_steps` steps (a run's shorter last epoch; same compiled program)."""
     epoch = jnp.asarray(epoch, jnp.int32)
-    total, size = num_steps or self.spec.steps_per_epoch, self.steps_per_call
+    total = self.spec.steps_per_epoch if num_steps is None else num_steps
+    size = self.steps_per_call
     if not 0 < total <= self.spec.steps_per_epoch:
       raise ValueError(f'num_steps={num_steps} must be in [1, {self.spec.steps_per_epoch}]')
     if size is None or size >= self.spec.steps_per_epoch:

@@ -149,8 +149,9 @@ def test_a_shorter_last_epoch_runs_in_the_same_program():
   np.testing.assert_array_equal(states.step, [8, 8])
   np.testing.assert_allclose(metrics['lr'], [0.01, 0.005], rtol=1e-6)  # Step 7: decayed.
   assert program._epoch._cache_size() == 1  # pylint: disable=protected-access
-  with pytest.raises(ValueError, match='num_steps=6'):
-    program.epoch(states, hparams, None, dataset, 2, 6)
+  for bad in (0, 6):
+    with pytest.raises(ValueError, match=f'num_steps={bad} must be in'):
+      program.epoch(states, hparams, None, dataset, 2, bad)
 
 
 @pytest.mark.parametrize('value, expected', [('auto', 'auto'), ('0', 0), ('2', 2), (5, 5)])
