@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from prunephase import kernels
 from prunephase import registry
 from prunephase import runtime
 
@@ -65,92 +66,16 @@ class BatchNorm(nn.Module):
     running_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
     x32 = x.astype(jnp.float32)
     if train:
-      y, mean, var = batch_norm_train(x32, scale, bias, self.epsilon)
+      y, mean, var = kernels.batch_norm_train(x32, scale, bias, self.epsilon)
       if not self.is_initializing():
         count = x.size // features
         unbiased = var * (count / max(count - 1, 1))
         running_mean.value = (1.0 - self.momentum) * running_mean.value + self.momentum * mean
         running_var.value = (1.0 - self.momentum) * running_var.value + self.momentum * unbiased
     else:
-      y = (x32 - running_mean.value) * jax.lax.rsqrt(running_var.value + self.epsilon) * scale + bias
+      inverse_std = jax.lax.rsqrt(running_var.value + self.epsilon)
+      y = (x32 - running_mean.value) * inverse_std * scale + bias
     return y.astype(self.dtype or x.dtype)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def batch_norm_train(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float
-                     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-  """Training-mode batch normalisation of float32 `x` (..., C) over all axes but the last.
-
-  Returns (y, mean, var): y = (x - mean) / sqrt(var + epsilon) * scale + bias of x's shape,
-  and the batch mean and *biased* variance (C,) (two-pass: no cancellation).
-
-  Its gradient is written out (`jax.custom_vjp`, reverse mode only): with n values per channel,
-  x_hat = (x - mean) / sqrt(var + epsilon) and dy the output's cotangent,
-  d bias = sum(dy), d scale = sum(dy * x_hat) and
-  d x = scale / sqrt(var + epsilon) * (dy - d bias / n - x_hat * d scale / n), plus the terms
-  of the mean's and variance's own cotangents (zero where they only feed running statistics).
-  Two reductions per channel where autodiff of the forward made XLA:CPU run more: the default
-  retrain epoch went from about 1.08 s to 0.92 s (fastest of 10, 36 members, 2 CPU devices,
-  the two alternating in one process). `tests/test_models.py` pins it against autodiff.
-  """
-  y, (mean, var), _ = _batch_norm_forward(x, scale, bias, epsilon)
-  return y, mean, var
-
-
-def _batch_norm_forward(x, scale, bias, epsilon):
-  axes = tuple(range(x.ndim - 1))
-  mean = jnp.mean(x, axes)
-  centred = x - mean
-  var = jnp.mean(jnp.square(centred), axes)
-  inverse_std = jax.lax.rsqrt(var + epsilon)
-  return centred * inverse_std * scale + bias, (mean, var), (centred, inverse_std, scale)
-
-
-def _batch_norm_train_forward(x, scale, bias, epsilon):
-  y, (mean, var), residuals = _batch_norm_forward(x, scale, bias, epsilon)
-  return (y, mean, var), residuals
-
-
-def _batch_norm_train_backward(epsilon, residuals, cotangents):
-  del epsilon  # Inside inverse_std.
-  centred, inverse_std, scale = residuals
-  dy, dmean, dvar = cotangents
-  axes = tuple(range(dy.ndim - 1))
-  n = dy.size // dy.shape[-1]
-  x_hat = centred * inverse_std
-  dbias = jnp.sum(dy, axes)
-  dscale = jnp.sum(dy * x_hat, axes)
-  dx = (scale * inverse_std) * (dy - (dbias + x_hat * dscale) / n)
-  dx = dx + dmean / n + (2.0 / n) * dvar * centred
-  return dx, dscale, dbias
-
-
-batch_norm_train.defvjp(_batch_norm_train_forward, _batch_norm_train_backward)
-
-
-@jax.custom_vjp
-def patch_matmul(patches: jax.Array, kernel: jax.Array) -> jax.Array:
-  """(batch, length, k) patches @ (k, features) kernel, with its gradient written out.
-
-  Given dy (batch, length, features): d patches = dy @ kernel^T and d kernel = patches^T @ dy,
-  contracting batch and length directly. Autodiff of the same product gives the same values,
-  but XLA:CPU ran its kernel gradient slower (it first copies dy transposed): the default
-  retrain epoch took about 1.35 s with autodiff and 1.15 s with this rule (36 members, 2 CPU
-  devices). Reverse mode only (`jax.custom_vjp`): `Conv1D` uses it in training mode alone.
-  """
-  return jnp.einsum('blk,kf->blf', patches, kernel)
-
-
-def _patch_matmul_forward(patches, kernel):
-  return patch_matmul(patches, kernel), (patches, kernel)
-
-
-def _patch_matmul_backward(residuals, dy):
-  patches, kernel = residuals
-  return jnp.einsum('blf,kf->blk', dy, kernel), jnp.einsum('blk,blf->kf', patches, dy)
-
-
-patch_matmul.defvjp(_patch_matmul_forward, _patch_matmul_backward)
 
 
 class Conv1D(nn.Module):
@@ -163,7 +88,7 @@ class Conv1D(nn.Module):
   (taps, in_channels) contraction XLA:CPU transposed the patches in a copy that cost more than
   the matmul. Default retrain epoch (36 members, 2 CPU devices, 2 members per chunk), in the
   order of these changes: about 2.0 s (taps x channels contraction) -> 1.6 s (single
-  contraction) -> 1.15 s (`patch_matmul` in training mode); timings on the project's 2-core
+  contraction) -> 1.15 s (`kernels.patch_matmul` in training mode); timings on the project's 2-core
   machine vary by about 10 %. In eval mode the product is plain autodiff, kernel first (the
   faster of the autodiff forms, 1.35 s), so forward mode (`jax.jvp`, the Hessian-vector
   products of `hessian.py`, which run in eval mode) works through it.
@@ -189,7 +114,7 @@ class Conv1D(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     """Maps (batch, length, in_channels) to (batch, out_length, features); `train` picks the
-    reverse-mode-only gradient rule (`patch_matmul`)."""
+    reverse-mode-only gradient rule (`kernels.patch_matmul`)."""
     in_features = x.shape[-1]
     kernel = self.param('kernel', self.kernel_init,
                         (self.kernel_size, in_features, self.features), jnp.float32)
@@ -201,7 +126,7 @@ class Conv1D(nn.Module):
         [x[:, tap:tap + span:self.stride] for tap in range(self.kernel_size)], axis=2)
     kernel = kernel.reshape(self.kernel_size * in_features, self.features).astype(dtype)
     if train:
-      y = patch_matmul(patches, kernel)
+      y = kernels.patch_matmul(patches, kernel)
     else:
       y = jnp.einsum('fk,blk->blf', kernel.T, patches)
     if self.use_bias:

@@ -1,4 +1,5 @@
-"""Tests for prunephase.models: im2col Conv1D, PyTorch BatchNorm, parameter counts, predicates."""
+"""Tests for prunephase.models and prunephase.kernels: im2col Conv1D, PyTorch BatchNorm, their
+written-out gradients, parameter counts, predicates."""
 
 import jax
 import jax.numpy as jnp
@@ -6,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from prunephase import kernels
 from prunephase import models
 from prunephase import registry
 
@@ -226,13 +228,13 @@ def test_batch_norm_train_gradient_equals_autodiff(shape):
     return f
 
   with jax.enable_x64():
-    ours = jax.grad(loss(lambda *a: models.batch_norm_train(*a, 1e-5)), argnums=(0, 1, 2))(
+    ours = jax.grad(loss(lambda *a: kernels.batch_norm_train(*a, 1e-5)), argnums=(0, 1, 2))(
         x, scale, bias)
     reference = jax.grad(loss(autodiff_bn), argnums=(0, 1, 2))(x, scale, bias)
     for got, want in zip(ours, reference):
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     # Without the mean and variance cotangents the x gradient would differ.
-    y_only = jax.grad(lambda x: jnp.sum(jnp.tanh(models.batch_norm_train(x, scale, bias, 1e-5)[0])
+    y_only = jax.grad(lambda x: jnp.sum(jnp.tanh(kernels.batch_norm_train(x, scale, bias, 1e-5)[0])
                                         * w_y))(x)
     assert not np.allclose(y_only, reference[0], atol=1e-3)
 

@@ -22,9 +22,7 @@ from prunephase.stages import measure_landscape
 def _cka_outputs_fn(model, num_examples: int, members_per_chunk: int | None):
   def logits(params, stats, dataset):
     return train_lib.predict(model, params, stats, dataset, dataset.x_train[:num_examples])
-  in_axes = (0, 0, None)
-  return jax.jit(population.sequential_chunks(jax.vmap(logits, in_axes=in_axes), in_axes,
-                                              members_per_chunk))
+  return jax.jit(population.vmap_members(logits, (0, 0, None), members_per_chunk))
 
 
 def warn_diverged(sweep: context.Sweep, stage: str, temperature: float, members: np.ndarray,
