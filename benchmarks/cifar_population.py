@@ -10,7 +10,8 @@ CIFAR-10, crop+flip augmentation, masks at the paper's densities) for a populati
 for the same members one at a time. Extrapolates seconds per CIFAR-10 epoch (781 steps) and the
 GPU-hours of the `cifar10_epochs` grid's retraining (1,296 runs x 160 epochs).
 `--steps_per_call` is `config.train.steps_per_call` ('auto': one step per call on a CPU, a
-whole-epoch `lax.scan` elsewhere; 'epoch'; N). The last line, `<backend>_images_per_s: X`, is
+whole-epoch `lax.scan` elsewhere; 'epoch'; N) and `--members_per_chunk` is
+`config.train.members_per_chunk` ('auto': one member per call on a CPU, all at once elsewhere). The last line, `<backend>_images_per_s: X`, is
 the vmapped population's training images/s (e.g. `cpu_images_per_s`).
 """
 
@@ -56,6 +57,8 @@ def main():
   parser.add_argument('--repeats', type=int, default=2)
   parser.add_argument('--bf16', action='store_true', help='mixed precision')
   parser.add_argument('--steps_per_call', default='auto', help="'auto', 'epoch' or N")
+  parser.add_argument('--members_per_chunk', default='auto',
+                      help="'auto' (1 on a CPU, all elsewhere), 0 (all at once) or N")
   args = parser.parse_args()
   rng = np.random.default_rng(0)
   num_train = 64 * args.steps
@@ -69,11 +72,16 @@ def main():
   model = models.PreResNet(10, 20, dtype=jnp.bfloat16 if args.bf16 else None)
   spec = train_lib.TrainSpec(64, args.steps, augmentation='crop_flip')
   steps_per_call = dispatch.resolve_steps_per_call(args.steps_per_call, model, (32, 32, 3))
+  members_per_chunk = dispatch.resolve_members_per_chunk(args.members_per_chunk, model,
+                                                         (32, 32, 3))
   program = population_lib.PopulationProgram(model, spec, masked=True,
-                                             steps_per_call=steps_per_call)
+                                             steps_per_call=steps_per_call,
+                                             members_per_chunk=members_per_chunk)
   print(f'device: {jax.devices()[0].device_kind}; PreResNet-20, batch 64, {args.steps} steps, '
         f'{"bf16" if args.bf16 else "f32"}, steps per call: '
-        f'{steps_per_call or "the whole epoch"} (train.steps_per_call={args.steps_per_call})')
+        f'{steps_per_call or "the whole epoch"} (train.steps_per_call={args.steps_per_call}), '
+        f'members per chunk: {members_per_chunk or "all"} '
+        f'(train.members_per_chunk={args.members_per_chunk})')
   states, hparams, masks = population(model, args.members, num_train)
   vmapped, compile_v = time_epochs(program, states, hparams, masks, dataset, args.repeats)
   one, compile_1 = vmapped, compile_v

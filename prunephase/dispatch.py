@@ -78,7 +78,9 @@ def resolve_members_per_chunk(value: str | int, model: nn.Module, input_shape: S
 
   'auto' on the CPU backend is 1 for models with convolutions (`vmap` of a convolution over
   member kernels lowers to a grouped convolution, which XLA:CPU runs slowly; one member per
-  chunk is a plain convolution) and `CPU_MEMBERS_PER_CHUNK` otherwise (a vmapped population's
+  chunk is a plain convolution, and with their one step per call each chunk is a call of its
+  own, `population.steps_program`, so the program is compiled for one member per device) and
+  `CPU_MEMBERS_PER_CHUNK` otherwise (a vmapped population's
   intermediates outgrow the caches); on accelerators, whose throughput grows with the batch,
   all members at once. A whole number N >= 1 is N, 0 is all at once.
   """

@@ -2,8 +2,9 @@
 
 `PopulationProgram` compiles the epoch (or chunks of steps, `dispatch.resolve_steps_per_call`)
 and the test evaluation of one population shape, optionally over chunks of members one after
-another (`sequential_chunks`); `run_epochs` drives it. With a
-('members', 'data') mesh, members are sharded over 'members' and each batch over 'data'.
+another (`sequential_chunks` inside one call, `steps_program` in calls of their own);
+`run_epochs` drives it. With a ('members', 'data') mesh, members are sharded over 'members'
+and each batch over 'data'.
 """
 
 from collections.abc import Callable, Sequence
@@ -116,8 +117,7 @@ def replicate(mesh: jax.sharding.Mesh | None, tree: Any) -> Any:
 
 
 def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None],
-                      chunk_size: int | None, devices: int = 1, unroll: bool = False
-                      ) -> Callable[..., Any]:
+                      chunk_size: int | None, devices: int = 1) -> Callable[..., Any]:
   """`vmapped` (a function vmapped over a leading member axis M of the args whose `in_axes` is
   0; every output has that axis) run on chunks of at most `chunk_size` members per device, one
   chunk after another (`lax.map`), instead of all M at once.
@@ -127,9 +127,8 @@ def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None]
   split keeps each device's members on it: with the member axis sharded in blocks over
   `devices`, member m = a * n + b goes to chunk b, and every chunk holds an equal share of each
   device's block. Chunks hold the largest divisor of the members per device that is at most
-  `chunk_size`; None = one vmapped call over all members. `unroll` runs the chunks as
-  straight-line code instead of a loop (for programs that must hold no loop, see
-  `dispatch.py`).
+  `chunk_size`; None = one vmapped call over all members. (Programs that must hold no loop,
+  see `dispatch.py`, take their chunks in separate calls instead: `steps_program`.)
   """
   if not chunk_size:
     return vmapped
@@ -137,9 +136,7 @@ def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None]
   def run(*args):
     size = next(int(leaf.shape[0]) for arg, axis in zip(args, in_axes) if axis == 0
                 for leaf in jax.tree.leaves(arg))
-    local = size // devices if size % devices == 0 else size
-    per_chunk = max(c for c in range(1, min(chunk_size, local) + 1) if local % c == 0)
-    num_chunks = local // per_chunk
+    num_chunks, _ = chunk_layout(size, chunk_size, devices)
     if num_chunks == 1:
       return vmapped(*args)
     split = lambda a: jnp.swapaxes(a.reshape(size // num_chunks, num_chunks, *a.shape[1:]), 0, 1)
@@ -149,11 +146,19 @@ def sequential_chunks(vmapped: Callable[..., Any], in_axes: Sequence[int | None]
     def one_chunk(chunk_args):
       return vmapped(*[c if axis == 0 else arg
                        for c, arg, axis in zip(chunk_args, args, in_axes)])
-    if not unroll:
-      return jax.tree.map(merge, jax.lax.map(one_chunk, chunked))
-    outputs = [one_chunk(jax.tree.map(lambda a, i=i: a[i], chunked)) for i in range(num_chunks)]
-    return jax.tree.map(lambda *chunks: merge(jnp.stack(chunks)), *outputs)
+    return jax.tree.map(merge, jax.lax.map(one_chunk, chunked))
   return run
+
+
+def chunk_layout(size: int, chunk_size: int | None, devices: int = 1) -> tuple[int, int]:
+  """(chunks, members per chunk and device) for `size` members split in blocks over `devices`
+  and taken in chunks of at most `chunk_size` per device (None = all at once): chunks hold the
+  largest divisor of the members per device that is at most `chunk_size`."""
+  local = size // devices if size % devices == 0 else size
+  if not chunk_size:
+    return 1, local
+  per_chunk = max(c for c in range(1, min(chunk_size, local) + 1) if local % c == 0)
+  return local // per_chunk, per_chunk
 
 
 def member_devices(mesh: jax.sharding.Mesh | None) -> int:
@@ -162,12 +167,51 @@ def member_devices(mesh: jax.sharding.Mesh | None) -> int:
 
 
 def vmap_members(fn: Callable[..., Any], in_axes: Sequence[int | None],
-                 members_per_chunk: int | None, mesh: jax.sharding.Mesh | None = None,
-                 unroll: bool = False) -> Callable[..., Any]:
+                 members_per_chunk: int | None, mesh: jax.sharding.Mesh | None = None
+                 ) -> Callable[..., Any]:
   """`fn` of one member vmapped over the member axis (sharded over the mesh's 'members'), in
   chunks of `members_per_chunk` per device (`sequential_chunks`)."""
   vmapped = jax.vmap(fn, in_axes=in_axes, spmd_axis_name=MEMBERS if mesh is not None else None)
-  return sequential_chunks(vmapped, in_axes, members_per_chunk, member_devices(mesh), unroll)
+  return sequential_chunks(vmapped, in_axes, members_per_chunk, member_devices(mesh))
+
+
+def steps_program(fn: Callable[..., tuple[Any, dict[str, jax.Array]]], masked: bool,
+                  members_per_chunk: int | None, mesh: jax.sharding.Mesh | None,
+                  shardings: dict[str, Any]) -> Callable[..., Any]:
+  """`fn(state, hparams, mask, dataset, epoch, first_step) -> (state, per_step)` of one member
+  (per-step metrics of shape (steps,)) as a jitted call on ONE chunk of members:
+  `call(states, hparams, masks, dataset, epoch, first_step, chunk, buffer)` trains chunk
+  `chunk` (a traced int) of every device's block of members, writes it back into `states` and
+  its per-step metrics into `buffer[key]` (M, steps per epoch) at the columns of its steps;
+  returns (states, buffer), both donated.
+
+  Chunk i of a device holding members [a*k, (a+1)*k) is [a*k + i*c, a*k + (i+1)*c), c from
+  `chunk_layout`, so each call is one plain vmap over c members per device: a program that
+  must hold no loop (XLA:CPU convolutions, `dispatch.py`) takes its chunks one call after
+  another instead of unrolling every member into one program, which compiled once per member
+  (PreResNet-20, 4 members on one CPU device: about 24 s against 6 s for one).
+  """
+  mask_axis = 0 if masked else None
+  vmapped = jax.vmap(fn, in_axes=(0, 0, mask_axis, None, None, None),
+                     spmd_axis_name=MEMBERS if mesh is not None else None)
+  devices = member_devices(mesh)
+
+  def call(states, hparams, masks, dataset, epoch, first_step, chunk, buffer):
+    size = int(jax.tree.leaves(states)[0].shape[0])
+    num_chunks, per_chunk = chunk_layout(size, members_per_chunk, devices)
+    blocks = lambda a: a.reshape(devices, num_chunks, per_chunk, *a.shape[1:])
+    take = lambda a: jax.lax.dynamic_index_in_dim(blocks(a), chunk, 1, keepdims=False).reshape(
+        devices * per_chunk, *a.shape[1:])
+    put = lambda a, part: jax.lax.dynamic_update_index_in_dim(
+        blocks(a), part.reshape(devices, per_chunk, *a.shape[1:]), chunk, 1).reshape(a.shape)
+    part, per_step = vmapped(jax.tree.map(take, states), jax.tree.map(take, hparams),
+                             jax.tree.map(take, masks) if masked else None, dataset, epoch,
+                             first_step)
+    states = jax.tree.map(put, states, part)
+    buffer = {k: put(v, jax.lax.dynamic_update_slice_in_dim(take(v), per_step[k], first_step, 1))
+              for k, v in buffer.items()}
+    return states, buffer
+  return jax.jit(call, donate_argnums=(0, 7), **shardings)
 
 
 def forward_members_per_chunk(members_per_chunk: int | None) -> int | None:
@@ -203,7 +247,8 @@ class PopulationProgram:
       of N unrolled steps (no loop; the last call shorter where N does not divide the epoch),
       with the same result up to float rounding (see `dispatch.resolve_steps_per_call`).
     members_per_chunk: None vmaps all of a device's members at once; N vmaps chunks of at most
-      N of them, one chunk after another in the same call (`sequential_chunks`).
+      N of them, one chunk after another: in the same call for whole epochs
+      (`sequential_chunks`), in separate calls for chunks of steps (`steps_program`).
   """
 
   model: nn.Module
@@ -215,7 +260,7 @@ class PopulationProgram:
 
   def __post_init__(self):
     mask_axis = 0 if self.masked else None
-    batch_sharding, shardings = None, {}
+    batch_sharding, shardings, chunk_shardings = None, {}, {}
     if self.mesh is not None:
       named = lambda *spec: jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(*spec))
       members, replicated = named(MEMBERS), named()
@@ -225,6 +270,9 @@ class PopulationProgram:
       shardings = {'in_shardings': (members, members, members if self.masked else None,
                                     replicated, replicated, replicated),
                    'out_shardings': (members, members)}
+      # ... and (chunk, buffer) of the chunked form.
+      chunk_shardings = {'in_shardings': (*shardings['in_shardings'], replicated, members),
+                         'out_shardings': (members, members)}
     epoch_fn = functools.partial(train_epoch, self.model, self.spec,
                                  batch_sharding=batch_sharding)
     self._epoch = jax.jit(vmap_members(epoch_fn, (0, 0, mask_axis, None, None, None),
@@ -235,20 +283,25 @@ class PopulationProgram:
     def chunk(num_steps):
       steps_fn = functools.partial(train_steps, self.model, self.spec, num_steps=num_steps,
                                    batch_sharding=batch_sharding, unroll=True)
-      return jax.jit(vmap_members(steps_fn, (0, 0, mask_axis, None, None, None),
-                                  self.members_per_chunk, self.mesh, unroll=True),
-                     donate_argnums=(0,), **shardings)
+      return steps_program(steps_fn, self.masked, self.members_per_chunk, self.mesh,
+                           chunk_shardings)
     self._chunk = chunk
-    concat = lambda chunks: jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *chunks)
-    self._epoch_metrics = jax.jit(lambda chunks: epoch_metrics(concat(chunks)))
+    self._epoch_metrics = jax.jit(epoch_metrics)
 
     self._evaluate = _test_program(self.model, self.mesh,
                                    forward_members_per_chunk(self.members_per_chunk))
 
   def place(self, tree: Any) -> Any:
-    """Puts a population pytree (leading member axis) where the program expects it."""
+    """Puts a population pytree (leading member axis) where the program expects it.
+
+    Without a mesh it is committed to the first local device (no copy where it is there
+    already). `jax.jit` keys its cache on whether arguments are committed, and states come back
+    committed from every call, so uncommitted first states compiled each program twice (24 s
+    more for PreResNet-20's 4-member retrain program on a CPU); `epoch` and `test` therefore
+    commit their population arguments themselves when there is no mesh.
+    """
     if self.mesh is None:
-      return tree
+      return jax.device_put(tree, jax.local_devices()[0])
     sharding = jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec(MEMBERS))
     return jax.device_put(host_copy(tree), sharding)
 
@@ -257,6 +310,8 @@ class PopulationProgram:
             ) -> tuple[MemberState, dict[str, jax.Array]]:
     """Trains every member for one epoch (0-based `epoch` picks the data order), or for its
     first `num_steps` steps (a run's shorter last epoch; same compiled program)."""
+    if self.mesh is None:
+      states, hparams, masks = self.place((states, hparams, masks))
     epoch = jnp.asarray(epoch, jnp.int32)
     total = self.spec.steps_per_epoch if num_steps is None else num_steps
     size = self.steps_per_call
@@ -264,15 +319,21 @@ class PopulationProgram:
       raise ValueError(f'num_steps={num_steps} must be in [1, {self.spec.steps_per_epoch}]')
     if size is None or size >= self.spec.steps_per_epoch:
       return self._epoch(states, hparams, masks, dataset, epoch, jnp.asarray(total, jnp.int32))
-    chunks = []
-    for first in range(0, total, size):
-      states, per_step = self._chunk(min(size, total - first))(
-          states, hparams, masks, dataset, epoch, jnp.asarray(first, jnp.int32))
-      chunks.append(per_step)
-    return states, self._epoch_metrics(chunks)
+    count = int(jax.tree.leaves(states)[0].shape[0])
+    num_chunks, _ = chunk_layout(count, self.members_per_chunk, member_devices(self.mesh))
+    buffer = self.place({k: np.zeros((count, self.spec.steps_per_epoch), np.float32)
+                         for k in ('loss', 'error', 'lr')})
+    for chunk in range(num_chunks):  # A chunk's steps in a row: its members stay in cache.
+      for first in range(0, total, size):
+        states, buffer = self._chunk(min(size, total - first))(
+            states, hparams, masks, dataset, epoch, jnp.asarray(first, jnp.int32),
+            jnp.asarray(chunk, jnp.int32), buffer)
+    return states, self._epoch_metrics(buffer, jnp.asarray(total, jnp.int32))
 
   def test(self, states: MemberState, dataset: data_lib.Dataset) -> dict[str, jax.Array]:
     """Eval-mode test loss and error of every member, each shape (M,)."""
+    if self.mesh is None:
+      states = self.place(states)
     return self._evaluate(states, dataset)
 
 

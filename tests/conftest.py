@@ -2,9 +2,12 @@
 from this checkout, mock tfds data, small parameter trees."""
 
 import contextlib
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 from unittest import mock
 
 import pytest
@@ -13,6 +16,24 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tests'))
 
+# A persistent XLA compilation cache for this test run, set before JAX is imported: compiling
+# is most of the suite's time on a CPU, and many tests and the commands they start compile the
+# same programs. Results do not change (a cached program is the compiled one). One directory
+# per pytest process (each xdist worker), removed at its end: writes to the cache are not
+# atomic, and a worker runs the commands it starts one at a time (test_distributed's two
+# concurrent processes go without it). A JAX_COMPILATION_CACHE_DIR of your own is kept.
+XLA_CACHE_VARIABLES = ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
+                       'PRUNEPHASE_TESTS_XLA_CACHE_OF')
+_XLA_CACHE = None
+_PROCESS = os.environ.get('PYTEST_XDIST_WORKER', 'main')
+if 'pytest' in sys.modules and os.environ.get('PRUNEPHASE_TESTS_XLA_CACHE_OF') != _PROCESS and (
+    'JAX_COMPILATION_CACHE_DIR' not in os.environ
+    or 'PRUNEPHASE_TESTS_XLA_CACHE_OF' in os.environ):  # Inherited from the xdist controller.
+  _XLA_CACHE = tempfile.mkdtemp(prefix=f'prunephase-tests-xla-{_PROCESS}-')
+  os.environ.update({'JAX_COMPILATION_CACHE_DIR': _XLA_CACHE,
+                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0.5',
+                     'PRUNEPHASE_TESTS_XLA_CACHE_OF': _PROCESS})
+
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Console script -> the module that runs it (run with this interpreter, from this checkout: an
@@ -20,6 +41,13 @@ from configs import default as default_config  # pylint: disable=g-import-not-at
 COMMANDS = {'prunephase': 'prunephase.cli.main', 'prunephase-regimes': 'prunephase.cli.regimes',
             'prunephase-advise': 'prunephase.cli.advise',
             'prunephase-select': 'prunephase.cli.select'}
+
+
+def pytest_unconfigure(config):
+  """Removes this process's compilation cache (see XLA_CACHE_VARIABLES)."""
+  del config
+  if _XLA_CACHE is not None:
+    shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
 def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),

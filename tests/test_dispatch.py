@@ -198,7 +198,8 @@ def test_sequential_chunks_equal_one_vmap(members, chunk):
 
 
 def test_member_chunks_train_like_one_vmapped_population():
-  # Four masked members of the 1D CNN: chunks of 1 and 3 (-> 2, a divisor) members per call.
+  # Four masked members of the 1D CNN: chunks of 1 and 3 (-> 2, a divisor) members, in one
+  # call per epoch or in calls of their own.
   model = models.CNN1D(10, widths=(4, 4), kernel_sizes=(3, 3), strides=(2, 2))
   rng = np.random.default_rng(1)
   x = rng.normal(size=(48, 12, 1)).astype(np.float32)
@@ -213,10 +214,22 @@ def test_member_chunks_train_like_one_vmapped_population():
   hparams = train.Hparams(lr=jnp.full((4,), 0.1), weight_decay=jnp.full((4,), 1e-4),
                           sam_rho=jnp.zeros(4))
   results = {}
-  for chunk in (None, 1, 3):
-    program = population.PopulationProgram(model, spec, masked=True, members_per_chunk=chunk)
-    states, metrics = program.epoch(jax.tree.map(jnp.copy, start), hparams, masks, dataset, 0)
-    results[chunk] = jax.device_get((states, metrics, program.test(states, dataset)))
-  for chunk in (1, 3):
-    for got, want in zip(jax.tree.leaves(results[chunk]), jax.tree.leaves(results[None])):
-      np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6)
+  # Whole epochs (chunks in one call) and calls of 2 steps (chunks in calls of their own; all
+  # members in one chunk: test_chunked_epochs_equal_whole_epoch_scans).
+  for steps_per_call, chunk in ((None, None), (None, 3), (2, 1), (2, 3)):
+    program = population.PopulationProgram(model, spec, masked=True,
+                                           steps_per_call=steps_per_call,
+                                           members_per_chunk=chunk)
+    states, history = jax.tree.map(jnp.copy, start), []
+    for epoch in range(2):
+      states, metrics = program.epoch(states, hparams, masks, dataset, epoch)
+      history.append(metrics)
+    results[steps_per_call, chunk] = jax.device_get((states, history,
+                                                     program.test(states, dataset)))
+    # One compile: the program commits the uncommitted first states itself, so the committed
+    # states of the second epoch find the same program.
+    compiled = program._epoch if steps_per_call is None else program._chunk(2)  # pylint: disable=protected-access
+    assert compiled._cache_size() == 1  # pylint: disable=protected-access
+  for key, result in results.items():
+    for got, want in zip(jax.tree.leaves(result), jax.tree.leaves(results[None, None])):
+      np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-6, err_msg=str(key))

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
+from conftest import XLA_CACHE_VARIABLES  # pylint: disable=g-bad-import-order
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -42,6 +43,8 @@ def run_two_processes(workdir, stages='train,prune,retrain,measure,report'):
     env = {**os.environ, 'PRUNEPHASE_COORDINATOR': f'localhost:{port}',
            'PRUNEPHASE_NUM_PROCESSES': '2', 'PRUNEPHASE_PROCESS_ID': str(rank)}
     env.pop('XLA_FLAGS', None)
+    for name in XLA_CACHE_VARIABLES:  # Two processes at once: no shared compilation cache.
+      env.pop(name, None)
     procs.append(subprocess.Popen([sys.executable, '-c', code, str(workdir), stages], env=env,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True))

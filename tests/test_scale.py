@@ -98,3 +98,40 @@ def test_sharded_sweep_equals_the_single_device_run(finished_run, tmp_path):
   numeric = single.select_dtypes('number').columns
   # Tolerance: float32 reductions split over devices differ in the last bits.
   np.testing.assert_allclose(mesh[numeric], single[numeric], rtol=1e-4, atol=1e-5)
+
+
+def test_steps_in_calls_of_member_chunks_on_a_mesh_equal_one_device():
+  """Chunks of steps, each call training one chunk of every device's members
+  (`population.steps_program`), on meshes of 4 x 1 and 2 x 2 fake CPU devices: the states and
+  epoch metrics of one whole-epoch program on one device."""
+  script = textwrap.dedent('''
+      import jax, jax.numpy as jnp, numpy as np
+      from prunephase import data as data_lib, models, population, train as train_lib
+      dataset = data_lib.load_mnist1d(300)
+      model = models.CNN1D(10, (4, 4), (3, 3), (2, 2))
+      spec = train_lib.TrainSpec(32, 4)  # Calls of 2 steps: one compiled chunk program.
+      start = train_lib.init_population(model, dataset.input_shape, list(range(8)),
+                                        list(range(8)))
+      hparams = train_lib.Hparams(lr=jnp.linspace(0.05, 0.2, 8),
+                                  weight_decay=jnp.full(8, 1e-4), sam_rho=jnp.zeros(8))
+      results = {}
+      # (members x data mesh, steps per call, members per chunk)
+      for layout in ((None, None, None), ((4, 1), 2, 1), ((2, 2), 2, 3)):
+        shape, steps_per_call, chunk = layout
+        mesh = shape and population.make_mesh(*shape, devices=jax.devices()[:4])
+        program = population.PopulationProgram(model, spec, False, mesh, steps_per_call, chunk)
+        states, placed = program.place(jax.tree.map(jnp.copy, (start, hparams)))
+        data = population.replicate(mesh, dataset)
+        states, metrics = program.epoch(states, placed, None, data, 0)
+        results[layout] = jax.device_get((states.params, states.batch_stats, metrics))
+      want = jax.tree.leaves(results[None, None, None])
+      for layout, result in results.items():
+        for got, expected in zip(jax.tree.leaves(result), want):
+          np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=str(layout))
+      print('EQUAL', len(results))
+  ''')
+  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  result = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'EQUAL 3' in result.stdout

@@ -25,6 +25,7 @@ from tensorflow_datasets.image_classification import cifar
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from conftest import mock_tfds  # pylint: disable=g-bad-import-order
+from prunephase import checkpoints
 from prunephase import config as config_lib
 from prunephase import data as data_lib
 from prunephase import sweep as sweep_lib
@@ -240,21 +241,13 @@ def test_prepared_in_an_unreadable_format_gives_a_data_error(prepared_cifar10, t
 # ----------------------------------------------------------------------------- sweep
 
 
-def tiny_sweep_config(model: str):
+def quick_sweep_config():
+  """`configs/cifar10_epochs.py:quick` (PreResNet-20, crop+flip, epochs 1 and 2 as temperatures,
+  densities 10 and 50 %, 1 dense x 2 retrain seeds) on 64 train and 32 test images."""
   config = load_config_module('cifar10_epochs').get_config('quick')
-  config.model.name = model
-  config.model.widths = (32, 32)  # mlp only.
-  config.dataset.num_train = 128
-  config.dataset.num_test = 64
-  config.dense.batch_size = config.retrain.batch_size = 32
-  config.dense.epochs = config.retrain.epochs = 2
-  config.temperature.grid = (1, 2)
-  config.prune.densities = (0.2, 0.5)
-  config.retrain.seeds = (1, 2)
-  config.measure.lmc_points = 3
+  config.dataset.num_train = 64
+  config.dataset.num_test = 32
   config.measure.cka_examples = 32
-  config.measure.bn_batch_size = 32
-  config.measure.point_batching = 'map'
   config.regimes.bootstrap = 5
   return config
 
@@ -270,30 +263,31 @@ def check_finished_sweep(sweep, summary: dict, num_rows: int):
     assert -1.0 <= float(row['lmc']) <= 1.0
     assert -1e-4 <= float(row['cka_softmax']) <= 1.0 + 1e-4
   assert {float(r['temperature']) for r in rows} == {1.0, 2.0}
-  assert {float(r['density']) for r in rows} == {0.2, 0.5}
+  assert {float(r['density']) for r in rows} == {0.1, 0.5}
   for name in ('cells.csv', 'phase_diagram.png', 'regimes.json', 'findings.json'):
     assert (path / name).stat().st_size > 0, name
   measured = sweep.store.measurement(1)
   assert measured['cka_examples'] == 32
 
 
-def test_tiny_sweep_on_mock_cifar10_every_stage(tmp_path, no_network):
-  # A small MLP on mock CIFAR-10 images, with the paper's crop+flip augmentation: seconds.
-  config = tiny_sweep_config('mlp')
+def test_quick_preresnet20_sweep_on_mock_cifar10_every_stage(tmp_path, no_network):
+  # About 2 minutes on the project's 2 CPU cores (one step per call and one member per call on
+  # XLA:CPU, `dispatch.py`).
+  config = quick_sweep_config()
   with mock_tfds(128):
     sweep, summary = sweep_lib.run_sweep(config, tmp_path)
-  assert sweep.dataset.x_train.shape == (128, 32, 32, 3)
-  assert sweep.dataset.x_test.shape == (64, 32, 32, 3)  # dataset.num_test applied.
+  assert sweep.dataset.x_train.shape == (64, 32, 32, 3)
+  assert sweep.dataset.x_test.shape == (32, 32, 32, 3)  # dataset.num_test applied.
+  assert config.model.name == 'preresnet20' and config.dense.optimizer == 'sgd'
   assert config.dense.augmentation == config.retrain.augmentation == 'crop_flip'
+  # One dense run, its epoch checkpoints the two temperatures.
+  assert checkpoints.steps(tmp_path / 'dense' / 'all' / 'epochs') == [1, 2]
+  rows = [json.loads(line) for line in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  train_rows = [r for r in rows if r['stage'] == 'train']
+  assert [r['epoch'] for r in train_rows] == [1, 2]
+  assert all(np.isfinite(r['loss']) and 0 <= r['test_error'] <= 1 for r in train_rows)
+  # lr 0.1 in epoch 1, x0.1 after the quick schedule's decay at epoch 1.
+  np.testing.assert_allclose([r['lr'] for r in train_rows], [0.1, 0.01], rtol=1e-6)
   check_finished_sweep(sweep, summary, num_rows=2 * 2 * 1 * 1)  # T x D x dense x pairs.
-  assert not no_network
-
-
-@pytest.mark.slow
-def test_tiny_sweep_preresnet20_on_mock_cifar10_every_stage(tmp_path):
-  # About 2 min 40 s on the project's 2 CPU cores (4 min 12 s before members ran one per chunk).
-  config = tiny_sweep_config('preresnet20')
-  with mock_tfds(128):
-    sweep, summary = sweep_lib.run_sweep(config, tmp_path)
-  check_finished_sweep(sweep, summary, num_rows=2 * 2 * 1 * 1)
   assert set(sweep.timings) == set(sweep_lib.STAGES)
+  assert not no_network
