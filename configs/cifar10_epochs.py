@@ -24,9 +24,9 @@ image; retraining is 1,296 x 160 epochs x 50k images = 1.0e10 training images = 
 i.e. 30 to 150 GPU-hours at an assumed 5 to 25 TFLOP/s sustained for these small convs;
 dense training (3 runs) and the measure stage (1,296 pairs x 11 points x 110k forward images)
 add a few percent. paper_notes §4.7 estimates 300-600 GPU-h for the paper's PyTorch loader. The
-`:quick` variant: not measured yet; the same grid on 128 train / 64 test images (the slow test
-in tests/test_tfds_data.py) took 10 minutes on 2 shared CPU cores, where XLA:CPU runs the
-convolutions inside the epoch's lax.scan about 30x slower than outside it.
+`:quick` grid on 64 train / 32 test mock images (tests/test_tfds_data.py, every stage) takes
+1 min 26 s on the project's 2-core CPU, about half of it compiling (one step and one member per
+jitted call there, `prunephase/dispatch.py`); with its own 256 / 512 images, not measured.
 
 What the paper's figure shows (paper_notes §6.2): four 16 x 9 heat maps, epochs 10 (top,
 hottest) to 160 (bottom) against density 5 ... 80 %: test error with the regime boundaries (II-A
