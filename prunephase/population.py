@@ -295,10 +295,11 @@ class PopulationProgram:
     """Puts a population pytree (leading member axis) where the program expects it.
 
     Without a mesh it is committed to the first local device (no copy where it is there
-    already). `jax.jit` keys its cache on whether arguments are committed, and states come back
-    committed from every call, so uncommitted first states compiled each program twice (24 s
-    more for PreResNet-20's 4-member retrain program on a CPU); `epoch` and `test` therefore
-    commit their population arguments themselves when there is no mesh.
+    already). `jax.jit` keys its cache on which arguments are committed, and first states that
+    mix committed leaves (restored weights) with uncommitted ones (fresh step counters) come
+    back all committed, so each program compiled twice (24 s more for PreResNet-20's 4-member
+    retrain program on a CPU); `epoch` and `test` therefore commit their population arguments
+    themselves when there is no mesh.
     """
     if self.mesh is None:
       return jax.device_put(tree, jax.local_devices()[0])

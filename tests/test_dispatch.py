@@ -103,7 +103,10 @@ def test_chunked_epochs_equal_whole_epoch_scans():
   program = population.PopulationProgram(model, spec, masked=True)
   for steps_per_call in (None, 1, 2):
     program.steps_per_call = steps_per_call  # One program: chunks of 2 reuse the 1-step call.
+    # Weights committed to the device (restored from a checkpoint) beside uncommitted step
+    # counters and keys, as a retrain run starts.
     states, history = jax.tree.map(jnp.copy, start), []
+    states = states.replace(params=jax.device_put(states.params, jax.devices()[0]))
     for epoch in range(2):
       states, metrics = program.epoch(states, hparams, masks, dataset, epoch)
       history.append(metrics)
@@ -220,14 +223,17 @@ def test_member_chunks_train_like_one_vmapped_population():
     program = population.PopulationProgram(model, spec, masked=True,
                                            steps_per_call=steps_per_call,
                                            members_per_chunk=chunk)
+    # Weights committed to the device (restored from a checkpoint) beside uncommitted step
+    # counters and keys, as a retrain run starts.
     states, history = jax.tree.map(jnp.copy, start), []
+    states = states.replace(params=jax.device_put(states.params, jax.devices()[0]))
     for epoch in range(2):
       states, metrics = program.epoch(states, hparams, masks, dataset, epoch)
       history.append(metrics)
     results[steps_per_call, chunk] = jax.device_get((states, history,
                                                      program.test(states, dataset)))
-    # One compile: the program commits the uncommitted first states itself, so the committed
-    # states of the second epoch find the same program.
+    # One compile: the program commits the first states itself, so the (all committed) states
+    # of the second epoch find the same program.
     compiled = program._epoch if steps_per_call is None else program._chunk(2)  # pylint: disable=protected-access
     assert compiled._cache_size() == 1  # pylint: disable=protected-access
   for key, result in results.items():
