@@ -1,12 +1,16 @@
 """Shared fixtures and helpers: a tiny MNIST-1D sweep run once per session, the commands run
 from this checkout, mock tfds data, small parameter trees."""
 
-import contextlib
+import sys
+
+# Imported by pytest, or by a script a test starts (which must not make a cache of its own).
+_UNDER_PYTEST = 'pytest' in sys.modules
+
+import contextlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import tempfile
 from unittest import mock
 
@@ -26,7 +30,7 @@ XLA_CACHE_VARIABLES = ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_CO
                        'PRUNEPHASE_TESTS_XLA_CACHE_OF')
 _XLA_CACHE = None
 _PROCESS = os.environ.get('PYTEST_XDIST_WORKER', 'main')
-if 'pytest' in sys.modules and os.environ.get('PRUNEPHASE_TESTS_XLA_CACHE_OF') != _PROCESS and (
+if _UNDER_PYTEST and os.environ.get('PRUNEPHASE_TESTS_XLA_CACHE_OF') != _PROCESS and (
     'JAX_COMPILATION_CACHE_DIR' not in os.environ
     or 'PRUNEPHASE_TESTS_XLA_CACHE_OF' in os.environ):  # Inherited from the xdist controller.
   _XLA_CACHE = tempfile.mkdtemp(prefix=f'prunephase-tests-xla-{_PROCESS}-')
