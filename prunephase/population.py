@@ -22,6 +22,7 @@ from prunephase.train import epoch_metrics
 from prunephase.train import evaluate
 from prunephase.train import Hparams
 from prunephase.train import MemberState
+from prunephase.train import STEP_METRICS
 from prunephase.train import train_epoch
 from prunephase.train import train_steps
 from prunephase.train import TrainSpec
@@ -323,7 +324,7 @@ class PopulationProgram:
     count = int(jax.tree.leaves(states)[0].shape[0])
     num_chunks, _ = chunk_layout(count, self.members_per_chunk, member_devices(self.mesh))
     buffer = self.place({k: np.zeros((count, self.spec.steps_per_epoch), np.float32)
-                         for k in ('loss', 'error', 'lr')})
+                         for k in STEP_METRICS})
     for chunk in range(num_chunks):  # A chunk's steps in a row: its members stay in cache.
       for first in range(0, total, size):
         states, buffer = self._chunk(min(size, total - first))(

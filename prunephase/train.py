@@ -24,6 +24,9 @@ from prunephase import models
 from prunephase import optim
 from prunephase import pruning
 
+# What `train_step` reports per step (and `train_steps` per step of a call).
+STEP_METRICS = ('loss', 'error', 'lr')
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainSpec:
@@ -212,7 +215,7 @@ def train_steps(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: 
     steps = first_step + jnp.arange(num_steps)
     if active_steps is None:
       return jax.lax.scan(body, state, steps)
-    skip = lambda state, _: (state, {k: jnp.zeros((), jnp.float32) for k in ('loss', 'error', 'lr')})
+    skip = lambda state, _: (state, {k: jnp.zeros((), jnp.float32) for k in STEP_METRICS})
     return jax.lax.scan(lambda state, step: jax.lax.cond(step < active_steps, body, skip, state,
                                                          step), state, steps)
   per_step = []

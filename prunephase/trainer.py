@@ -146,9 +146,9 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
       print(f'[{stage}] {label}: {num_members} members padded to '
             f'{num_members + (-num_members % multiple)} for the {multiple}-way member axis',
             flush=True)
+    states, hparams, masks = program.place((states, hparams, masks))
     dataset = jax.device_put(population.host_copy(dataset), jax.sharding.NamedSharding(
         mesh, jax.sharding.PartitionSpec()))
-  states, hparams, masks = program.place((states, hparams, masks))
   states = population.run_epochs(program, states, hparams, masks, dataset,
                                  min(start, full_epochs), min(until, full_epochs), on_epoch_end)
   if remainder and start < num_epochs and until == num_epochs:
