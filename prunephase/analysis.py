@@ -1,43 +1,103 @@
 """Notebook access to a finished (or partial) run: `prunephase.load_run(DIR)`.
 
   run = prunephase.load_run('runs/default')
-  run.results                      # pandas DataFrame of results.csv (list of dicts without pandas)
+  run.results                      # pandas DataFrame of results.csv, numeric columns numeric
+  run.results[run.results.density == 0.08]   # one density's seed pairs
   run.members()[:3]                # what is stored: temperature, dense seed, density, retrain seed
   run.curves(temperature=32, density=0.08)   # every seed pair's LMC curve of one cell
   member = run.retrained(temperature=32, density=0.08, dense_seed=1, retrain_seed=2)
-  logits = run.apply(member, x)    # eval mode, on CPU; x as stored (uint8 images are normalised)
+  logits = run.apply(member, x)    # eval mode, on CPU: x (N, *example) -> logits (N, classes)
   run.test_error(member)           # loads the dataset (only this and `dataset` need it)
+
+`apply` takes a batch as the dataset stores it (MNIST-1D (N, 40, 1), CIFAR-10 (N, 32, 32, 3)
+uint8, normalised as in training), the same without a trailing channel axis of 1 (MNIST-1D
+(N, 40), as the mnist1d package gives it), or one example without the batch axis.
+
+Temperatures, densities and seeds must be on the run's grid (floats match to a relative 1e-6):
+a value off the grid is an `AnalysisError` (a ValueError, and a KeyError) naming the grid's
+values; a value on the grid whose stage has not run yet is an `artifacts.ArtifactError` saying
+which stage to run.
 
 Everything is restored onto the CPU from the stored shapes and `data.json`, so a run made on
 accelerators opens on a laptop without its dataset. A temperature's retrained population is
 restored once and cached (`cache_size` temperatures), so listing its members is cheap.
 """
 
-import csv
+from collections.abc import Sequence
 import functools
+import math
 import pathlib
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pandas as pd
 
 from prunephase import artifacts
 from prunephase import data as data_lib
 from prunephase import pruning
+from prunephase import tables
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 
 
-def _read_table(path: pathlib.Path):
+# Columns of results.csv and cells.csv that hold text or flags; the others hold numbers.
+_TEXT_COLUMNS = ('knob', 'regime', 'diverged')
+_REL_TOL = 1e-6  # Grid values given as floats (0.04 vs 0.04000001) match to this.
+
+
+class AnalysisError(ValueError, KeyError):
+  """An argument does not fit the run (a value off its grid, inputs of another shape); the
+  message is one line naming what would fit. A KeyError too, as a missing member used to be."""
+
+  __str__ = BaseException.__str__  # KeyError's would quote the message.
+
+
+def _read_table(path: pathlib.Path) -> pd.DataFrame:
+  """A report table as a DataFrame: numeric columns numeric (empty fields NaN).
+
+  pandas parses numbers itself; a column it left as text is converted here, and one of
+  `tables.NUMERIC` (temperature, density, seeds, errors, lmc, cka) that will not convert is an
+  ArtifactError rather than a text column that silently matches no number.
+  """
   if not path.exists():
-    return None
-  try:
-    import pandas  # pylint: disable=import-outside-toplevel
-    return pandas.read_csv(path)
-  except ImportError:
-    with open(path) as f:
-      return list(csv.DictReader(f))
+    raise artifacts.ArtifactError(f'missing {path}: run the report stage first')
+  table = pd.read_csv(path)
+  for column in table.columns:
+    if column in _TEXT_COLUMNS or pd.api.types.is_numeric_dtype(table[column]):
+      continue
+    try:
+      table[column] = pd.to_numeric(table[column])
+    except (TypeError, ValueError):
+      if column in tables.NUMERIC:
+        raise artifacts.ArtifactError(f'{path}: column {column} holds text where numbers belong'
+                                      ) from None
+  return table
+
+
+def _format(value) -> str:
+  return f'{value:g}' if isinstance(value, float) else str(value)
+
+
+def _on_grid(name: str, plural: str, value, grid: Sequence, exact: bool = False):
+  """The grid's own value equal to `value` (floats to a relative `_REL_TOL`; seeds, `exact`,
+  equal); AnalysisError naming the grid's values if there is none."""
+  listed = ', '.join(_format(g) for g in grid)
+  if isinstance(value, (str, bytes)) or np.ndim(value) != 0:
+    raise AnalysisError(f'{name} {value!r} is not a number; {plural}: {listed}')
+  number = float(value)
+  for candidate in grid:
+    if (number == candidate if exact else
+        math.isclose(number, float(candidate), rel_tol=_REL_TOL, abs_tol=1e-12)):
+      return candidate
+  raise AnalysisError(f"{name} {_format(value)} is not on this run's grid; {plural}: {listed}")
+
+
+def _shape_text(shape: Sequence[int], batch: bool) -> str:
+  dims = (['N'] if batch else []) + [str(d) for d in shape]
+  return f'({dims[0]},)' if len(dims) == 1 else f'({", ".join(dims)})'
 
 
 class Run:
@@ -61,13 +121,20 @@ class Run:
     self._population = functools.lru_cache(maxsize=cache_size)(self.store.retrained)
 
   @property
-  def results(self):
-    """results.csv: pandas DataFrame if pandas is installed, else a list of dicts."""
+  def results(self) -> pd.DataFrame:
+    """results.csv, one row per (temperature, density, dense seed, seed pair): numeric columns
+    (temperature, density, seeds, errors, lmc, cka_*, ...) are numbers, empty fields NaN.
+
+    Raises:
+      ArtifactError: the report stage has not written it yet (`rows()` rebuilds the rows
+        from the artifacts once every temperature is measured).
+    """
     return _read_table(self.path / 'results.csv')
 
   @property
-  def cells(self):
-    """cells.csv (means per temperature and density)."""
+  def cells(self) -> pd.DataFrame:
+    """cells.csv, one row per (temperature, density): means, stds, regime label (as
+    `results`, numeric columns are numbers)."""
     return _read_table(self.path / 'cells.csv')
 
   @property
@@ -84,7 +151,26 @@ class Run:
 
   @property
   def temperatures(self) -> list[float]:
+    """The grid's temperatures, hottest first."""
     return self.store.temperatures
+
+  @property
+  def densities(self) -> list[float]:
+    return self.store.densities
+
+  def _temperature(self, temperature: float) -> float:
+    return _on_grid('temperature', f'temperatures ({self.store.knob})', temperature,
+                    self.temperatures)
+
+  def _density(self, density: float) -> float:
+    return _on_grid('density', 'densities', density, self.densities)
+
+  def _dense_seed(self, dense_seed: int) -> int:
+    return _on_grid('dense seed', 'dense seeds', dense_seed, self.store.dense_seeds, exact=True)
+
+  def _retrain_seed(self, retrain_seed: int) -> int:
+    return _on_grid('retrain seed', 'retrain seeds', retrain_seed, self.store.retrain_seeds,
+                    exact=True)
 
   def members(self) -> list[dict[str, Any]]:
     """Every stored retrained member: {'temperature', 'dense_seed', 'density', 'retrain_seed'}."""
@@ -100,9 +186,10 @@ class Run:
   def curves(self, temperature: float, density: float) -> list[dict[str, Any]]:
     """Every seed pair's LMC curve of one cell: dense seed, seeds, 'lmc', 'alpha' (K,) from 0
     (member a) to 1 (member b), and the eval-mode errors along the path."""
+    temperature, density = self._temperature(temperature), self._density(density)
     out = []
     for pair in self.store.measurement(temperature)['pairs']:
-      if float(pair['density']) == float(density):
+      if math.isclose(float(pair['density']), density, rel_tol=_REL_TOL):
         curve = {k: np.asarray(v, float) for k, v in pair['curve'].items()}
         out.append({'dense_seed': pair['dense_seed'], 'seed_a': pair['seed_a'],
                     'seed_b': pair['seed_b'], 'lmc': pair['lmc'],
@@ -111,37 +198,72 @@ class Run:
 
   def dense(self, temperature: float, dense_seed: int) -> dict[str, Any]:
     """The dense model of (temperature, dense seed): {'params', 'batch_stats'}."""
+    temperature, dense_seed = self._temperature(temperature), self._dense_seed(dense_seed)
     models = self.store.dense_models(temperature)
     index = self.store.dense_seeds.index(dense_seed)
     return jax.tree.map(lambda a: a[index], models)
 
   def mask(self, temperature: float, dense_seed: int, density: float):
     """The pruning mask (pytree like params, None where never pruned)."""
+    temperature, density = self._temperature(temperature), self._density(density)
+    s = self.store.dense_seeds.index(self._dense_seed(dense_seed))
+    d = self.densities.index(density)
     masks = self.store.masks(temperature)['masks']
-    s = self.store.dense_seeds.index(dense_seed)
-    d = self.store.densities.index(float(density))
     return jax.tree.map(lambda a: a[s, d], masks)
 
   def retrained(self, temperature: float, density: float, dense_seed: int,
                 retrain_seed: int) -> dict[str, Any]:
     """A retrained model: {'params', 'batch_stats', 'history'} (history: per-epoch arrays)."""
-    members = self.store.retrain_members()
-    wanted = {'dense_seed': dense_seed, 'density': float(density), 'retrain_seed': retrain_seed}
-    if wanted not in members:
-      raise KeyError(f'no retrained member {wanted}; members are {members[:3]} ...')
-    states, history = self._population(float(temperature))
-    m = members.index(wanted)
+    temperature = self._temperature(temperature)
+    wanted = {'dense_seed': self._dense_seed(dense_seed), 'density': self._density(density),
+              'retrain_seed': self._retrain_seed(retrain_seed)}
+    m = self.store.retrain_members().index(wanted)  # On the grid: every member is stored.
+    states, history = self._population(temperature)
     member = train_lib.unstack_member(states, m)
     return {'params': member.params, 'batch_stats': member.batch_stats,
             'history': {k: v[m] for k, v in history.items()}}
 
+  def _model_inputs(self, x) -> tuple[jax.Array, bool]:
+    """x as a (N, *input_shape) model batch (not yet normalised), and whether it was a single
+    example. Batch readings come first where a shape could be read both ways."""
+    example = tuple(self.store.facts.input_shape)
+    # MNIST-1D's (40, 1) is (40,) outside this project: a channel axis of 1 may be left out.
+    bare = example[:-1] if len(example) > 1 and example[-1] == 1 else None
+    shape = tuple(np.shape(x))
+    for form in (example, bare):
+      if form is not None and len(shape) == len(form) + 1 and shape[1:] == form:
+        return jnp.reshape(jnp.asarray(x), shape[:1] + example), False
+    for form in (example, bare):
+      if form is not None and shape == form:
+        return jnp.reshape(jnp.asarray(x), (1,) + example), True
+    forms = [_shape_text(f, batch=True) for f in (example, bare) if f is not None]
+    singles = [_shape_text(f, batch=False) for f in (example, bare) if f is not None]
+    raise AnalysisError(f'x has shape {_shape_text(shape, batch=False)}; expected '
+                        f'{" or ".join(forms)} ({self.store.facts.name} examples), or one '
+                        f'example {" or ".join(singles)}')
+
   def apply(self, variables: dict[str, Any], x) -> jax.Array:
-    """Eval-mode logits (batch, classes) of a model on stored inputs x (uint8 images are
-    normalised with the run's statistics). Train mode is not offered: its BatchNorm statistics
-    would be those of the batch x."""
-    return self.model.apply({'params': variables['params'],
-                             'batch_stats': variables['batch_stats']},
-                            self.store.facts.prepare_inputs(x), train=False)
+    """Eval-mode logits of a model (train mode is not offered: its BatchNorm statistics would
+    be those of the batch x).
+
+    Args:
+      variables: {'params', 'batch_stats'} of one model (`retrained`, `dense`).
+      x: (N, *example) inputs as the dataset stores them (`store.facts.input_shape`, e.g.
+        MNIST-1D (N, 40, 1) floats, CIFAR-10 (N, 32, 32, 3) uint8, normalised with the run's
+        statistics); where the example ends in a channel axis of 1, also without it (MNIST-1D
+        (N, 40)); or one example without the batch axis.
+
+    Returns:
+      (N, classes) float logits; (classes,) for a single example.
+
+    Raises:
+      AnalysisError: x has another shape (the one-line message names the expected ones).
+    """
+    inputs, single = self._model_inputs(x)
+    logits = self.model.apply({'params': variables['params'],
+                               'batch_stats': variables['batch_stats']},
+                              self.store.facts.prepare_inputs(inputs), train=False)
+    return logits[0] if single else logits
 
   def test_error(self, variables: dict[str, Any]) -> float:
     """Eval-mode error on the whole test set (loads the dataset)."""

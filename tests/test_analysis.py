@@ -1,15 +1,28 @@
 """Analysis of a finished run: `load_run` without the dataset, members, per-member restore with
-a cache, eval-mode apply, and docs/analysis.ipynb executed on the tiny run."""
+a cache, eval-mode apply, tables as DataFrames, one-line errors for inputs of another shape and
+values off the grid, and docs/analysis.ipynb executed on the tiny run."""
 
+import builtins
 import os
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import prunephase
 from conftest import REPO  # pylint: disable=g-bad-import-order
+from prunephase import analysis
+from prunephase import artifacts
 from prunephase import checkpoints
 from prunephase import data as data_lib
+from prunephase import workdir as workdir_lib
+
+
+@pytest.fixture(scope='module')
+def tiny_run(finished_run):
+  """The tiny run opened once for this module's read-only tests."""
+  return prunephase.load_run(str(finished_run[0]))
 
 
 def test_load_run_restores_a_retrained_model_with_its_test_error(finished_run):
@@ -65,7 +78,7 @@ def test_members_of_one_temperature_are_restored_once(finished_run, monkeypatch)
     other = run.retrained(2, 0.6, 1, seed)
   assert len(calls) == 1
   assert not np.array_equal(first['params']['conv0']['kernel'], other['params']['conv0']['kernel'])
-  with pytest.raises(KeyError, match='no retrained member'):
+  with pytest.raises(KeyError, match="retrain seed 9 is not on this run's grid"):
     run.retrained(2, 0.6, 1, 9)
 
 
@@ -85,3 +98,109 @@ def test_analysis_notebook_runs_on_the_tiny_run(finished_run, tmp_path):
   text = ''.join(o.get('text', '') for o in outputs)
   assert '12 seed pairs' in text and 'threshold rule counts' in text
   assert sum('image/png' in o.get('data', {}) for o in outputs) == 2  # Curves and diagram.
+
+
+def test_tables_are_dataframes_with_numeric_columns_even_where_pandas_was_optional(
+    tiny_run, monkeypatch):
+  # As on an install where pandas was missing: prunephase.analysis cannot import it at call
+  # time (it used to fall back to a list of dicts of strings then).
+  real_import = builtins.__import__
+
+  def import_without_pandas(name, globals_=None, *args, **kwargs):
+    if name == 'pandas' and (globals_ or {}).get('__name__') == analysis.__name__:
+      raise ImportError('No module named pandas')
+    return real_import(name, globals_, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, '__import__', import_without_pandas)
+  results, cells = tiny_run.results, tiny_run.cells
+  assert isinstance(results, pd.DataFrame) and isinstance(cells, pd.DataFrame)
+  for table in (results, cells):
+    assert table.density.dtype == np.float64
+    for column in ('temperature', 'test_error', 'lmc', 'cka_softmax', 'dense_test_error'):
+      assert pd.api.types.is_numeric_dtype(table[column]), column
+  for column in ('dense_seed', 'seed_a', 'seed_b', 'test_error_a', 'actual_density'):
+    assert pd.api.types.is_numeric_dtype(results[column]), column
+  assert len(results[results.density == 0.2]) == 2 * 3  # Temperatures x seed pairs.
+  assert len(cells[(cells.density == 0.6) & (cells.temperature == 2)]) == 1
+
+
+def test_a_partial_run_says_which_stage_to_run(finished_run, tmp_path):
+  path, _, _ = finished_run
+  for name in (workdir_lib.CONFIG_FILE, artifacts.DATA_FILE):
+    shutil.copy(path / name, tmp_path / name)
+  run = prunephase.load_run(str(tmp_path))
+  with pytest.raises(artifacts.ArtifactError, match='run the report stage first'):
+    _ = run.results
+  with pytest.raises(artifacts.ArtifactError, match='run the measure stage first'):
+    run.curves(2, 0.2)  # On the grid, not yet measured.
+  (tmp_path / 'results.csv').write_text('temperature,density,lmc,note\n2,0.2,0.1,a\n2,oops,0.1,b\n')
+  with pytest.raises(artifacts.ArtifactError, match='column density holds text'):
+    _ = run.results
+  (tmp_path / 'results.csv').write_text('temperature,density,lmc,note\n2,0.2,,a\n2,0.6,0.1,b\n')
+  assert run.results.note.tolist() == ['a', 'b'] and np.isnan(run.results.lmc[0])
+
+
+def test_apply_takes_stored_inputs_without_their_channel_axis_and_single_examples(
+    finished_run, tiny_run):
+  _, sweep, _ = finished_run
+  member = tiny_run.retrained(2, 0.2, 1, 1)
+  x = np.asarray(sweep.dataset.x_test[:8])
+  assert x.shape == (8, 40, 1)  # MNIST-1D as stored; the mnist1d package gives (8, 40).
+  logits = tiny_run.apply(member, x)
+  assert logits.shape == (8, 10)
+  np.testing.assert_allclose(tiny_run.apply(member, x[..., 0]), logits, atol=1e-6)
+  for example in (x[3], x[3, :, 0]):
+    single = tiny_run.apply(member, example)
+    assert single.shape == (10,)
+    np.testing.assert_allclose(single, logits[3], atol=1e-5)
+
+
+@pytest.mark.parametrize('shape', [(8, 41), (8, 40, 2), (2, 8, 40, 1), (41,), ()])
+def test_apply_names_the_expected_shapes_on_one_line(tiny_run, shape):
+  member = {'params': None, 'batch_stats': None}  # Never reached: the shape is checked first.
+  with pytest.raises(ValueError) as info:
+    tiny_run.apply(member, np.zeros(shape, np.float32))
+  message = str(info.value)
+  assert isinstance(info.value, analysis.AnalysisError) and '\n' not in message
+  assert message.startswith(f'x has shape {shape}; expected (N, 40, 1) or (N, 40) (mnist1d')
+  assert message.endswith('or one example (40, 1) or (40,)')
+
+
+OFF_GRID = {
+    'curves temperature': (lambda r: r.curves(100, 0.2),
+                           "temperature 100 is not on this run's grid; temperatures (epochs): "
+                           '1, 2'),
+    'curves density': (lambda r: r.curves(2, 0.05),
+                       "density 0.05 is not on this run's grid; densities: 0.2, 0.6"),
+    'mask temperature': (lambda r: r.mask(3, 1, 0.2), 'temperature 3 is not'),
+    'mask dense seed': (lambda r: r.mask(2, 9, 0.2),
+                        "dense seed 9 is not on this run's grid; dense seeds: 1"),
+    'mask density': (lambda r: r.mask(2, 1, 0.05), 'density 0.05 is not'),
+    'dense temperature': (lambda r: r.dense(7, 1), 'temperature 7 is not'),
+    'dense seed': (lambda r: r.dense(2, 7), 'dense seed 7 is not'),
+    'retrained temperature': (lambda r: r.retrained(1.5, 0.2, 1, 1), 'temperature 1.5 is not'),
+    'retrained density': (lambda r: r.retrained(2, 0.4, 1, 1), 'density 0.4 is not'),
+    'retrained dense seed': (lambda r: r.retrained(2, 0.2, 2, 1), 'dense seed 2 is not'),
+    'retrained seed': (lambda r: r.retrained(2, 0.2, 1, 4),
+                       "retrain seed 4 is not on this run's grid; retrain seeds: 1, 2, 3"),
+    'text density': (lambda r: r.mask(2, 1, '0.2'),
+                     "density '0.2' is not a number; densities: 0.2, 0.6"),
+}
+
+
+@pytest.mark.parametrize('case', OFF_GRID)
+def test_values_off_the_grid_name_the_grid_on_one_line(tiny_run, monkeypatch, case):
+  call, expected = OFF_GRID[case]
+  monkeypatch.setattr(checkpoints, 'restore', lambda *a, **k: pytest.fail('restored'))
+  with pytest.raises(ValueError) as info:
+    call(tiny_run)
+  message = str(info.value)
+  assert isinstance(info.value, analysis.AnalysisError) and '\n' not in message
+  assert message.startswith(expected)
+  assert ('grid; ' in message or 'not a number; ' in message) and message.count(':') == 1
+
+
+def test_grid_floats_match_with_a_tolerance(tiny_run):
+  assert len(tiny_run.curves(2.0000001, 0.6000001)) == 3
+  near = tiny_run.mask(2, 1, 0.2000001)['conv1']['kernel']
+  np.testing.assert_array_equal(near, tiny_run.mask(2, 1, 0.2)['conv1']['kernel'])
