@@ -8,8 +8,8 @@ Command (the README's first set-up command runs it):
 `--config=configs/default.py:landscape` (combinable with quick) adds the metrics beyond the paper
 on fewer densities: Hessian top eigenvalue and trace of every member, a trained Bezier curve
 between every seed pair, and iterative magnitude pruning (rate 0.5 per level) with weight
-rewinding to epoch 1 instead of one-shot pruning with lr rewinding (README "Definitions"; its
-figure and finding: README "Beyond the paper").
+rewinding to epoch 1 instead of one-shot pruning with lr rewinding (docs/definitions.md; its
+figure and finding: docs/beyond_the_paper.md).
 
 Load = density of the one-shot layerwise-uniform magnitude pruned model; retraining by lr
 rewinding (the schedule replayed from the pruned weights); 3 dense x 2 retrain seeds.
@@ -25,6 +25,11 @@ transition reproduced on B (4 % density: batch 16 beats batch 256 by 0.066 test 
 0.036) and only partly on A (batch 32 beats 256 by 0.076, 2x SE 0.077: the 4 % column's seed
 noise is large, and float rounding alone has moved A and B across that line between code
 versions). Not shown: the epoch family, the paper's own temperature (docs/default_search.md).
+
+Every field's meaning is written once, here: the comment at the end of the line that sets it, or
+the comment lines directly above that line. `prunephase --config=configs/default.py
+--print_config` lists every field with its value and that meaning; the other configs build on
+this one.
 """
 
 import ml_collections
@@ -41,7 +46,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
   # Data. MNIST-1D is generated procedurally by the `mnist1d` package, offline.
   config.dataset = ml_collections.ConfigDict()
-  config.dataset.name = 'mnist1d'  # 'mnist1d' or a tfds dataset: cifar10, cifar100, svhn_cropped, mnist, fashion_mnist.
+  # 'mnist1d' or a tfds dataset: cifar10, cifar100, svhn_cropped, mnist, fashion_mnist.
+  config.dataset.name = 'mnist1d'
   config.dataset.num_samples = 5000  # mnist1d: train + test examples generated.
   config.dataset.train_split = 0.8  # mnist1d: fraction of them used for training.
   config.dataset.data_seed = 42  # mnist1d: generator seed (the package's default).
@@ -63,10 +69,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.dense = ml_collections.ConfigDict()
   config.dense.optimizer = 'sgd'  # sgd | sam.
   config.dense.lr = 0.1  # Base learning rate.
-  config.dense.momentum = 0.9
+  config.dense.momentum = 0.9  # SGD momentum.
   config.dense.weight_decay = 1e-4  # Coupled (added to the gradient), like torch SGD.
   config.dense.sam_rho = 0.05  # SAM radius (used when optimizer = sam).
-  config.dense.batch_size = 64
+  config.dense.batch_size = 64  # Examples per step (unless the temperature is the batch size).
   config.dense.epochs = 24  # Length of the run (epoch family: checkpoints inside it).
   config.dense.iterations = 1500  # Batch-size family: exactly this many steps for every batch.
   config.dense.lr_decay = 0.1  # Factor at each decay.
@@ -82,32 +88,34 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   #   dense.iterations steps (hotter = smaller);  lr, weight_decay, sam_rho: one vmapped
   #   population (hotter = larger).
   config.temperature = ml_collections.ConfigDict()
-  config.temperature.knob = 'batch_size'
-  config.temperature.grid = (16, 32, 64, 128, 256)
+  config.temperature.knob = 'batch_size'  # epochs | batch_size | lr | weight_decay | sam_rho.
+  config.temperature.grid = (16, 32, 64, 128, 256)  # The knob's values: the diagram's rows.
 
   # Pruning (stage `prune`): one shot from every dense checkpoint to every density.
   config.prune = ml_collections.ConfigDict()
   config.prune.method = 'uniform'  # uniform (the paper's) | global | lamp | random.
-  config.prune.densities = (0.04, 0.06, 0.08, 0.12, 0.2, 0.4)  # Fraction of prunable kept.
+  # Load: the fraction of prunable weights kept, one column of the diagram each.
+  config.prune.densities = (0.04, 0.06, 0.08, 0.12, 0.2, 0.4)
   config.prune.seed = 0  # For method = random.
   config.prune.schedule = 'one_shot'  # one_shot (the paper's) | iterative (IMP, OpenLTH's).
   config.prune.rate_per_level = 0.2  # iterative: fraction of the remaining weights per level.
 
   # Retraining (stage `retrain`): masks fixed, pruned weights stay exactly zero.
   config.retrain = ml_collections.ConfigDict()
-  config.retrain.mode = 'lr_rewinding'  # lr_rewinding (replay the schedule) | finetune |
-  # weight_rewinding (weights reset to the dense run's checkpoint at rewind_epoch, masks kept).
+  # lr_rewinding (replay the schedule from the pruned weights) | finetune | weight_rewinding
+  # (weights reset to the dense run's checkpoint at rewind_epoch, masks kept).
+  config.retrain.mode = 'lr_rewinding'
   config.retrain.rewind_epoch = 1  # weight_rewinding: 0 = the initialisation.
   config.retrain.lr = 0.1  # lr_rewinding: base lr of the replayed schedule.
   config.retrain.finetune_lr = 0.001  # finetune: constant lr.
-  config.retrain.momentum = 0.9
-  config.retrain.weight_decay = 1e-4
-  config.retrain.batch_size = 64
-  config.retrain.epochs = 24
-  config.retrain.lr_decay = 0.1
-  config.retrain.lr_decay_epochs = ()
-  config.retrain.lr_decay_fractions = (0.5, 0.75)
-  config.retrain.augmentation = 'none'
+  config.retrain.momentum = 0.9  # SGD momentum.
+  config.retrain.weight_decay = 1e-4  # Coupled (added to the gradient), like torch SGD.
+  config.retrain.batch_size = 64  # Examples per step.
+  config.retrain.epochs = 24  # Length of every retraining run.
+  config.retrain.lr_decay = 0.1  # Factor at each decay.
+  config.retrain.lr_decay_epochs = ()  # Decay at these epochs ...
+  config.retrain.lr_decay_fractions = (0.5, 0.75)  # ... or at these fractions of the run.
+  config.retrain.augmentation = 'none'  # none | crop_flip (images).
   config.retrain.seeds = (1, 2)  # Retrain seeds (data order only); pairs give LMC/CKA.
   config.retrain.resume_every = 0  # Extra resume checkpoint every N epochs (0 = off).
 
@@ -121,12 +129,14 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.pairs_per_call = 0  # Seed pairs per compiled LMC/CKA call (0 = all at once).
   config.measure.cka_examples = 6464  # First N un-augmented train inputs (the paper: 6,464).
   config.measure.cka_estimator = 'biased'  # biased (the paper's) | unbiased.
-  # Beyond the paper (README "Definitions"): Hessian metrics of every member and dense model ...
+  # Beyond the paper (docs/definitions.md): Hessian metrics (top eigenvalue, trace) of every
+  # member and dense model.
   config.measure.hessian = False
   config.measure.hessian_batches = 4  # Train batches of bn_batch_size examples in the loss.
   config.measure.hessian_iters = 20  # Power iterations (top eigenvalue).
   config.measure.hessian_probes = 20  # Hutchinson Rademacher probes (trace).
-  # ... and a trained quadratic Bezier curve between the two members of every pair.
+  # Beyond the paper (docs/definitions.md): a trained quadratic Bezier curve between the two
+  # members of every pair.
   config.measure.bezier_curve = False
   config.measure.curve_epochs = 4  # Epochs of bend training (retrain batch size and momentum).
   config.measure.curve_lr = 0.05  # Constant SGD lr of the bend.
@@ -143,13 +153,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.regimes.cka_tolerance = 0.001  # II-B from the first cell within this of the plateau.
   config.regimes.bootstrap = 200  # Resamples of dense seeds for each label's confidence.
   config.regimes.min_confidence = 0.7  # Below this a label is drawn as uncertain.
-  config.regimes.seed = 0
+  config.regimes.seed = 0  # Seed of the bootstrap resampling.
 
   # Devices (ignored on one device): a ('members', 'data') mesh. members=0 puts every device not
   # on the data axis on the member axis; data > 1 splits each batch (data parallelism).
   config.mesh = ml_collections.ConfigDict()
-  config.mesh.members = 0
-  config.mesh.data = 1
+  config.mesh.members = 0  # Devices on the member axis (0 = all not on the data axis).
+  config.mesh.data = 1  # Devices on the data axis (> 1 splits each batch).
   config.distributed = False  # Call jax.distributed.initialize() first (multi-host runs).
   # CPU: split the host into this many XLA devices so members train in parallel (0 = one per
   # core; 1 = off). Accelerator backends are unaffected.

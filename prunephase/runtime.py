@@ -1,6 +1,8 @@
-"""Process set-up shared by the command-line tools: device layout, multi-host, error exit."""
+"""Process set-up shared by the command-line tools: flag parsing with the commands' --help and
+one-line errors, device layout, multi-host start, error exit."""
 
 import os
+import re
 import sys
 
 
@@ -17,27 +19,179 @@ def one_line(error: BaseException) -> str:
   return f'{type(error).__name__}: {lines[0]}' if lines else type(error).__name__
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's flag parsing, with a one-line error for a bad config file, argument or override.
+HELP_FLAGS = ('help', 'helpshort', 'h', '?')  # absl's --help, --helpshort, -?; and -h.
 
-  Pass as `app.run(main, flags_parser=parse_flags)`. ml_collections raises KeyError or
-  AttributeError for an unknown `--config.a.b=...` field (the config is locked) and wraps a
-  config file's own error in a message that holds its traceback; both become one line here.
+
+def help_requested(argv: list[str]) -> bool:
+  """Whether the command line asks for the command's help (--help, -h, -?, --helpshort)."""
+  for arg in argv[1:]:
+    if arg == '--':
+      break
+    name, _, value = arg.lstrip('-').partition('=')
+    if arg.startswith('-') and name in HELP_FLAGS and value.lower() in ('', 'true', '1'):
+      return True
+  return False
+
+
+def parse_flags(argv: list[str], help_text=None) -> list[str]:
+  """absl's flag parsing, with the command's own help and a one-line error for a bad flag,
+  config file, config argument or config override.
+
+  Pass as `app.run(main, flags_parser=parse_flags)` (or with `help_text` bound).
+
+  Args:
+    argv: the command line, program name first.
+    help_text: a function returning the command's help; when given, --help, -h, -? and
+      --helpshort print it and exit 0 (absl's --helpfull still lists every flag).
+
+  Returns:
+    The arguments left after the flags (absl's return value).
   """
   from absl import flags  # pylint: disable=import-outside-toplevel
+  if help_text is not None and help_requested(argv):
+    print(help_text(), flush=True)
+    sys.exit(0)
   try:
     return flags.FLAGS(argv)
   except flags.Error as error:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    fail(f'bad flag: {lines[-1] if lines else error}')
-  except (KeyError, AttributeError, TypeError, ValueError) as error:
-    overrides = [a for a in argv[1:] if a.startswith('--config.')]
-    name = str(error).strip('"\'')
-    culprit = [a for a in overrides if name and name in a]
-    fail(f'bad config override {(culprit or overrides or [""])[0]}: {type(error).__name__} '
-         f'{error} (unknown field, or a value of the wrong type; the config file lists the '
-         'fields)')
+    fail(_flag_error(error, argv))
+  except Exception as error:  # pylint: disable=broad-exception-caught
+    # ml_collections raises KeyError or AttributeError for an unknown `--config.a.b=...` field
+    # (the config is locked); a config file's own errors come through as they are.
+    fail(_config_error(error, argv))
   return argv
+
+
+def _last_line(text: str) -> str:
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  return lines[-1] if lines else ''
+
+
+def _config_file(argv: list[str]) -> str | None:
+  """The --config value of a command line ('configs/default.py:quick'), the last one given."""
+  found = None
+  for index, arg in enumerate(argv[1:], 1):
+    if arg == '--':
+      break
+    if re.fullmatch(r'--?config=.*', arg):
+      found = arg.split('=', 1)[1]
+    elif re.fullmatch(r'--?config', arg) and index + 1 < len(argv):
+      found = argv[index + 1]
+  return found
+
+
+def _overrides(argv: list[str]) -> list[tuple[str, str]]:
+  """(field, argument) of every `--config.a.b=value` (or --noconfig.a.b) in a command line."""
+  found = []
+  for arg in argv[1:]:
+    if arg == '--':
+      break
+    match = re.match(r'--?(?:no)?config\.([^=\s]+)', arg)
+    if match:
+      found.append((match.group(1), arg))
+  return found
+
+
+def _where(error: BaseException, files: set[str], text: str = '') -> str:
+  """' (default.py line 12)' when the innermost frame of `error` (or of the traceback written
+  out in `text`) is in one of the config `files`, else ''."""
+  written = re.findall(r'File "([^"]+)", line (\d+)', text)
+  innermost = written[-1] if written else None
+  trace = error.__traceback__
+  while trace is not None and not written:
+    innermost = (trace.tb_frame.f_code.co_filename, trace.tb_lineno)
+    trace = trace.tb_next
+  if innermost and os.path.realpath(innermost[0]) in files:
+    return f' ({os.path.basename(innermost[0])} line {innermost[1]})'
+  return ''
+
+
+def _config_files(argv: list[str]) -> set[str]:
+  from prunephase.config import args  # pylint: disable=import-outside-toplevel
+  top = (_config_file(argv) or '').split(':', 1)[0]
+  return {os.path.realpath(top)} | {os.path.realpath(path) for path in args.LOADED}
+
+
+def _shown(value) -> str:
+  """A config value as written in an override: true/false for a bool, else Python's form."""
+  return str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _flag_error(error: Exception, argv: list[str]) -> str:
+  """The one-line message of absl's error for a bad flag value or an unknown flag."""
+  from absl import flags  # pylint: disable=import-outside-toplevel
+  message = str(error)
+  match = re.match(r'flag --(config\.[^=\s]+)=', message)
+  if match and match.group(1) in flags.FLAGS:
+    from prunephase.config import fields  # pylint: disable=import-outside-toplevel
+    name = match.group(1)
+    field = name[len('config.'):]
+    given = [arg.split('=', 1)[1] for arg in argv[1:] if arg.startswith(f'--{name}=')]
+    value = given[-1] if given else message[match.end():].split(':', 1)[0]
+    try:
+      current = fields.value_at(field, flags.FLAGS['config'].value)
+    except (KeyError, AttributeError, TypeError, OSError):
+      current = flags.FLAGS[name].default
+    if hasattr(current, 'keys'):
+      return (f'config field {field} is a section, not a value: override its fields, e.g. '
+              f'--config.{field}.{next(iter(current.keys()), "NAME")}=VALUE')
+    return (f'bad value {value} for config field {field}: expected {fields.kind_of(current)}, '
+            f'like its default {_shown(current)}')
+  if re.match(r'flag --?config=', message):
+    # A config file's TypeError or ValueError, wrapped with its traceback by ml_collections.
+    # A ValueError's or prunephase's own error's message is a sentence of its own.
+    reason = re.sub(r'^(ValueError|prunephase(\.\w+)+Error): ', '', _last_line(message))
+    where = _where(error, _config_files(argv), message)
+    return f'cannot load the config {_config_file(argv)}: {reason}{where}'
+  unknown = re.match(r"Unknown command line flag '((?:no)?config\.[^']*)'", message)
+  if unknown and _config_file(argv) is None:
+    return f'--{unknown.group(1)} overrides a config field: give --config=FILE before it'
+  hint = '; --help lists the flags' if message.startswith('Unknown command line flag') else ''
+  return f'bad flag: {_last_line(message) or type(error).__name__}{hint}'
+
+
+def _config_error(error: Exception, argv: list[str]) -> str:
+  """The one-line message of an error raised while loading --config or applying overrides."""
+  config_arg = _config_file(argv)
+  if config_arg is None:
+    return f'bad flag: {one_line(error)}'
+  path = config_arg.split(':', 1)[0]
+  if isinstance(error, OSError) and not os.path.isfile(path):
+    return _missing_file(path)
+  if isinstance(error, (KeyError, AttributeError)) and _overrides(argv):
+    unknown = _unknown_override(config_arg, _overrides(argv))
+    if unknown:
+      return unknown
+  if isinstance(error, OSError):
+    return f'cannot load the config file {path}: {_last_line(error)}'
+  where = _where(error, _config_files(argv))
+  return f'cannot load the config {config_arg}: {one_line(error)}{where}'
+
+
+def _missing_file(path: str) -> str:
+  if not path:
+    return '--config names no file; give one, e.g. --config=configs/default.py'
+  return f'cannot load the config file {path}: no such file'
+
+
+def _unknown_override(config_arg: str, overrides: list[tuple[str, str]]) -> str | None:
+  """'unknown config field a.b (did you mean a.c?); ...' for the first override that names no
+  field of the config (loaded again, without overrides); None if all do or it fails to load."""
+  from prunephase.config import args  # pylint: disable=import-outside-toplevel
+  from prunephase.config import fields  # pylint: disable=import-outside-toplevel
+  path, _, arg = config_arg.partition(':')
+  try:
+    module = args.load_config_file(path)
+    config = module.get_config(arg) if arg else module.get_config()
+  except Exception:  # pylint: disable=broad-exception-caught
+    return None
+  for field, _ in overrides:
+    if not fields.has_field(field, config):
+      match = fields.closest(field, config)
+      hint = f' (did you mean {match}?)' if match else ''
+      return (f'unknown config field {field}{hint}; prunephase --config={config_arg} '
+              '--print_config lists the fields')
+  return None
 
 
 def config_value(holder):
@@ -49,8 +203,14 @@ def config_value(holder):
       value.keys()  # A file that failed to load raises here, on first attribute access.
     return value
   except OSError as error:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    fail(f'cannot load the config file: {lines[-1] if lines else error}')
+    from absl import flags  # pylint: disable=import-outside-toplevel
+    try:
+      path = flags.FLAGS[holder.name].config_filename.split(':', 1)[0]
+    except flags.Error:
+      path = ''
+    if not os.path.isfile(path):
+      fail(_missing_file(path))
+    fail(f'cannot load the config file {path}: {_last_line(error)}')
 
 
 def split_host_into_devices(count: int) -> None:

@@ -383,6 +383,6 @@ def test_registering_a_builtin_name_again_is_one_line(tmp_path):
   result = run_command('prunephase', f'--config={path}', f'--workdir={tmp_path / "w"}')
   assert result.returncode == 2 and 'Traceback' not in result.stderr, result.stderr[-2000:]
   assert error_lines(result) == [
-      "prunephase: error: bad flag: prunephase.registry.RegistryError: model 'mlp' is already "
-      'registered (by prunephase.models:mlp_factory); choose another name']
+      f"prunephase: error: cannot load the config {path}: model 'mlp' is already registered "
+      '(by prunephase.models:mlp_factory); choose another name']
   assert not (tmp_path / 'w').exists()

@@ -194,7 +194,9 @@ def test_mlp_without_hidden_layers_is_refused():
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--config=configs/default.py', '--config.nosuch=1'], 'bad config override --config.nosuch=1'),
+    (['--config=configs/default.py', '--config.nosuch=1'],
+     'unknown config field nosuch; prunephase --config=configs/default.py --print_config lists '
+     'the fields'),
     (['--config=configs/default.py:bogus'], "unknown config argument 'bogus'"),
     (['--config=configs/nofile.py'], 'cannot load the config file'),
 ])

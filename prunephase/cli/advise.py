@@ -1,4 +1,4 @@
-"""`prunephase-advise`: case study 1, which way to move the temperature.
+r"""prunephase-advise: case study 1, which way to move the temperature.
 
   prunephase-advise --workdir=DIR --density=0.05 --temperature=80   one cell of a sweep
   prunephase-advise --results=FILE.csv --knob=epochs --evaluate     the advice on every cell

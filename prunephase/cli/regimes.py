@@ -1,4 +1,4 @@
-"""`prunephase-regimes`: label and plot any results table, optionally score it against labels.
+"""prunephase-regimes: label and plot any results table, optionally score it against labels.
 
   prunephase-regimes --results=FILE.csv --out=DIR [--knob=epochs] [--compare=LABELS.csv]
   prunephase-regimes --workdir=DIR          (writes DIR/regimes/, never the sweep's report)

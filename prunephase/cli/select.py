@@ -1,4 +1,4 @@
-"""`prunephase-select`: case study 2 (and 3 on a SAM-rho sweep), which dense model to prune.
+"""prunephase-select: case study 2 (and 3 on a SAM-rho sweep), which dense model to prune.
 
   prunephase-select --workdir=DIR [--density=0.05]
   prunephase-select --results=FILE.csv --knob=sam_rho

@@ -7,6 +7,7 @@ and `prunephase --help` import no JAX. Nothing here imports outside the standard
   paper     the paper's grids (densities, Figure 2's epochs)
   args      parse_arg for `--config=file.py:a,b=1` strings; load_config_file
   validate  ConfigError, validate(config), validate_against_data(config, num_train)
+  fields    the fields' meanings (the config files' comments) and `prunephase --print_config`
 """
 
 from prunephase.config.args import load_config_file

@@ -16,6 +16,10 @@ import os
 import pathlib
 from typing import Any
 
+# Every config file `load_config_file` has loaded in this process, in order (absl loads the one
+# named by --config itself): `prunephase --print_config` reads the fields' meanings from them.
+LOADED: list[pathlib.Path] = []
+
 
 def _convert(name: str, text: str, default: Any) -> Any:
   """`text` as the type of `default` (a bool takes true/false/1/0)."""
@@ -82,6 +86,8 @@ def load_config_file(path: str | os.PathLike):
   """Imports a config file by path, so configs can build on each other however absl, pytest or
   a notebook found them (`configs/` is not a package on sys.path)."""
   path = pathlib.Path(path).resolve()
+  if path not in LOADED:
+    LOADED.append(path)
   spec = importlib.util.spec_from_file_location(f'prunephase_config_{path.stem}', path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

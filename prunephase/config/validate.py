@@ -74,7 +74,8 @@ def _check_landscape(config) -> None:
   """The beyond-the-paper fields: Hessian, Bezier curves, IMP with rewinding, panels."""
   measure, prune, retrain = config.measure, config.prune, config.retrain
   for name in ('hessian_batches', 'hessian_iters', 'hessian_probes'):
-    _check(int(measure.get(name, 1)) >= 1, f'measure.{name} must be >= 1, got {measure[name]}')
+    _check(name in measure, f'missing config field measure.{name}')
+    _check(int(measure[name]) >= 1, f'measure.{name} must be >= 1, got {measure[name]}')
   _check(int(measure.get('curve_epochs', 0)) >= 0, 'measure.curve_epochs must be >= 0')
   _check(int(measure.get('curve_points', 2)) >= 2, 'measure.curve_points must be >= 2')
   _check(float(measure.get('curve_lr', 1.0)) > 0, 'measure.curve_lr must be > 0')
