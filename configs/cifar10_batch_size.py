@@ -10,8 +10,8 @@ Command (prepare the tfds data first, see `prunephase/tfds_data.py`):
   --config=configs/cifar10_batch_size.py:svhn             ... on SVHN (tfds svhn_cropped)
   --config=configs/cifar10_batch_size.py:svhn,quick       tokens combine
 
-Settings (paper_notes §4.3(b), §4.5): B in {16, 32, 64, 128, 256, 512} (smaller = hotter), each
-trained for exactly 62,400 iterations (= 160 epochs at B=128 on CIFAR, incomplete last batches
+Settings (the others as `configs/paper.py`): B in {16, 32, 64, 128, 256, 512} (smaller = hotter),
+each trained for exactly 62,400 iterations (= 160 epochs at B=128 on CIFAR, incomplete last batches
 dropped, so epochs = ceil(62400 / floor(50000 / B)) = 20 ... 644), lr 0.1 for every B (no
 scaling), lr x0.1 at 50 % and 75 % of the iterations; one program per batch size (shapes
 differ); only the final dense model of each B is pruned. Retraining: lr rewinding at batch 128,
@@ -29,12 +29,12 @@ stage (54 pairs) add little, though the small batches (B=16) run far below that 
 The `:quick` variant: not measured yet; on a CPU expect tens of minutes (see
 `configs/cifar10_epochs.py`).
 
-What the paper's figure shows: the paper's batch-size diagram and its values are not in the
-released code or our notes (paper_notes §7: [GAP]). By the three-regime model (§6.2 for the
-epoch family) we expect the same partition with batch size as temperature: small batches (hot)
-at the top, large batches (cold) at the bottom; Regime I (LMC barrier, low CKA) at low density
-and large batch, II-A (connected, lower CKA) at small batch, II-B at high density and large
-batch.
+What the paper's figure shows: the paper's batch-size diagram and its values are not in its
+released code, so nothing here is checked against them. By the three-regime model (as drawn for
+the epoch family, `configs/cifar10_epochs.py`) we expect the same partition with batch size as
+temperature: small batches (hot) at the top, large batches (cold) at the bottom; Regime I (LMC
+barrier, low CKA) at low density and large batch, II-A (connected, lower CKA) at small batch,
+II-B at high density and large batch.
 """
 
 import pathlib

@@ -10,13 +10,13 @@ Command (prepare the tfds data first, see `prunephase/tfds_data.py`):
   --config=configs/cifar10_sam_rho.py:svhn             ... on SVHN (tfds svhn_cropped)
   --config=configs/cifar10_sam_rho.py:cifar100,quick   tokens combine
 
-Settings (paper_notes §4.3(c), §8.3): dense training with SAM (SGD base: lr 0.1, momentum 0.9,
-weight decay 1e-4) for rho in {0.1, 0.2, ..., 0.8} (larger = hotter, paper_notes' presumption),
-160 epochs at batch 64 with lr x0.1 after epochs 80 and 120; the final (epoch-160) model of
-each rho is pruned (which epoch the paper used is a [GAP]; the final one is the natural reading);
-all rho values train as ONE vmapped population. Retraining with plain SGD, lr rewinding, as
-`configs/cifar10_epochs.py`. Seeds: 3 dense x 3 retrain as the epoch family (the paper's seeds
-for this diagram are not known).
+Settings (the others as `configs/paper.py`): dense training with SAM (SGD base: lr 0.1, momentum
+0.9, weight decay 1e-4) for rho in {0.1, 0.2, ..., 0.8} (larger = hotter, as presumed in
+`prunephase/registry.py`'s knob table), 160 epochs at batch 64 with lr x0.1 after epochs 80 and
+120; the final (epoch-160) model of each rho is pruned (which epoch the paper used is not known;
+the final one is the natural reading); all rho values train as ONE vmapped population.
+Retraining with plain SGD, lr rewinding, as `configs/cifar10_epochs.py`. Seeds: 3 dense x 3
+retrain as the epoch family (the paper's seeds for this diagram are not known).
 
 Expected run time on one GPU: not measured yet. Estimate (from a FLOP count, not a timing):
 retraining is 8 x 9 x 3 x 3 = 648 runs x 160 epochs x 50k = 5.2e9 training images at about
@@ -25,8 +25,8 @@ dense SAM training (24 members x 160 epochs, two gradients per step) adds about 
 The `:quick` variant: not measured yet; on a CPU expect tens of minutes (see
 `configs/cifar10_epochs.py`).
 
-What the paper's figure shows: the paper's rho diagram and values are not in the released code
-or our notes (paper_notes §7, §8.3: [GAP]). Expected from the three-regime model: larger rho
+What the paper's figure shows: the paper's rho diagram and values are not in its released code,
+so nothing here is checked against them. Expected from the three-regime model: larger rho
 helps at low density (moves models out of Regime I), smaller rho at high density; the diagram
 has rho 0.8 (hot) at the top and 0.1 at the bottom against density 5 ... 80 %.
 """

@@ -1,4 +1,4 @@
-"""Shared settings of the paper's phase-diagram families (paper_notes §4); not a config itself.
+"""Shared settings of the paper's phase-diagram families; not a config itself.
 
 `configs/cifar10_epochs.py`, `configs/cifar10_batch_size.py` and `configs/cifar10_sam_rho.py`
 load this file by path (as absl loads config files, `configs` is not an importable package) with

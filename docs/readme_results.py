@@ -1,8 +1,8 @@
 r"""Writes the README's results section from finished runs of the default config.
 
-Every number in the README's "The default run" section comes from here, so what a new user
-reads is what this code computes. Run the default twice, with the dense seeds of the config
-(set A) and with three others (set B), then regenerate the section:
+Every number between the README's results markers (section "The default run") comes from here,
+so what a new user reads is what this code computes. Run the default twice, with the dense seeds
+of the config (set A) and with three others (set B), then regenerate the section:
 
   prunephase --config=configs/default.py --workdir=runs/default
   prunephase --config=configs/default.py --workdir=runs/default_seeds456 \

@@ -1,6 +1,6 @@
 """Trained quadratic Bezier mode connectivity between the two members of a pair.
 
-Yang et al.'s taxonomy (paper_notes §2.1) measures global connectivity along a TRAINED curve
+Yang et al.'s taxonomy (docs/definitions.md) measures global connectivity along a TRAINED curve
 (Garipov et al. 2018): a quadratic Bezier curve with both ends fixed at the pair's weights and
 its middle control point (the bend) theta trained so that the whole curve has low loss,
 

@@ -1,6 +1,6 @@
 """Hessian metrics of ONE model's train loss: top eigenvalue and trace, lifted to populations.
 
-The local-sharpness metrics of Yang et al.'s taxonomy (paper_notes §2.1, §5.4), computed as
+The local-sharpness metrics of Yang et al.'s taxonomy (docs/definitions.md, Hessian), computed as
 PyHessian does:
 
 * Loss: mean softmax cross-entropy over a fixed set of train examples (e.g. the first

@@ -2,7 +2,7 @@
 
 IMP prunes in L levels, retraining between them: level l keeps (1 - rate) ** l of the prunable
 weights, each level pruning `rate` of the weights that are still there, so every level's mask is
-a subset of the previous one. The paper itself prunes one-shot (paper_notes §2.4); this module
+a subset of the previous one. The paper itself prunes one-shot (docs/definitions.md); this module
 provides the masks for an IMP comparison. Masks follow `pruning`'s contract: a pytree shaped like
 the params with a bool array for each prunable leaf and None for leaves never pruned.
 

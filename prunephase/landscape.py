@@ -1,6 +1,6 @@
 """Loss-landscape measurements: BatchNorm recalibration, linear interpolation and LMC.
 
-Definitions follow the paper's code (paper_notes §5.2): the path between two retrained models
+Definitions follow the paper's code (docs/definitions.md): the path between two retrained models
 is the straight line w(t) = (1 - t) w_a + t w_b over ALL parameters (kernels, biases, BN scale
 and shift); BatchNorm running statistics are not interpolated but recomputed at every point
 from one in-order pass over the un-augmented train set; the curve is the eval-mode train error

@@ -33,7 +33,7 @@ files only: no network, checked with sockets disabled; 0.05 s for the first buil
 command exits with the message in 1.9 s) and raises `data.DataError` with that how-to instead of
 letting tfds try to download (which, offline, spends about 200 s before failing).
 
-Normalisation: CIFAR-10/100 and SVHN use the paper's values (paper_notes §4.1). The paper has no
+Normalisation: CIFAR-10/100 and SVHN use the paper's values (`NORMALISATION`). The paper has no
 MNIST/Fashion-MNIST; we use the commonly quoted statistics of their train sets (MNIST 0.1307 /
 0.3081, Fashion-MNIST 0.2860 / 0.3530).
 """

@@ -62,7 +62,7 @@ def test_the_kernel_modules_use_the_names_stated_here():
 
 
 def test_the_papers_grids():
-  # paper_notes §4.4 and Figure 2.
+  # The paper's Figure 2 grid (docs/paper_figure2/).
   assert paper.DENSITIES == (0.05, 0.06, 0.07, 0.08, 0.10, 0.14, 0.20, 0.40, 0.80)
   assert paper.EPOCHS == (10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120, 130, 140, 150, 160)
   epochs = config_lib.load_config_file(REPO / 'configs' / 'cifar10_epochs.py').get_config()

@@ -125,7 +125,7 @@ def test_layerwise_counts_are_exact(method):
   masks = pruning.make_masks(params, models.prunable_tree(params), DENSITIES, method,
                              key=jax.random.key(0))
   # Hand-checked values where rounding matters: 0.95 * 96 = 91.2 -> 5 kept (int() would give 4);
-  # 0.95 * 432 = 410.4 -> 22 kept, the stem count quoted in paper_notes (bug list, item 13).
+  # 0.95 * 432 = 410.4 -> 22 kept (PreResNet-20's stem at 5 % density).
   assert pruning.kept_counts(pruning.mask_select(masks, 0)) == {
       'conv0/kernel': (2, 40), 'conv1/kernel': (5, 96), 'stem/kernel': (22, 432)}
   assert pruning.kept_counts(pruning.mask_select(masks, 1)) == {
