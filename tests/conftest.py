@@ -7,6 +7,7 @@ import sys
 _UNDER_PYTEST = 'pytest' in sys.modules
 
 import contextlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import importlib.util
 import os
 import pathlib
 import shutil
@@ -20,23 +21,25 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / 'tests'))
 
-# A persistent XLA compilation cache for this test run, set before JAX is imported: compiling
-# is most of the suite's time on a CPU, and many tests and the commands they start compile the
-# same programs. Results do not change (a cached program is the compiled one). One directory
-# per pytest process (each xdist worker), removed at its end: writes to the cache are not
-# atomic, and a worker runs the commands it starts one at a time (test_distributed's two
-# concurrent processes go without it). A JAX_COMPILATION_CACHE_DIR of your own is kept.
+# One persistent XLA compilation cache for the whole test run, set before JAX is imported:
+# compiling is most of the suite's time on a CPU, and both xdist workers and the commands they
+# start compile many of the same programs. Results do not change (a cached program is the
+# compiled one). The pytest process that starts the run (the xdist controller, or pytest alone)
+# makes the directory and removes it at its end; workers and started commands inherit it through
+# the environment. A size limit switches on JAX's file lock around every cache read and write
+# (it needs `filelock`, a test dependency), so concurrent processes never read a half-written
+# entry. A JAX_COMPILATION_CACHE_DIR of your own is used as it is and kept.
 XLA_CACHE_VARIABLES = ('JAX_COMPILATION_CACHE_DIR', 'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS',
-                       'PRUNEPHASE_TESTS_XLA_CACHE_OF')
+                       'JAX_COMPILATION_CACHE_MAX_SIZE', 'PRUNEPHASE_TESTS_XLA_CACHE')
 _XLA_CACHE = None
-_PROCESS = os.environ.get('PYTEST_XDIST_WORKER', 'main')
-if _UNDER_PYTEST and os.environ.get('PRUNEPHASE_TESTS_XLA_CACHE_OF') != _PROCESS and (
-    'JAX_COMPILATION_CACHE_DIR' not in os.environ
-    or 'PRUNEPHASE_TESTS_XLA_CACHE_OF' in os.environ):  # Inherited from the xdist controller.
-  _XLA_CACHE = tempfile.mkdtemp(prefix=f'prunephase-tests-xla-{_PROCESS}-')
+if (_UNDER_PYTEST and 'PYTEST_XDIST_WORKER' not in os.environ
+    and 'JAX_COMPILATION_CACHE_DIR' not in os.environ
+    and importlib.util.find_spec('filelock') is not None):
+  _XLA_CACHE = tempfile.mkdtemp(prefix='prunephase-tests-xla-')
   os.environ.update({'JAX_COMPILATION_CACHE_DIR': _XLA_CACHE,
-                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0.5',
-                     'PRUNEPHASE_TESTS_XLA_CACHE_OF': _PROCESS})
+                     'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0.2',
+                     'JAX_COMPILATION_CACHE_MAX_SIZE': str(8 << 30),
+                     'PRUNEPHASE_TESTS_XLA_CACHE': _XLA_CACHE})
 
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -48,7 +51,7 @@ COMMANDS = {'prunephase': 'prunephase.cli.main', 'prunephase-regimes': 'prunepha
 
 
 def pytest_unconfigure(config):
-  """Removes this process's compilation cache (see XLA_CACHE_VARIABLES)."""
+  """Removes the run's compilation cache (see XLA_CACHE_VARIABLES) in the process that made it."""
   del config
   if _XLA_CACHE is not None:
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)

@@ -10,11 +10,14 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LAST_LINES = ('cpu_smoke_population_speedup', 'cpu_smoke_mfu', 'cpu_smoke_lmc_speedup',
               'cpu_smoke_quick_sweep_s')
 
 
+@pytest.mark.slow  # The benchmark script end to end: about 40 s.
 def test_accelerator_check_cpu_smoke_ends_with_its_machine_readable_lines(tmp_path):
   env = dict(os.environ, PYTHON=sys.executable, WHEELS=str(tmp_path / 'no_wheels'),
              ACCEL_DIR=str(tmp_path / 'accel'), JAX_PLATFORMS='cpu')

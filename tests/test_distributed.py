@@ -9,9 +9,9 @@ import textwrap
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
-from conftest import XLA_CACHE_VARIABLES  # pylint: disable=g-bad-import-order
 
 SCRIPT = textwrap.dedent('''
     import sys
@@ -43,8 +43,6 @@ def run_two_processes(workdir, stages='train,prune,retrain,measure,report'):
     env = {**os.environ, 'PRUNEPHASE_COORDINATOR': f'localhost:{port}',
            'PRUNEPHASE_NUM_PROCESSES': '2', 'PRUNEPHASE_PROCESS_ID': str(rank)}
     env.pop('XLA_FLAGS', None)
-    for name in XLA_CACHE_VARIABLES:  # Two processes at once: no shared compilation cache.
-      env.pop(name, None)
     procs.append(subprocess.Popen([sys.executable, '-c', code, str(workdir), stages], env=env,
                                   cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                   text=True))
@@ -59,6 +57,7 @@ def _assert_same_results(path, reference):
   np.testing.assert_allclose(multi[numeric], single[numeric], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow  # About 50 s: two processes compile every program of the sweep.
 def test_two_processes_resume_after_a_restart_and_write_once(finished_run, tmp_path):
   """Both processes stop after pruning and start again (a restart of all hosts); the finished
   run equals the single-process one, and only process 0 wrote files."""

@@ -107,11 +107,13 @@ def test_conv1d_gradients_match_lax_conv(kernel_size, stride, padding, train):
   ours = lambda k, xi: jnp.sum(conv1d_apply(k, xi, stride, padding, train=train) * weights)
   reference = lambda k, xi: jnp.sum(lax_conv1d(xi, k, stride, padding) * weights)
   np.testing.assert_allclose(ours(kernels[0], x), reference(kernels[0], x), rtol=1e-4)
+  # Jitted: one compile per gradient instead of one per eager operation.
+  grads = lambda f: jax.jit(jax.grad(f, (0, 1)))
   for k in kernels:
-    for got, want in zip(jax.grad(ours, (0, 1))(k, x), jax.grad(reference, (0, 1))(k, x)):
+    for got, want in zip(grads(ours)(k, x), grads(reference)(k, x)):
       np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
-  got = jax.vmap(jax.grad(ours), in_axes=(0, None))(kernels, x)
-  want = jax.vmap(jax.grad(reference), in_axes=(0, None))(kernels, x)
+  got = jax.jit(jax.vmap(jax.grad(ours), in_axes=(0, None)))(kernels, x)
+  want = jax.jit(jax.vmap(jax.grad(reference), in_axes=(0, None)))(kernels, x)
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -228,14 +230,15 @@ def test_batch_norm_train_gradient_equals_autodiff(shape):
     return f
 
   with jax.enable_x64():
-    ours = jax.grad(loss(lambda *a: kernels.batch_norm_train(*a, 1e-5)), argnums=(0, 1, 2))(
-        x, scale, bias)
-    reference = jax.grad(loss(autodiff_bn), argnums=(0, 1, 2))(x, scale, bias)
+    # Jitted: one compile per gradient instead of one per eager operation.
+    ours = jax.jit(jax.grad(loss(lambda *a: kernels.batch_norm_train(*a, 1e-5)),
+                            argnums=(0, 1, 2)))(x, scale, bias)
+    reference = jax.jit(jax.grad(loss(autodiff_bn), argnums=(0, 1, 2)))(x, scale, bias)
     for got, want in zip(ours, reference):
       np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
     # Without the mean and variance cotangents the x gradient would differ.
-    y_only = jax.grad(lambda x: jnp.sum(jnp.tanh(kernels.batch_norm_train(x, scale, bias, 1e-5)[0])
-                                        * w_y))(x)
+    y_only = jax.jit(jax.grad(lambda x: jnp.sum(
+        jnp.tanh(kernels.batch_norm_train(x, scale, bias, 1e-5)[0]) * w_y)))(x)
     assert not np.allclose(y_only, reference[0], atol=1e-3)
 
 
@@ -379,6 +382,23 @@ def test_with_bn_momentum_keeps_the_parameter_tree():
   assert jax.tree.structure(a) == jax.tree.structure(b)
 
 
+def _dot_operand_dtypes(function, *args):
+  """The operand dtypes of every dot_general and convolution in `function`'s jaxpr (nested
+  jaxprs included)."""
+  dtypes = []
+  def visit(jaxpr):
+    for equation in jaxpr.eqns:
+      if equation.primitive.name in ('dot_general', 'conv_general_dilated'):
+        dtypes.append(tuple(str(v.aval.dtype) for v in equation.invars))
+      for value in equation.params.values():
+        for sub in (value if isinstance(value, (list, tuple)) else [value]):
+          inner = getattr(sub, 'jaxpr', None)
+          if inner is not None:
+            visit(getattr(inner, 'jaxpr', inner))
+  visit(jax.make_jaxpr(function)(*args).jaxpr)
+  return dtypes
+
+
 def test_mixed_precision_keeps_float32_params_stats_and_logits():
   config = ml_collections.ConfigDict(dict(name='cnn1d', widths=(4, 4), kernel_sizes=(3, 3),
                                           strides=(2, 2)))
@@ -386,14 +406,23 @@ def test_mixed_precision_keeps_float32_params_stats_and_logits():
   params, stats = models.init_variables(model, jax.random.PRNGKey(0), (40, 1))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves((params, stats)))
   x = jax.random.normal(jax.random.PRNGKey(1), (8, 40, 1))
-  logits, updated = model.apply({'params': params, 'batch_stats': stats}, x, train=True,
-                                mutable=['batch_stats'])
+  variables = {'params': params, 'batch_stats': stats}
+  train_apply = lambda v, x: model.apply(v, x, train=True, mutable=['batch_stats'])
+  # Every convolution of the forward pass, training and eval mode, multiplies bfloat16 operands
+  # (a dropped dtype would leave float32 ones), read off the traced program; the classifier head
+  # (the last matmul) stays float32 by design, so the logits and the loss are float32.
+  for function in (train_apply, lambda v, x: model.apply(v, x, train=False)):
+    dtypes = _dot_operand_dtypes(function, variables, x)
+    assert dtypes[:-1] == [('bfloat16', 'bfloat16')] * 2, dtypes
+    assert dtypes[-1] == ('float32', 'float32'), dtypes
+  full_dtypes = _dot_operand_dtypes(
+      lambda v, x: models.make_model(config, 10).apply(v, x, train=False), variables, x)
+  assert all(d == ('float32', 'float32') for d in full_dtypes), full_dtypes
+  logits, updated = jax.jit(train_apply)(variables, x)
   assert logits.dtype == jnp.float32
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(updated))
-  conv = models.Conv1D(4, 3, dtype=jnp.bfloat16)
-  y = conv.apply({'params': {'kernel': params['conv0']['kernel']}}, x)
-  assert y.dtype == jnp.bfloat16  # The computation itself runs in bfloat16.
-  full = models.make_model(config, 10).apply({'params': params, 'batch_stats': stats}, x,
-                                             train=False)
-  mixed = model.apply({'params': params, 'batch_stats': stats}, x, train=False)
-  np.testing.assert_allclose(mixed, full, atol=0.1)  # bf16 rounding, same function.
+  full = jax.jit(lambda v, x: models.make_model(config, 10).apply(v, x, train=False))(variables, x)
+  mixed = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  # bf16 keeps 8 bits of mantissa: logits of order 1 agree to a few 1e-2, not to float32's 1e-6.
+  np.testing.assert_allclose(mixed, full, atol=0.1)
+  assert not np.allclose(mixed, full, atol=1e-6)

@@ -270,6 +270,7 @@ def check_finished_sweep(sweep, summary: dict, num_rows: int):
   assert measured['cka_examples'] == 32
 
 
+@pytest.mark.slow  # About 75 s on 2 CPU cores, mostly compiling PreResNet-20.
 def test_quick_preresnet20_sweep_on_mock_cifar10_every_stage(tmp_path, no_network):
   # About 2 minutes on the project's 2 CPU cores (one step per call and one member per call on
   # XLA:CPU, `dispatch.py`).
