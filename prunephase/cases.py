@@ -10,8 +10,9 @@ Each prints what its command (`prunephase-regimes`, `-advise`, `-select`; prunep
 and writes CSV/JSON into `loaded['out']`; bad input raises CaseError or tables.TableError with a
 one-line message before anything is printed or written.
 
-The rules are prunephase's own (paper_notes §8: the paper's case-study code and numbers are not
-available). CS1: Regime I -> increase the temperature; II-A -> decrease it; II-B -> keep it.
+The rules are prunephase's own, stated in the README ("Deciding with the regime model"): the
+paper's case-study code and numbers are not available. CS1: Regime I -> increase the
+temperature; II-A -> decrease it; II-B -> keep it.
 CS2: among cells not in Regime I pick the highest CKA; if every candidate is in Regime I, the
 highest LMC.
 """
@@ -102,16 +103,65 @@ def make_out(out: pathlib.Path) -> None:
                     f'{error.strerror or error}') from None
 
 
-def _print_table(title: str, header: list[str], lines: list[list[Any]]) -> None:
+def _print_table(title: str, header: list[str], lines: list[list[Any]],
+                 left_last: bool = False) -> None:
+  """Prints a right-aligned table; `left_last` left-aligns the last column (free text)."""
   widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+
+  def join(line):
+    cells = [str(x).rjust(w) for x, w in zip(line, widths)]
+    if left_last:
+      cells[-1] = str(line[-1]).ljust(widths[-1])
+    return '  '.join(cells).rstrip()
+
   print(f'\n{title}')
-  print('  '.join(str(h).rjust(w) for h, w in zip(header, widths)))
+  print(join(header))
   for line in lines:
-    print('  '.join(str(x).rjust(w) for x, w in zip(line, widths)))
+    print(join(line))
 
 
 def _fmt(value: float, digits: int = 4) -> str:
-  return 'nan' if not np.isfinite(value) else f'{value:.{digits}f}'
+  """A number for a printed table; 'n/a' for NaN (each caller says why a value may be
+  missing)."""
+  return 'n/a' if not np.isfinite(value) else f'{value:.{digits}f}'
+
+
+def _cells(count: int, what: str = 'cell', plural: str | None = None) -> str:
+  """'1 cell', '2 cells' (or `what` and `plural`, e.g. 'density', 'densities')."""
+  return f'{count} {what if count == 1 else plural or what + "s"}'
+
+
+def _nanmean(values) -> float:
+  """Mean of the finite values; NaN when there are none (without NumPy's empty-mean
+  warning)."""
+  values = np.asarray(values, float)
+  finite = values[np.isfinite(values)]
+  return float(finite.mean()) if finite.size else float('nan')
+
+
+def _has_dense_seeds(rows: list[dict[str, Any]]) -> bool:
+  """Whether the table names dense seeds (the units the bootstrap resamples; else rows)."""
+  return any(np.isfinite(float(row.get('dense_seed', np.nan))) for row in rows)
+
+
+def confidence_text(loaded: dict[str, Any], t: int, d: int) -> str:
+  """A cell's label confidence for printing, or 'n/a: ' and the reason it has none.
+
+  The confidence is the agreement over bootstrap resamples of the cell's dense seeds
+  (regimes.bootstrap_confidence), so an unlabelled cell has none, and neither has a cell with
+  a single dense seed (a table without a dense_seed column: a single row) to resample.
+  """
+  labelled = loaded['labelled']
+  value = labelled['confidence'][t, d]
+  if np.isfinite(value):
+    return f'{value:.2f}'
+  if labelled['labels'][t, d] == regimes_lib.NO_LABEL:
+    return 'n/a: unlabelled cell'
+  if labelled['num_units'][t, d] < 2:
+    if _has_dense_seeds(loaded['rows']):
+      return 'n/a: one dense seed, nothing to bootstrap'
+    return 'n/a: one seed pair and no dense_seed column, nothing to bootstrap'
+  return 'n/a'
 
 
 # ---------------------------------------------------------------------------- regimes
@@ -160,9 +210,18 @@ def regimes(loaded: dict[str, Any], compare: str | None = None) -> dict[str, Any
                                summary['confidence'], loaded['knob'],
                                float(loaded['config'].min_confidence)))
   counts = summary['counts']
-  print(f'counts: I={counts["I"]} II-A={counts["II-A"]} II-B={counts["II-B"]} '
-        f'unlabelled={counts["none"]}' + (f' (NaN cells: {summary["unlabelled"]})'
-                                          if summary['unlabelled'] else ''))
+  unlabelled = ', '.join(f'{loaded["knob"]}={cell["temperature"]:g} density '
+                         f'{cell["density"]:g}' for cell in summary['unlabelled'])
+  print(f'cells per regime: I={counts["I"]} II-A={counts["II-A"]} II-B={counts["II-B"]} '
+        f'unlabelled={counts["none"]} (of {_cells(summary["num_cells"])})'
+        + (f'; unlabelled (a NaN LMC or CKA, or a diverged member): {unlabelled}'
+           if unlabelled else ''))
+  labels, confidence = summary['labels'], summary['confidence']
+  no_confidence = int(((labels != regimes_lib.NO_LABEL) & ~np.isfinite(confidence)).sum())
+  if no_confidence:  # Only cells with a single unit to resample (confidence_text).
+    units = 'dense seed' if _has_dense_seeds(loaded['rows']) else 'seed pair'
+    print(f'confidence n/a in {no_confidence} of {labels.size - counts["none"]} labelled '
+          f'cells (one {units} each: the bootstrap has nothing to resample)')
   written = 'regimes.csv, regimes.json, findings.json, phase_diagram.png'
   if reference is not None:
     result = regimes_lib.agreement(summary['labels'], loaded['temperatures'],
@@ -187,40 +246,87 @@ def advice_for(label: str) -> str:
   return ADVICE.get(label, 'none')
 
 
+# Why evaluate_advice leaves a cell out of a move's count: reason -> the printed words.
+LEFT_OUT = {
+    'unlabelled': 'unlabelled, so no advice',
+    'hottest_row': 'in the hottest row, no hotter temperature to move to',
+    'coldest_row': 'in the coldest row, no colder temperature to move to',
+    'one_row': 'with no neighbour, the grid has one temperature',
+    'no_test_error': 'without a test error',
+    'neighbour_without_test_error': 'whose neighbour has no test error',
+}
+EVALUATION_ROWS = {  # evaluate_advice's keys in print order -> the printed name.
+    'increase': 'increase (Regime I)', 'decrease': 'decrease (Regime II-A)',
+    'keep': 'keep (Regime II-B)', 'advice': 'the advice (all regimes)',
+    'always_increase': 'always increase (baseline)',
+    'always_decrease': 'always decrease (baseline)'}
+
+
 def evaluate_advice(test_error: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
   """How often the advised direction lowers test error, over cells with a neighbour.
 
   Rows are hottest first, so 'increase' moves to row t-1 and 'decrease' to row t+1. An
   'increase'/'decrease' is right when that neighbour's test error is lower than the cell's;
   'keep' is right when no neighbour's is lower. Baselines: always increase, always decrease.
+
+  Returns:
+    For each of 'increase', 'decrease', 'keep' (the cells of regime I, II-A, II-B),
+    'always_increase', 'always_decrease' (every cell) and 'advice' (every cell, its regime's
+    move): 'right' and 'cells' (how many of the cells judged the move lowered the test
+    error), 'accuracy' and 'left_out' (the cells that could not be judged, counted by their
+    first reason: a key of `LEFT_OUT`).
   """
   outcome = {'increase': [], 'decrease': [], 'keep': [], 'always_increase': [],
              'always_decrease': []}
+  left_out = {k: {} for k in (*outcome, 'advice')}
   rows = test_error.shape[0]
+
+  def judge(key, reasons, is_right):
+    """Appends the outcome of a move, or counts the first reason it cannot be judged."""
+    reason = next((name for name, applies in reasons if applies), None)
+    if reason is None:
+      outcome[key].append(is_right())
+    else:
+      left_out[key][reason] = left_out[key].get(reason, 0) + 1
+    return reason
+
   for (t, d), label in np.ndenumerate(labels):
     here = test_error[t, d]
     hotter = test_error[t - 1, d] if t > 0 else np.nan
     colder = test_error[t + 1, d] if t + 1 < rows else np.nan
-    if not np.isfinite(here):
-      continue
-    if np.isfinite(hotter):
-      outcome['always_increase'].append(hotter < here)
-    if np.isfinite(colder):
-      outcome['always_decrease'].append(colder < here)
+    no_here = ('no_test_error', not np.isfinite(here))
+    up = [('hottest_row', t == 0), no_here,
+          ('neighbour_without_test_error', not np.isfinite(hotter))]
+    down = [('coldest_row', t + 1 == rows), no_here,
+            ('neighbour_without_test_error', not np.isfinite(colder))]
+    judge('always_increase', up, lambda: hotter < here)
+    judge('always_decrease', down, lambda: colder < here)
     move = advice_for(label)
-    if move == 'increase' and np.isfinite(hotter):
-      outcome['increase'].append(hotter < here)
-    elif move == 'decrease' and np.isfinite(colder):
-      outcome['decrease'].append(colder < here)
-    elif move == 'keep' and (np.isfinite(hotter) or np.isfinite(colder)):
-      outcome['keep'].append(not (np.nanmin([hotter, colder]) < here))
-  result = {k: {'right': int(np.sum(v)), 'cells': len(v),
-                'accuracy': float(np.mean(v)) if v else float('nan')}
-            for k, v in outcome.items()}
-  advised = outcome['increase'] + outcome['decrease'] + outcome['keep']
-  result['advice'] = {'right': int(np.sum(advised)), 'cells': len(advised),
-                      'accuracy': float(np.mean(advised)) if advised else float('nan')}
-  return result
+    if move == 'none':
+      reason = 'unlabelled'
+    elif move == 'increase':
+      reason = judge('increase', up, lambda: hotter < here)
+    elif move == 'decrease':
+      reason = judge('decrease', down, lambda: colder < here)
+    else:
+      reason = judge('keep', [('one_row', rows == 1), no_here,
+                              ('neighbour_without_test_error',
+                               not (np.isfinite(hotter) or np.isfinite(colder)))],
+                     lambda: not (np.nanmin([hotter, colder]) < here))
+    if reason:
+      left_out['advice'][reason] = left_out['advice'].get(reason, 0) + 1
+  outcome['advice'] = outcome['increase'] + outcome['decrease'] + outcome['keep']
+  order = ('increase', 'decrease', 'keep', 'always_increase', 'always_decrease', 'advice')
+  return {k: {'right': int(np.sum(outcome[k])), 'cells': len(outcome[k]),
+              'accuracy': float(np.mean(outcome[k])) if outcome[k] else float('nan'),
+              'left_out': left_out[k]} for k in order}
+
+
+def _left_out_text(left_out: dict[str, int]) -> str:
+  """E.g. '2 cells in the hottest row, no hotter ...; 1 cell without a test error'; '' for
+  none."""
+  return '; '.join(f'{_cells(left_out[reason])} {LEFT_OUT[reason]}' for reason in LEFT_OUT
+                   if left_out.get(reason))
 
 
 def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
@@ -228,11 +334,31 @@ def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
   advise_evaluation.json; returns `evaluate_advice`'s result."""
   out = loaded['out']
   make_out(out)
-  result = evaluate_advice(loaded['labelled']['means']['test_error'],
-                           loaded['labelled']['labels'])
-  lines = [[k, v['right'], v['cells'], _fmt(v['accuracy'], 3)] for k, v in result.items()]
-  _print_table(f'CS1 evaluation on {loaded["source"]}: does the advised move lower test error?',
-               ['advice', 'right', 'cells', 'accuracy'], lines)
+  test_error = loaded['labelled']['means']['test_error']
+  result = evaluate_advice(test_error, loaded['labelled']['labels'])
+  lines = [[name, result[k]['cells'], result[k]['right'], _fmt(result[k]['accuracy'], 3),
+            _left_out_text(result[k]['left_out']) or '-']
+           for k, name in EVALUATION_ROWS.items()]
+  _print_table(f'CS1 evaluation on {loaded["source"]}: does the advised move lower test error?'
+               f' ({_cells(test_error.size)})',
+               ['move', 'cells judged', 'right', 'accuracy', 'cells left out (why)'], lines,
+               left_last=True)
+  print('right: the temperature a move goes to (one row hotter or colder, same density) has the '
+        "lower mean test error; for keep, neither neighbour's is lower")
+  advice = result['advice']
+  if advice['cells']:
+    print(f'advice accuracy {advice["accuracy"]:.3f} (right on {advice["right"]} of '
+          f'{_cells(advice["cells"])} with a move to judge)')
+  elif not np.isfinite(test_error).any():
+    print('advice accuracy n/a: the table has no test errors (no test_error column, or every '
+          'field empty), so no move can be judged')
+  else:
+    print('advice accuracy n/a: no cell has a move to judge')
+  for key, move in (('always_increase', 'always increase'),
+                    ('always_decrease', 'always decrease')):
+    baseline, why = result[key], _left_out_text(result[key]['left_out'])
+    print(f'baseline {move}: accuracy {_fmt(baseline["accuracy"], 3)} over '
+          f'{_cells(baseline["cells"])}' + (f' (left out: {why})' if why else ''))
   workdir_lib.write_json(out / 'advise_evaluation.json', result)
   print(f'wrote {out / "advise_evaluation.json"}')
   return result
@@ -260,16 +386,19 @@ def advise(loaded: dict[str, Any], temperature: float | None,
   up, down = MOVES[knob]
   words = {'increase': f'increase the temperature: {up}',
            'decrease': f'decrease the temperature: {down}',
-           'keep': 'keep the temperature', 'none': 'no advice (the cell has NaN metrics)'}[move]
+           'keep': 'keep the temperature',
+           'none': 'no advice (unlabelled: a NaN LMC or CKA, or a diverged member)'}[move]
+  column_cka = means['cka_softmax'][:, d]
   evidence = {
       'temperature': temperatures[t], 'density': densities[d], 'regime': label,
       'confidence': labelled['confidence'][t, d], 'advice': move,
       'lmc': means['lmc'][t, d], 'cka_softmax': means['cka_softmax'][t, d],
-      'column_max_cka': float(np.nanmax(means['cka_softmax'][:, d])),
+      'column_max_cka': (float(np.nanmax(column_cka)) if np.isfinite(column_cka).any()
+                         else float('nan')),
       'test_error': means['test_error'][t, d],
       'rule': regimes_lib.RegimeRule.from_config(loaded['config']).describe()}
   print(f'{knob}={temperatures[t]:g}, density {densities[d]:g}: regime {label or "n/a"} '
-        f'(confidence {_fmt(evidence["confidence"], 2)}) -> {words}')
+        f'(confidence {confidence_text(loaded, t, d)}) -> {words}')
   lines = []
   for i, value in enumerate(temperatures):
     lines.append([f'{value:g}' + (' <' if i == t else ''), labels[i, d] or 'n/a',
@@ -277,6 +406,11 @@ def advise(loaded: dict[str, Any], temperature: float | None,
                   _fmt(means['test_error'][i, d])])
   _print_table(f'evidence: the density-{densities[d]:g} column (hottest first)',
                [knob, 'regime', 'lmc', 'cka', 'test_error'], lines)
+  for field, name in (('lmc', 'lmc'), ('cka_softmax', 'cka'), ('test_error', 'test_error')):
+    if not np.isfinite(means[field][:, d]).all():
+      why = (f'the table has no {field} values' if not np.isfinite(means[field]).any()
+             else 'an empty field or a diverged member in the cell')
+      print(f'{name} n/a: {why}')
   workdir_lib.write_json(out / 'advise.json', evidence)
   print(f'wrote {out / "advise.json"}')
   return evidence
@@ -318,6 +452,30 @@ def select_column(knob: str, temperatures, column: dict[str, np.ndarray],
   return picks
 
 
+# What a method of select_column needs in a density column to pick a temperature.
+SELECT_NEEDS = {'three-regime rule': ('lmc', 'cka_softmax'),
+                'best dense test accuracy': ('dense_test_error',), 'LMC only': ('lmc',),
+                'CKA only': ('cka_softmax',), 'oracle': ('test_error',)}
+
+
+def _explain_unpicked(loaded: dict[str, Any], unpicked: dict[str, int],
+                      num_densities: int) -> None:
+  """Prints why a method picked nothing (n/a) at some densities, and why gaps are n/a."""
+  means, knob = loaded['labelled']['means'], loaded['knob']
+  for method, count in unpicked.items():
+    if method in SELECT_NEEDS:
+      absent = [f for f in SELECT_NEEDS[method] if not np.isfinite(means[f]).any()]
+      why = (f'the table has no {" or ".join(absent)} values' if absent else
+             f'no {" or ".join(SELECT_NEEDS[method])} in those density columns')
+    else:  # A SAM-rho baseline: a fixed rho.
+      why = f'that {knob} value is not in the grid'
+    print(f'{method}: no pick at {count} of '
+          f'{_cells(num_densities, "density", "densities")} ({why})')
+  if not np.isfinite(means['test_error']).any():
+    print('test_error and gap_to_oracle n/a: the table has no test_error values, so no pick '
+          'can be scored')
+
+
 def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[str, Any]]:
   """CS2 (CS3 on a SAM-rho sweep) per density (all, or `density`), against baselines: prints
   one table per density and the mean over them, writes select.csv and select.json and returns
@@ -331,7 +489,7 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
     raise CaseError(f'no density {density:g} in the table; it has {densities}')
   out = loaded['out']
   make_out(out)
-  records, gaps = [], {}
+  records, gaps, unpicked = [], {}, {}
   for d in chosen:
     column = {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error',
                                           'dense_test_error')}
@@ -339,6 +497,8 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
     oracle = column['test_error'][picks['oracle']] if picks['oracle'] is not None else np.nan
     lines = []
     for method, index in picks.items():
+      if index is None:
+        unpicked[method] = unpicked.get(method, 0) + 1
       error = column['test_error'][index] if index is not None else np.nan
       gap = error - oracle
       gaps.setdefault(method, []).append(gap)
@@ -350,17 +510,25 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
                       'test_error': error, 'gap_to_oracle': gap})
     _print_table(f'density {densities[d]:g}: which {knob} to prune from',
                  ['method', knob, 'regime', 'test_error', 'gap_to_oracle'], lines)
-  summary = [[m, _fmt(float(np.nanmean(g)) if np.isfinite(g).any() else np.nan),
-              f'{int(np.sum(np.asarray(g) <= 1e-12))}/{len(g)}'] for m, g in gaps.items()]
-  _print_table('mean over densities', ['method', 'mean gap to oracle', 'picks the oracle'],
-               summary)
+  summary = []
+  for method, values in gaps.items():
+    values = np.asarray(values, float)
+    judged = np.isfinite(values)
+    oracle_picks = int(np.sum(values[judged] <= 1e-12))
+    summary.append([method, _fmt(_nanmean(values)),
+                    f'{oracle_picks} of {_cells(int(judged.sum()), "density", "densities")}'
+                    if judged.any() else 'n/a'])
+  _print_table(f'mean over densities ({_cells(len(chosen), "density", "densities")}; a method '
+               'without a scored pick at a density is left out there)',
+               ['method', 'mean gap to oracle', 'picks the oracle'], summary)
+  _explain_unpicked(loaded, unpicked, len(chosen))
   workdir_lib.write_csv(out / 'select.csv', records,
                         ['density', 'method', 'temperature', 'regime', 'test_error',
                          'gap_to_oracle'])
   workdir_lib.write_json(out / 'select.json', {
       'knob': knob, 'records': records,
       'rule': 'avoid Regime I, then highest CKA (all in I: highest LMC); prunephase\'s rule',
-      'mean_gap': {m: float(np.nanmean(g)) for m, g in gaps.items()}})
+      'mean_gap': {m: _nanmean(g) for m, g in gaps.items()}})
   print(f'wrote {out / "select.csv"}, select.json')
   return records
 

@@ -4,11 +4,11 @@ curves."""
 from collections.abc import Sequence
 import os
 import textwrap
-import warnings
 
 import matplotlib
 
 matplotlib.use('Agg')  # Files only; no display needed.
+from matplotlib import patheffects  # pylint: disable=g-import-not-at-top,wrong-import-position
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -17,36 +17,65 @@ from prunephase import regimes as regimes_lib  # pylint: disable=g-import-not-at
 KNOB_LABELS = {'epochs': 'Training epochs', 'batch_size': 'Batch size', 'lr': 'Learning rate',
                'weight_decay': 'Weight decay', 'sam_rho': 'SAM rho'}
 
+# The LMC colour scale (and the Bezier-curve MC's, same units) is symmetric around 0 and spans
+# at least +-this: the smallest LMC drop the default transition rule counts as a transition
+# (regimes.DEFAULTS['min_drop']), the barrier scale the findings compare against. A grid whose
+# LMC stays within seed noise of 0 (|LMC| ~ 0.01) then looks pale, as it should, instead of
+# stretching the whole colour range over noise.
+MIN_BARRIER_RANGE = regimes_lib.DEFAULTS['min_drop']
+# In-cell text, in points: legible at the saved resolution (the figure grows with the grid so
+# that a cell holds a number at this size).
+VALUE_FONTSIZE = 9
+LABEL_FONTSIZE = 10
+# Inches per density column and per temperature row of a panel; see VALUE_FONTSIZE.
+CELL_WIDTH, CELL_HEIGHT = 0.55, 0.45
+DPI = 110
 
-def _panel(ax, values, title, cmap, temperatures, densities, knob, fmt='{:.3f}', vmin=None,
-           vmax=None):
+
+def _outlined(color: str) -> dict:
+  """Text keyword arguments: `color` with a thin outline in the opposite shade, so the text
+  reads on mid-tone cells too (where neither black nor white alone contrasts well)."""
+  outline = 'black' if color == 'white' else 'white'
+  return {'color': color,
+          'path_effects': [patheffects.withStroke(linewidth=1.5, foreground=outline)]}
+
+
+def _on(image, value: float) -> str:
+  """'white' on a dark cell of `image`, else 'black' (from the cell colour's luminance; a NaN
+  cell is left blank, i.e. light)."""
+  if not np.isfinite(value):
+    return 'black'
+  red, green, blue, _ = image.cmap(image.norm(value))
+  return 'white' if 0.299 * red + 0.587 * green + 0.114 * blue < 0.5 else 'black'
+
+
+def _panel(ax, values, title, cmap, temperatures, densities, knob, colorbar_label,
+           fmt='{:.3f}', vmin=None, vmax=None, value_offset=0.0):
+  """One heat map with its numbers in the cells (up to 200 cells) and a labelled colour bar;
+  returns the image."""
   image = ax.imshow(values, cmap=cmap, aspect='auto', vmin=vmin, vmax=vmax)
   ax.set_xticks(range(len(densities)), [f'{100 * d:g}' for d in densities])
   ax.set_yticks(range(len(temperatures)), [f'{t:g}' for t in temperatures])
   ax.set_xlabel('Load: density (%)')
   ax.set_ylabel(f'Temp.: {KNOB_LABELS.get(knob, knob)} (hot at top)')
   ax.set_title(title)
-  finite = values[np.isfinite(values)]
-  low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
   for (t, d), value in np.ndenumerate(values):
     if not np.isfinite(value) or values.size > 200:
       continue
-    if cmap == 'RdBu':  # Diverging around 0: saturated (dark) only far from 0.
-      dark = abs(value) > 0.6 * max(abs(low), abs(high))
-    else:  # viridis is dark at its low end, viridis_r at its high end.
-      position = (value - low) / (high - low) if high > low else 0.5
-      dark = position < 0.5 if cmap == 'viridis' else position > 0.5  # *_r: dark when high.
-    ax.text(d, t, fmt.format(value), ha='center', va='center', fontsize=7,
-            color='white' if dark else 'black')
-  plt.colorbar(image, ax=ax, fraction=0.046)
+    ax.text(d, t + value_offset, fmt.format(value), ha='center', va='center',
+            fontsize=VALUE_FONTSIZE, **_outlined(_on(image, value)))
+  colorbar = plt.colorbar(image, ax=ax, fraction=0.046)
+  colorbar.set_label(colorbar_label)
+  return image
 
 
 def _boundaries(ax, labels):
   edges = regimes_lib.boundary_edges(labels)
   for x0, y0, x1, y1 in edges['I/II']:
     ax.plot([x0, x1], [y0, y1], color='red', lw=2.5, solid_capstyle='butt')
-  for x0, y0, x1, y1 in edges['IIA/IIB']:
-    ax.plot([x0, x1], [y0, y1], color='white', lw=2, ls=(0, (3, 2)))
+  for x0, y0, x1, y1 in edges['IIA/IIB']:  # Outlined: LMC's near-0 cells are white too.
+    ax.plot([x0, x1], [y0, y1], color='white', lw=2, ls=(0, (3, 2)),
+            path_effects=[patheffects.withStroke(linewidth=3.5, foreground='black')])
 
 
 # panel -> (title, colour map); 'RdBu' panels are centred on 0.
@@ -63,7 +92,29 @@ PANEL_STYLES = {
     'dense_hessian_top_eigenvalue': ('Hessian top eigenvalue (dense)', 'magma_r'),
     'curve_mc': ('Bezier-curve MC (train error; < 0 = barrier)', 'RdBu'),
 }
+# panel -> its colour bar's label: the metric and its unit (errors are fractions of examples).
+COLORBAR_LABELS = {
+    'test_error': 'test error (fraction)',
+    'normalized_test_error': 'test error above the column minimum (fraction)',
+    'train_error': 'train error (fraction)',
+    'lmc': 'LMC (train error, fraction; < 0: barrier)',
+    'cka_softmax': 'CKA (0 to 1)',
+    'cka_logits': 'CKA (0 to 1)',
+    'pruned_test_error': 'test error (fraction)',
+    'hessian_top_eigenvalue': 'top eigenvalue of the train-loss Hessian',
+    'hessian_trace': 'trace of the train-loss Hessian',
+    'dense_hessian_top_eigenvalue': 'top eigenvalue of the train-loss Hessian',
+    'curve_mc': 'Bezier-curve MC (train error, fraction; < 0: barrier)',
+}
 DEFAULT_PANELS = ('test_error', 'normalized_test_error', 'lmc', 'cka_softmax')
+
+
+def _column_normalized(test_error: np.ndarray) -> np.ndarray:
+  """Test error minus its density column's minimum; NaN in a column without test errors."""
+  measured = np.isfinite(test_error).any(axis=0)
+  column_min = np.full(test_error.shape[1], np.nan)
+  column_min[measured] = np.nanmin(test_error[:, measured], axis=0)
+  return test_error - column_min
 
 
 def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[float],
@@ -85,37 +136,45 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
     panels: names from `PANEL_STYLES`, left to right ('normalized_test_error' is the test error
       minus its column's minimum).
   """
-  with warnings.catch_warnings():  # A column without test errors stays NaN.
-    warnings.simplefilter('ignore', RuntimeWarning)
-    normalized = means['test_error'] - np.nanmin(means['test_error'], axis=0, keepdims=True)
-  values = {**means, 'normalized_test_error': normalized}
-  fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels),
-                                                    0.45 * len(temperatures) + 3.5))
+  values = {**means, 'normalized_test_error': _column_normalized(means['test_error'])}
+  width = len(panels) * (2.5 + max(3.5, CELL_WIDTH * len(densities)))  # Axis labels, colour bar.
+  fig, axes = plt.subplots(1, len(panels), figsize=(width, CELL_HEIGHT * len(temperatures) + 3.5))
   axes = np.atleast_1d(axes)
-  for ax, name in zip(axes, panels):
+  for i, (ax, name) in enumerate(zip(axes, panels)):
     title, cmap = PANEL_STYLES[name]
     grid = values[name]
+    # The first panel carries the regime labels under its numbers (see below).
+    style = {'colorbar_label': COLORBAR_LABELS[name], 'value_offset': -0.17 if i == 0 else 0.0}
     if cmap == 'RdBu':
-      bound = max(0.01, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1
-      _panel(ax, grid, title, cmap, temperatures, densities, knob, vmin=-bound, vmax=bound)
+      largest = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
+      bound = max(MIN_BARRIER_RANGE, largest)
+      _panel(ax, grid, title, cmap, temperatures, densities, knob, vmin=-bound, vmax=bound,
+             **style)
     else:
       _panel(ax, grid, title, cmap, temperatures, densities, knob,
-             fmt='{:.3g}' if cmap == 'magma_r' else '{:.3f}')
+             fmt='{:.3g}' if cmap == 'magma_r' else '{:.3f}', **style)
   for ax in axes:
     _boundaries(ax, labels)
     for (t, d), conf in np.ndenumerate(confidence):
       if np.isfinite(conf) and conf < min_confidence:
         ax.add_patch(plt.Rectangle((d - 0.5, t - 0.5), 1, 1, fill=False, hatch='///',
                                    edgecolor='grey', lw=0))
+  first, first_grid = axes[0].images[0], values[panels[0]]
   for (t, d), label in np.ndenumerate(labels):
-    axes[0].text(d, t + 0.33, label or 'n/a', ha='center', va='center', fontsize=7,
-                 color='red' if label == 'I' else 'black', fontweight='bold')
+    if label == 'I':  # Red as its boundary: white on a red patch reads on any cell colour.
+      style = {'color': 'white', 'bbox': {'boxstyle': 'round,pad=0.2', 'facecolor': 'red',
+                                          'edgecolor': 'none'}}
+    else:
+      style = _outlined(_on(first, first_grid[t, d]))
+    axes[0].text(d, t + 0.25, label or 'n/a', ha='center', va='center',
+                 fontsize=LABEL_FONTSIZE, fontweight='bold', **style)
   caption = textwrap.fill(
       f'Regime rule (prunephase\'s, not the paper\'s): {rule_text}. Solid red: I/II; dashed '
-      f'white: II-A/II-B; hatched: confidence < {min_confidence:g}.', width=230)
+      f'white: II-A/II-B; hatched: confidence < {min_confidence:g}.',
+      width=int(10 * width))  # Characters of the 9-point caption across the figure.
   fig.text(0.01, 0.01, caption, fontsize=9, va='bottom')
   fig.tight_layout(rect=(0, 0.03 + 0.025 * caption.count('\n'), 1, 1))
-  fig.savefig(path, dpi=110)
+  fig.savefig(path, dpi=DPI)
   plt.close(fig)
 
 

@@ -1,6 +1,6 @@
 """Regime labels I / II-A / II-B from LMC and CKA: prunephase's own, stated rules.
 
-The paper draws its regime boundaries by hand (paper_notes §6.1); these rules and their
+The paper draws its regime boundaries by hand (docs/definitions.md, Regimes); these rules and their
 parameters are this project's, configurable in `config.regimes` and written next to every
 label. Both work on a (temperature x density) grid of cell means, rows hottest first.
 

@@ -302,7 +302,7 @@ def test_regimes_command(tmp_path):
     if right and left.strip().replace('.', '').isdigit():
       grid[float(left)] = right.split()
   assert grid == {10.0: ['II-A', 'II-A'], 20.0: ['II-B', 'II-B'], 40.0: ['I', 'II-B']}
-  assert 'counts: I=1 II-A=2 II-B=3 unlabelled=0' in proc.stdout
+  assert 'cells per regime: I=1 II-A=2 II-B=3 unlabelled=0 (of 6 cells)' in proc.stdout
   for name in ('regimes.csv', 'regimes.json', 'phase_diagram.png', 'findings.json'):
     assert (out / name).stat().st_size > 0, name
   with open(out / 'regimes.csv', newline='') as f:
@@ -432,7 +432,7 @@ def test_regimes_main_without_test_error(tmp_path, capsys, parsed_flags):
   results = _results(tmp_path / 'results.csv', drop='test_error')
   parsed_flags(f'--results={results}', f'--out={tmp_path / "out"}', '--bootstrap=5')
   regimes_cli.main([])
-  assert 'counts: I=1 II-A=2 II-B=3 unlabelled=0' in capsys.readouterr().out
+  assert 'cells per regime: I=1 II-A=2 II-B=3 unlabelled=0 (of 6 cells)' in capsys.readouterr().out
   found = json.loads((tmp_path / 'out' / 'findings.json').read_text())
   assert found['transition']['status'] == 'not reproduced'
   assert found['connectivity']['status'] == 'reproduced'
