@@ -6,20 +6,27 @@ r"""The accelerator check: PreResNet-20 populations, matmul peaks, the LMC kerne
 At the sizes `FULL` (meant for about 4 minutes on one H100-class GPU; never run on a GPU yet) it
 prints the versions and devices, then measures large f32 and bf16 matmuls (the peaks of this
 run); PreResNet-20 retraining images/s for 1 member, M members vmapped and the same M one after
-another, f32 and bf16, with the achieved FLOP/s as a fraction of the matmul peak of the dtype;
+another (measured), f32 and bf16, with the achieved FLOP/s as a fraction of the matmul peak of
+the dtype and, where the device's published peak for the dtype is known
+(`benchmarks/measures.py`), of that peak;
 the LMC kernel with point_batching 'vmap' and 'map' and as a Python loop over points; and
 `configs/cifar10_epochs.py:quick` end to end on synthetic CIFAR-shaped uint8 data held in memory
 (no tfds), with its stage times. On a CPU backend, or with --cpu-smoke, the same code runs at
 the sizes `SMOKE` (a small MLP, f32 only) so that tests/test_accelerator_check.py keeps it
 working. docs/performance.md has the details.
 
-The last four lines are machine-readable; the prefix is the platform (`gpu_`, `tpu_`), or
+The last five lines are machine-readable; the prefix is the platform (`gpu_`, `tpu_`), or
 `cpu_smoke_` for the reduced run:
   gpu_population_speedup: X   f32, the largest M measured: M one after another / M vmapped
-  gpu_mfu: X                  best achieved / matmul-peak FLOP/s over the population runs
+  gpu_matmul_fraction: X      best achieved FLOP/s / the FLOP/s of a large matmul of the same
+                              dtype measured in this run, over the population runs
+  gpu_mfu: X                  best achieved FLOP/s / the device's published dense peak for the
+                              dtype, over the runs of a dtype whose peak is known; else
+                              `gpu_mfu: n/a (no published peak for DEVICE_KIND)`
   gpu_lmc_speedup: X          the Python loop over points / the kernel of point_batching='auto'
   quick_sweep_s: X            wall seconds of the quick sweep, all stages
 A section that fails or does not fit the time budget says so, and its numbers are nan.
+(Until 2026-12-03 the matmul fraction was printed as `gpu_mfu`.)
 """
 
 import argparse
@@ -58,6 +65,7 @@ from prunephase import tfds_data
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from benchmarks import cifar_population
+from benchmarks import measures
 from benchmarks.common import median_seconds
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
@@ -241,12 +249,16 @@ def population_setup(sizes: Sizes, dtype_name: str):
   dataset = random_images(sizes.batch * sizes.steps, 16)
   spec = train_lib.TrainSpec(sizes.batch, sizes.steps, augmentation='crop_flip')
   steps_per_call = dispatch.resolve_steps_per_call('auto', model, (32, 32, 3))
+  # members_per_chunk=None: all members in one vmapped program, the layout whose speed-up over
+  # one member at a time this check measures (the sweep's 'auto' on a GPU or TPU).
   program = population_lib.PopulationProgram(model, spec, masked=True,
-                                             steps_per_call=steps_per_call)
+                                             steps_per_call=steps_per_call,
+                                             members_per_chunk=None)
   flops = step_flops(model, spec, sizes.model)
   print(f'[{dtype_name}] {sizes.model}, batch {sizes.batch}, {sizes.steps} steps per '
-        f'timed epoch, steps per call: {steps_per_call or "the whole epoch"}; '
-        f'{flops / sizes.batch / 1e9:.3f} GFLOP per training image', flush=True)
+        f'timed epoch, steps per call: {steps_per_call or "the whole epoch"}, members per '
+        f'chunk: all, one device; {flops / sizes.batch / 1e9:.3f} GFLOP per training image',
+        flush=True)
   return program, dataset, flops
 
 
@@ -274,14 +286,20 @@ def population_item(sizes: Sizes, dtype_name: str, m: int, peak: float) -> dict:
         jax.block_until_ready(metrics)
     sequential = median_seconds(run_sequential, max(1, sizes.repeats - 1))
   images = m * sizes.batch * sizes.steps
-  achieved = flops * m * sizes.steps / vmapped
-  print(f'[{dtype_name}] M={m:3d}: vmapped {images / vmapped:10.1f} images/s '
-        f'({achieved / 1e12:.2f} TFLOP/s = {achieved / peak:.1%} of the {dtype_name} matmul '
-        f'peak; first call {first:.1f} s)'
+  epoch_flops = flops * m * sizes.steps
+  achieved = epoch_flops / vmapped
+  matmul_fraction = measures.fraction(epoch_flops, vmapped, peak)
+  published = measures.published_peak(jax.devices()[0].device_kind, dtype_name)
+  mfu = (f', {measures.fraction(epoch_flops, vmapped, published):.1%} of the published '
+         f'{dtype_name} peak' if published else '')
+  _, per_chunk = population_lib.chunk_layout(m, program.members_per_chunk)
+  print(f'[{dtype_name}] M={m:3d}: {"vmapped" if per_chunk > 1 else "alone"} '
+        f'{images / vmapped:10.1f} images/s ({achieved / 1e12:.2f} TFLOP/s = '
+        f'{matmul_fraction:.1%} of the {dtype_name} matmul peak{mfu}; first call {first:.1f} s)'
         + (f'; one after another {images / sequential:10.1f} images/s, vmapped '
-           f'{sequential / vmapped:.2f}x' if m > 1 else ''), flush=True)
+           f'{measures.speedup(sequential, vmapped):.2f}x' if m > 1 else ''), flush=True)
   return {'dtype': dtype_name, 'members': m, 'vmapped_s': vmapped, 'sequential_s': sequential,
-          'fraction': achieved / peak}
+          'flops': epoch_flops, 'seconds': vmapped, 'fraction': matmul_fraction}
 
 
 def measure_populations(sizes: Sizes, peaks: dict[str, float]) -> tuple[list, list]:
@@ -412,14 +430,24 @@ def main(argv=None) -> int:
     print(f'({section} done at {elapsed():.0f} s)', flush=True)
   f32 = [r for r in population if r['dtype'] == 'f32' and r['members'] > 1]
   largest = max(f32, key=lambda r: r['members'], default=None)
-  speedup = largest['sequential_s'] / largest['vmapped_s'] if largest else NAN
+  speedup = (measures.speedup(largest['sequential_s'], largest['vmapped_s']) if largest
+             else NAN)
   best = max(population, key=lambda r: r['fraction'], default=None)
   if best:
-    print(f"best population FLOP/s fraction: {best['dtype']}, M={best['members']}")
+    print(f"best population FLOP/s as a fraction of the measured matmul peak: {best['dtype']}, "
+          f"M={best['members']}")
+  device_kind = jax.devices()[0].device_kind
+  mfu, best_mfu = measures.best_mfu(population, device_kind)
+  if best_mfu:
+    peak = measures.published_peak(device_kind, best_mfu['dtype'])
+    print(f"best model FLOP/s utilisation: {best_mfu['dtype']}, M={best_mfu['members']}, "
+          f"against the published dense {best_mfu['dtype']} peak of {device_kind}, "
+          f'{peak / 1e12:.0f} TFLOP/s (vendor data sheet)')
   print(f'total {elapsed():.1f} s' + (f'; failed: {", ".join(failures)}' if failures else ''))
   prefix = 'cpu_smoke_' if smoke else f'{jax.default_backend()}_'
   print(f'{prefix}population_speedup: {speedup:.2f}')
-  print(f"{prefix}mfu: {best['fraction'] if best else NAN:.3f}")
+  print(f"{prefix}matmul_fraction: {best['fraction'] if best else NAN:.3f}")
+  print(measures.mfu_line(prefix, mfu, device_kind))
   print(f'{prefix}lmc_speedup: {lmc_speedup:.2f}')
   print(f'{"cpu_smoke_" if smoke else ""}quick_sweep_s: {sweep_seconds:.1f}')
   return 1 if failures else 0

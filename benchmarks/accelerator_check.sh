@@ -12,8 +12,10 @@
 #    does not import them: its data are synthetic arrays), into $ACCEL_DIR/site (.accel/site).
 # 2. Installs prunephase itself there with --no-deps (falling back to the source tree, said so,
 #    where no build backend is available offline).
-# 3. Runs benchmarks/accelerator_check.py with the remaining arguments; its last four lines are
-#    machine-readable. Compiled programs are cached in $ACCEL_DIR/jax_cache, so a rerun is faster.
+# 3. Runs benchmarks/accelerator_check.py with the remaining arguments; its last five lines are
+#    machine-readable (named in its docstring: `gpu_matmul_fraction` is the fraction of a matmul
+#    measured in the run, `gpu_mfu` of the device's published peak, `n/a` where none is known).
+#    Compiled programs are cached in $ACCEL_DIR/jax_cache, so a rerun is faster.
 # Environment: PYTHON (default python3), WHEELS (.wheels), ACCEL_DIR (.accel).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,13 +6,17 @@ r"""PreResNet-20 retraining populations on CIFAR-sized inputs: images/s and seco
 
 Times `--steps` masked training steps (batch 64, random 32x32x3 uint8 images standing in for
 CIFAR-10, crop+flip augmentation, masks at the paper's densities) for a population of
-`--members` retrainings (the paper's 9 densities x 3 seeds = 27) in one vmapped program, and
-for the same members one at a time. Extrapolates seconds per CIFAR-10 epoch (781 steps) and the
-GPU-hours of the `cifar10_epochs` grid's retraining (1,296 runs x 160 epochs).
+`--members` retrainings (the paper's 9 densities x 3 seeds = 27) in one population program,
+and, measured too, for the same members one at a time (each a one-member population, one after
+another). Extrapolates seconds per CIFAR-10 epoch (781 steps) and the device-hours of the
+`cifar10_epochs` grid's retraining (1,296 runs x 160 epochs).
 `--steps_per_call` is `config.train.steps_per_call` ('auto': one step per call on a CPU, a
 whole-epoch `lax.scan` elsewhere; 'epoch'; N) and `--members_per_chunk` is
-`config.train.members_per_chunk` ('auto': one member per call on a CPU, all at once elsewhere). The last line, `<backend>_images_per_s: X`, is
-the vmapped population's training images/s (e.g. `cpu_images_per_s`).
+`config.train.members_per_chunk` ('auto': one member per chunk on a CPU, all at once
+elsewhere). The lines say which layout ran: with one member per chunk (a CPU's 'auto') nothing
+is vmapped, and the speed-up then compares two ways of running members one at a time.
+The last line, `<backend>_images_per_s: X`, is the population program's training images/s
+(e.g. `cpu_images_per_s`).
 """
 
 import argparse
@@ -28,9 +32,11 @@ from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import dispatch  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
-from prunephase import population as population_lib
+from prunephase import population as population_lib  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
 from prunephase.config import paper  # pylint: disable=wrong-import-position
+from benchmarks import measures  # pylint: disable=wrong-import-position
+from benchmarks.common import median_seconds  # pylint: disable=wrong-import-position
 from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
 
 DENSITIES = paper.DENSITIES
@@ -38,7 +44,9 @@ STEPS_PER_CIFAR_EPOCH = 50_000 // 64
 GRID_RETRAIN_EPOCHS = 1296 * 160
 
 
-def population(model, members: int, num_train: int):
+def population(model, members: int):
+  """(states, hparams, masks) of `members` retrainings: one initial network pruned to the
+  paper's densities in turn, each member with its own data order."""
   states = train_lib.init_population(model, (32, 32, 3), [0] * members, list(range(members)))
   params = train_lib.unstack_member(states, 0).params
   masks = pruning.make_masks(params, models.prunable_tree(params), DENSITIES)
@@ -48,6 +56,26 @@ def population(model, members: int, num_train: int):
   hparams = train_lib.Hparams(lr=jnp.full(members, 0.1), weight_decay=jnp.full(members, 1e-4),
                               sam_rho=jnp.zeros(members))
   return states, hparams, masks
+
+
+def member(tree, index: int):
+  """Member `index` of a population pytree as a population of one (its own buffers)."""
+  return jax.tree.map(lambda leaf: jnp.copy(leaf[index:index + 1]), tree)
+
+
+def time_one_at_a_time(program, singles, dataset, repeats: int) -> tuple[float, float]:
+  """(median seconds of a pass after the first, seconds of the first incl. compile) of one
+  epoch of each one-member population in `singles` ([states, hparams, masks] lists, states
+  replaced in place: the epoch donates them), one after another."""
+  epoch = [0]
+
+  def one_pass():
+    for single in singles:
+      single[0], metrics = program.epoch(*single, dataset, epoch[0])
+      jax.block_until_ready(metrics)
+    epoch[0] += 1
+  first = median_seconds(one_pass, 1)
+  return median_seconds(one_pass, repeats), first
 
 
 def main():
@@ -77,31 +105,38 @@ def main():
   program = population_lib.PopulationProgram(model, spec, masked=True,
                                              steps_per_call=steps_per_call,
                                              members_per_chunk=members_per_chunk)
+  separate_calls = bool(steps_per_call) and steps_per_call < args.steps
+  chunks, per_chunk = population_lib.chunk_layout(args.members, members_per_chunk)
   print(f'device: {jax.devices()[0].device_kind}; PreResNet-20, batch 64, {args.steps} steps, '
         f'{"bf16" if args.bf16 else "f32"}, steps per call: '
         f'{steps_per_call or "the whole epoch"} (train.steps_per_call={args.steps_per_call}), '
         f'members per chunk: {members_per_chunk or "all"} '
         f'(train.members_per_chunk={args.members_per_chunk})')
-  states, hparams, masks = population(model, args.members, num_train)
-  vmapped, compile_v = time_epochs(program, states, hparams, masks, dataset, args.repeats)
-  one, compile_1 = vmapped, compile_v
-  if args.members > 1:
-    one, compile_1 = time_epochs(program, *population(model, 1, num_train), dataset,
-                                 args.repeats)
-  sequential = one * args.members
+  states, hparams, masks = population(model, args.members)
+  # The same members, each alone, split off before the population's first epoch donates them.
+  singles = ([[member(tree, i) for tree in (states, hparams, masks)]
+              for i in range(args.members)] if args.members > 1 else [])
+  together, compile_p = time_epochs(program, states, hparams, masks, dataset, args.repeats)
   images = args.members * args.steps * 64
-  per_epoch = vmapped / args.steps * STEPS_PER_CIFAR_EPOCH
-  print(f'{args.members} members vmapped: {images / vmapped:9.1f} images/s, '
+  per_epoch = together / args.steps * STEPS_PER_CIFAR_EPOCH
+  how = measures.layout(args.members, 1, chunks, per_chunk, separate_calls)
+  print(f'population program [{how}]: {images / together:9.1f} images/s, '
         f'{per_epoch:8.1f} s per CIFAR-10 epoch of the whole population '
-        f'(first call incl. compile {compile_v:.1f} s)')
-  print(f'{args.members} members one at a time: {images / sequential:9.1f} images/s '
-        f'(1 member: {one:.3f} s for {args.steps} steps; first call {compile_1:.1f} s)')
-  print(f'vmapped / sequential speed-up: {sequential / vmapped:.2f}')
+        f'(first call incl. compile {compile_p:.1f} s)')
+  if singles:
+    alone, compile_1 = time_one_at_a_time(program, singles, dataset, args.repeats)
+    print(f'the same {args.members} members one at a time, measured ({args.members} '
+          f'one-member populations one after another): {images / alone:9.1f} images/s '
+          f'({alone:.3f} s per pass of {args.steps} steps each; first pass incl. compile '
+          f'{compile_1:.1f} s)')
+    caveat = (' (both run one member at a time here: this compares one program over the '
+              'members with separate one-member calls, not vmap)' if per_chunk == 1 else '')
+    print(f'population program / one at a time speed-up: '
+          f'{measures.speedup(alone, together):.2f}{caveat}')
   hours = per_epoch / args.members * GRID_RETRAIN_EPOCHS / 3600
-  print(f'projected retraining of the cifar10_epochs grid (1,296 x 160 epochs) on this device: '
-        f'{hours:.1f} hours')
-  print(f'{jax.default_backend()}_images_per_s: {images / vmapped:.1f}')
-
+  print(f'projected retraining of the cifar10_epochs grid (1,296 x 160 epochs) on this device '
+        f'in this layout: {hours:.1f} hours')
+  print(f'{jax.default_backend()}_images_per_s: {images / together:.1f}')
 
 if __name__ == '__main__':
   main()

@@ -3,16 +3,22 @@ r"""Population throughput of the default MNIST-1D model on this machine.
   python benchmarks/population.py [--members 8] [--repeats 3]
 
 Prints train steps/s for one member, for M members vmapped in one program, and for the same M
-members one after another; the default sweep's retrain population (36 masked members, the
-sweep's own device layout: one XLA device per core, 2 members per chunk) and its achieved
-FLOP/s as a fraction of the machine's f32 matmul peak (measured in the same run), beside the
-same population with all of a device's members vmapped at once; the conv form (im2col matmul
-vs lax.conv) under vmap; and LMC over 11 points vmapped vs point by point. Ends with three
+members one after another (measured), all on one device; the default sweep's retrain
+population (36 masked members, the sweep's own device layout: one XLA device per core, 2
+members per chunk) and its achieved FLOP/s as a fraction of the f32 matmul peak of the same
+devices (measured in the same run: one matmul per device, all at once), beside the same
+population with all of a device's members vmapped at once; the conv form (im2col matmul vs
+lax.conv) under vmap; and LMC over 11 points vmapped vs point by point. Ends with three
 machine-readable lines:
 
-  population_speedup: X        (M vmapped vs M sequential, one device)
+  population_speedup: X        (M vmapped vs M one after another, one device)
   lmc_speedup: Y               (the kernel prunephase uses vs a point-by-point loop)
-  population_peak_fraction: Z  (the retrain population's epoch FLOP/s / the f32 matmul peak)
+  population_peak_fraction: Z  (the retrain population's epoch FLOP/s / the f32 matmul peak
+                               of all the devices it is sharded over, measured concurrently)
+
+Until 2026-12-03 the peak of `population_peak_fraction` was a matmul on one device while the
+population ran on all of them: fair on a CPU, where one device already keeps every core busy,
+but not on a host of several accelerators.
 """
 
 import argparse
@@ -37,16 +43,34 @@ from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import population as population_lib  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
 from prunephase import train as train_lib  # pylint: disable=wrong-import-position
+from benchmarks import measures  # pylint: disable=wrong-import-position
 from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
 from benchmarks.common import timed  # pylint: disable=wrong-import-position
 
 
 def matmul_peak(size: int = 2048) -> float:
-  """Achieved f32 FLOP/s of a large square matmul: the practical peak."""
+  """Achieved f32 FLOP/s of a large square matmul on the default device."""
   a = jnp.ones((size, size), jnp.float32)
   f = jax.jit(lambda x: x @ x)
   seconds = timed(lambda: f(a).block_until_ready(), 5)
   return 2 * size ** 3 / seconds
+
+
+def mesh_matmul_peak(mesh: jax.sharding.Mesh, size: int = 2048) -> float:
+  """Achieved f32 FLOP/s of one large square matmul per device of `mesh`, all at once: the
+  practical peak of the devices a population sharded over `mesh` runs on.
+
+  A batch of one matrix per device, sharded over both mesh axes, so each device multiplies
+  its own matrix and nothing crosses devices; devices that share hardware (CPU devices
+  splitting one host's cores) share it here as they do in the population's epoch.
+  """
+  count = mesh.devices.size
+  sharding = jax.sharding.NamedSharding(
+      mesh, jax.sharding.PartitionSpec((population_lib.MEMBERS, population_lib.DATA)))
+  a = jax.device_put(jnp.ones((count, size, size), jnp.float32), sharding)
+  f = jax.jit(lambda x: x @ x, out_shardings=sharding)
+  seconds = timed(lambda: f(a).block_until_ready(), 5)
+  return count * 2 * size ** 3 / seconds
 
 
 def population(model, spec, dataset, members: int):
@@ -75,7 +99,7 @@ def main():
   # One device (the first), all members vmapped at once: the population as such.
   program = population_lib.PopulationProgram(model, spec, masked=False)
   results = {}
-  for name, size in (('one member', 1), (f'{m} members vmapped', m)):
+  for name, size in (('one member', 1), (f'{m} members vmapped', m)):  # All at once.
     states, hparams = population(model, spec, dataset, size)
     box = [states]
 
@@ -91,12 +115,13 @@ def main():
     for box in singles:
       box[0], metrics = program.epoch(box[0], hparams, None, dataset, 0)
       jax.block_until_ready(metrics)
-  results[f'{m} members sequential'] = timed(run_sequential, args.repeats)
+  results[f'{m} members one by one'] = timed(run_sequential, args.repeats)
 
   for name, seconds in results.items():
     members = 1 if name == 'one member' else m
     print(f'{name:>24}: {members * spe / seconds:9.1f} member-steps/s  ({seconds:.3f} s/epoch)')
-  population_speedup = results[f'{m} members sequential'] / results[f'{m} members vmapped']
+  population_speedup = measures.speedup(results[f'{m} members one by one'],
+                                        results[f'{m} members vmapped'])
 
   # The default sweep's retrain population: 36 masked members (6 densities x 3 dense x 2
   # retrain seeds), lr decays at 50 % and 75 %, the sweep's layout (members sharded over the
@@ -115,8 +140,9 @@ def main():
                     train_lib.unstack_member(masks, 0), x, y).compile().cost_analysis()
   cost = cost[0] if isinstance(cost, (list, tuple)) else cost
   flops = float(cost.get('flops', float('nan'))) * spe * members
-  peak = matmul_peak()
   mesh = population_lib.make_mesh()
+  one_device_peak = matmul_peak()
+  peak = mesh_matmul_peak(mesh)
   layouts = {'sweep layout': dispatch.resolve_members_per_chunk('auto', model,
                                                                dataset.input_shape),
              'all at once': None}
@@ -127,13 +153,15 @@ def main():
     placed = program.place((jax.tree.map(jnp.copy, states), hparams, masks))
     seconds, first = time_epochs(program, *placed, population_lib.replicate(mesh, dataset),
                                  max(args.repeats, 5))
-    fractions[name] = flops / seconds / peak
-    print(f'retrain population, {members} members on {mesh.shape[population_lib.MEMBERS]} '
-          f'devices, {name} (members per chunk {chunk or "all"}): {seconds:.3f} s/epoch '
+    fractions[name] = measures.fraction(flops, seconds, peak)
+    devices = population_lib.member_devices(mesh)
+    how = measures.layout(members, devices, *population_lib.chunk_layout(members, chunk, devices))
+    print(f'retrain population, {name}: {how}: {seconds:.3f} s/epoch '
           f'(first {first:.1f} s), {members * spe / seconds:.0f} member-steps/s, '
-          f'{flops / seconds / 1e9:.1f} GFLOP/s = {fractions[name]:.1%} of peak')
-  print(f'matmul peak (f32, 2048^3, one device): {peak / 1e9:.1f} GFLOP/s; epoch: '
-        f'{flops / 1e9:.1f} GFLOP')
+          f'{flops / seconds / 1e9:.1f} GFLOP/s = {fractions[name]:.1%} of their peak')
+  print(f'matmul peak (f32, 2048^3) of the {mesh.devices.size} devices, one matmul each at '
+        f'once: {peak / 1e9:.1f} GFLOP/s (one device alone: {one_device_peak / 1e9:.1f} '
+        f'GFLOP/s); epoch: {flops / 1e9:.1f} GFLOP')
 
   # Conv form under vmap: im2col + matmul (used) vs lax.conv (vmap -> grouped convolution).
   x = jax.random.normal(jax.random.PRNGKey(0), (64, 20, 32))
