@@ -17,9 +17,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from prunephase import workdir as workdir_lib
+
 
 class CheckpointError(RuntimeError):
-  """A checkpoint is missing or unreadable."""
+  """A checkpoint is missing, unreadable or cannot be written; the message is one line."""
 
 
 UNRETRIEVED = ('Task exception was never retrieved', 'Future exception was never retrieved')
@@ -30,10 +32,11 @@ def _is_closed_loop_error(value: BaseException) -> bool:
 
 
 def _quiet_late_callbacks() -> None:
-  """Stops tracebacks of reads that finish after a failed restore from reaching stderr.
+  """Stops tracebacks of reads (or writes) that finish after a failed restore (or save) from
+  reaching stderr.
 
-  Installed once, before the first restore (a late callback can fire the moment one array
-  fails).
+  Installed once, before the first restore or save (a late callback can fire the moment one
+  array fails).
 
   When one array of a damaged checkpoint fails, orbax closes its event loop while TensorStore
   still reads the others; as each read finishes, TensorStore schedules its callback on the
@@ -73,6 +76,41 @@ def _drop_unretrieved(record: logging.LogRecord) -> bool:
   return not record.getMessage().startswith(UNRETRIEVED)
 
 
+ORBAX_LOGGER = 'absl'  # Orbax logs through absl.logging, i.e. this Python logger.
+
+
+class _HeldWriteFailures(logging.Filter):
+  """Holds back orbax's log records of a failed write (a full disk, no permission) during a save.
+
+  Orbax writes a step from several threads; when one fails, its thread logs the exception with
+  a 40-line traceback (`_SignalingThread.run() raised an exception`) and hands it to the main
+  thread, which raises it, so the one-line CheckpointError says the same. The records are held
+  while the save runs: dropped when it ends in that CheckpointError (`dropping`, also for
+  threads that fail after it), emitted again otherwise (`release`), so nothing is hidden
+  unless the error reaches the user anyway.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.records = []
+    self.dropping = False
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    if error is None or workdir_lib.storage_failure(error) is None:
+      return True
+    if not self.dropping:
+      self.records.append(record)
+    return False
+
+  def release(self, logger: logging.Logger) -> None:
+    """Removes the filter and emits what it held."""
+    logger.removeFilter(self)
+    for record in self.records:
+      logger.handle(record)
+    self.records = []
+
+
 def _manager(directory: str | os.PathLike, max_to_keep: int | None = None) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True,
                                          enable_async_checkpointing=False)
@@ -86,14 +124,36 @@ def save(directory: str | os.PathLike, step: int, tree: Any, max_to_keep: int | 
   Every process of a multi-host run must call this (orbax synchronises them). Arrays that
   span processes are written shard by shard; process-local arrays (identical on every
   process) are passed as NumPy, which orbax writes once, from the primary process.
+
+  Raises:
+    CheckpointError: the step cannot be written (a full disk, no permission, a file where a
+      directory should be); one line naming the step's directory. Orbax writes the step into
+      a temporary directory and renames it when complete, so earlier steps stay valid and a
+      rerun starts again from them.
   """
   if jax.process_count() > 1:
     tree = jax.tree.map(
         lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.is_fully_addressable else x,
         tree)
-  with _manager(directory, max_to_keep) as manager:
-    manager.save(step, args=ocp.args.StandardSave(tree), force=True)
-    manager.wait_until_finished()
+  # A failed write closes orbax's event loop while TensorStore still writes other arrays: their
+  # late callbacks would print 'Event loop is closed' tracebacks, as after a failed restore.
+  _quiet_late_callbacks()
+  hold = _HeldWriteFailures()
+  orbax_log = logging.getLogger(ORBAX_LOGGER)
+  orbax_log.addFilter(hold)
+  try:
+    with _manager(directory, max_to_keep) as manager:
+      manager.save(step, args=ocp.args.StandardSave(tree), force=True)
+      manager.wait_until_finished()
+  except Exception as error:  # pylint: disable=broad-except  # Orbax wraps OS errors variously.
+    message = workdir_lib.write_failure_message(pathlib.Path(directory) / str(step), error)
+    if message is not None:
+      # The filter stays: the save's other threads may still fail and log the same error.
+      hold.dropping = True
+      raise CheckpointError(message) from error
+    hold.release(orbax_log)
+    raise
+  hold.release(orbax_log)
 
 
 def steps(directory: str | os.PathLike) -> list[int]:

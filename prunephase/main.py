@@ -61,6 +61,9 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
       cells = ', '.join(f'({c["temperature"]:g}, {c["density"]:g})' for c in summary['unlabelled'])
       print(f'unlabelled cells (a diverged member or NaN metric; see results.csv diverged): '
             f'{cells}')
+    if summary.get('left_out'):  # Never a finding from garbage: say what it was not read from.
+      from prunephase import findings  # pylint: disable=import-outside-toplevel
+      print(f'left out of the findings: {findings.describe_left_out(summary["left_out"])}')
     for name in ('transition', 'connectivity', 'similarity'):
       finding = summary['findings'][name]
       print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')

@@ -329,6 +329,12 @@ def init_variables(model: nn.Module, key: jax.Array, input_shape: Sequence[int])
     ModelError: `init` raised, the output is not (batch, classes) logits, or the model has
       BatchNorm statistics but no `bn_momentum` attribute (see `prunephase.registry`).
   """
+  _, params, batch_stats = _init_with_logits(model, key, input_shape)
+  return params, batch_stats
+
+
+def _init_with_logits(model: nn.Module, key: jax.Array, input_shape: Sequence[int]):
+  """(logits on two zero inputs, params, batch_stats), with `init_variables`' checks."""
   name = type(model).__name__
   inputs = jnp.zeros((2, *input_shape), jnp.float32)
   try:
@@ -343,14 +349,32 @@ def init_variables(model: nn.Module, key: jax.Array, input_shape: Sequence[int])
   if jax.tree.leaves(batch_stats) and not hasattr(model, 'bn_momentum'):
     raise ModelError(f'model {name} has BatchNorm statistics but no bn_momentum attribute; '
                      'pass momentum=self.bn_momentum to prunephase.models.BatchNorm')
-  return variables['params'], batch_stats
+  return logits, variables['params'], batch_stats
 
 
-def check_model(model: nn.Module, input_shape: Sequence[int]) -> None:
-  """Raises `init_variables`' ModelError if `model` cannot initialise on (2, *input_shape)
-  inputs; abstractly (shapes only, nothing computed), so a caller can check a user's model
-  before it writes anything."""
-  jax.eval_shape(lambda: init_variables(model, jax.random.PRNGKey(0), input_shape))
+def check_model(model: nn.Module, input_shape: Sequence[int], num_classes: int | None = None,
+                name: str | None = None, dataset: str | None = None) -> None:
+  """Checks a model abstractly (shapes only, nothing computed), so a caller can check a user's
+  model before it writes anything.
+
+  Args:
+    model: the module.
+    input_shape: one example's shape (no batch axis).
+    num_classes: the dataset's classes; when given, the model must output that many logits per
+      example (a head of another size trains to NaN or to chance, sweep-long, without an error).
+    name: the model's name in messages (default: its class name).
+    dataset: the dataset's name in messages.
+
+  Raises:
+    ModelError: `init_variables`' errors on (2, *input_shape) inputs, or logits of another
+      size than `num_classes`.
+  """
+  logits, _, _ = jax.eval_shape(
+      lambda: _init_with_logits(model, jax.random.PRNGKey(0), input_shape))
+  outputs = int(logits.shape[1])
+  if num_classes is not None and outputs != int(num_classes):
+    raise ModelError(f'model {name or type(model).__name__} outputs {outputs} logits per example '
+                     f'but {dataset or "the dataset"} has {num_classes} classes')
 
 
 def prunable_tree(params, prune_head: bool = False):

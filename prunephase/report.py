@@ -39,12 +39,35 @@ def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[s
   return cells
 
 
+def diverged_cells(rows: list[dict], temperatures: Sequence[float],
+                   densities: Sequence[float]) -> np.ndarray:
+  """(T, D) booleans: True where a row of the cell has a true 'diverged' (a bool, or a CSV
+  field 'True'/'1'/'yes'; absent or empty is False)."""
+  t_index = {float(t): i for i, t in enumerate(temperatures)}
+  d_index = {float(d): j for j, d in enumerate(densities)}
+  out = np.zeros((len(temperatures), len(densities)), bool)
+  for row in rows:
+    value = row.get('diverged')
+    if isinstance(value, str):
+      value = value.strip().lower() in ('1', 'true', 'yes')
+    elif isinstance(value, float) and np.isnan(value):
+      value = False
+    if value:
+      out[t_index[float(row['temperature'])], d_index[float(row['density'])]] = True
+  return out
+
+
 def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
                  temperatures: Sequence[float], densities: Sequence[float], regimes_config,
                  with_curves: bool = False, cells_name: str = 'cells.csv',
-                 panels: Sequence[str] = plots.DEFAULT_PANELS) -> dict[str, Any]:
+                 panels: Sequence[str] = plots.DEFAULT_PANELS,
+                 num_classes: int | None = None) -> dict[str, Any]:
   """Labels `rows` and writes the report files into `out` (`panels` of the phase diagram:
-  see `plots.PANEL_STYLES`); returns the summary."""
+  see `plots.PANEL_STYLES`); returns the summary.
+
+  The findings leave out cells with a diverged member and, given `num_classes`, cells whose
+  test error is at chance (`findings.CHANCE_MARGIN`); the summary's 'left_out' names them.
+  """
   out = pathlib.Path(out)
   rule = regimes_lib.RegimeRule.from_config(regimes_config)
   labelled = regimes_lib.label_table(rows, temperatures, densities, rule,
@@ -71,11 +94,13 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
   if with_curves:
     plots.lmc_curves(out / 'lmc_curves.png', curve_examples(rows, temperatures, densities), knob)
   found = findings_lib.check(means, labelled['stds'], temperatures, densities, labels, rule,
-                             labelled['num_units'])
+                             labelled['num_units'],
+                             diverged_cells(rows, temperatures, densities), num_classes)
   workdir_lib.write_json(out / 'findings.json', found)
   return {'counts': regimes_lib.counts(labels), 'unlabelled': unlabelled, 'findings': found,
-          'num_cells': labels.size, 'num_rows': len(rows), 'cells': cells,
-          'labels': labels, 'confidence': labelled['confidence']}
+          'left_out': found['left_out_cells'], 'num_cells': labels.size,
+          'num_rows': len(rows), 'cells': cells, 'labels': labels,
+          'confidence': labelled['confidence']}
 
 
 def curve_examples(rows, temperatures, densities) -> list[dict]:

@@ -7,19 +7,22 @@ The stages are `prunephase.stages` (one module each); their artifacts live in an
 """
 
 from collections.abc import Sequence
+import errno
 import pathlib
 import time
 from typing import Any
 
 from prunephase import artifacts
 from prunephase import config as config_lib
-from prunephase import models
 from prunephase import stages as stages_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages.context import Sweep
 from prunephase.stages.context import sync
 
 STAGES = stages_lib.STAGES
+# OS errors of a stage that mean a full or unwritable filesystem, not a bug: one line naming
+# the path (`workdir.write_failure_message`) instead of a traceback.
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 SweepError = artifacts.ArtifactError  # A stage cannot run: a missing or unreadable artifact.
 
 __all__ = ['STAGES', 'Sweep', 'SweepError', 'run_stages', 'run_sweep']
@@ -44,19 +47,29 @@ def run_sweep(config, workdir: str | pathlib.Path,
               stages: Sequence[str] = STAGES) -> tuple[Sweep, dict[str, Any]]:
   """Validates `config`, opens (locks) the workdir and runs `stages`.
 
-  Bad input fails before anything is written: the config is validated and the dataset loaded
-  before the workdir is touched. A workdir of the same dense models but another prune, retrain
-  or measure config gets a new branch beside the old one (`config.identity`).
+  Bad input fails before anything is written: the config is validated, the dataset loaded,
+  the model checked against it and optional dependencies imported before the workdir is
+  touched. A workdir of the same dense models but another prune, retrain or measure config gets
+  a new branch beside the old one (`config.identity`).
 
   Returns:
     The Sweep (with per-stage timings) and the report summary ({} without 'report').
+
+  Raises:
+    config.ConfigError, models.ModelError, data.DataError, registry.RegistryError: bad input,
+      before anything is written.
+    workdir.WorkdirError, checkpoints.CheckpointError: the workdir cannot be used, or a write
+      failed (a full disk, no permission): one line naming the path; rerunning resumes.
+    SweepError: a missing or unreadable artifact.
   """
   config_lib.validate(config)
   sweep = Sweep(config, pathlib.Path(workdir))
   if set(stages) - {'report'}:
     sweep.dataset  # pylint: disable=pointless-statement
     sweep.mesh  # pylint: disable=pointless-statement  # A mesh that does not fit the devices.
-    models.check_model(sweep.model, sweep.dataset.input_shape)  # A user's model, shapes only.
+    sweep.check_model()  # A user's model: its outputs against the classes, shapes only.
+    if config.get('tensorboard', False):
+      workdir_lib.require_tensorboard()  # Not after the first epoch's checkpoint.
   # Process 0 holds the workdir (lock, config check, config.json); the others wait for it.
   opened = workdir_lib.Workdir(workdir, config.to_dict()) if sweep.is_primary else None
   try:
@@ -68,6 +81,13 @@ def run_sweep(config, workdir: str | pathlib.Path,
     result = sweep, run_stages(sweep, stages)
     sync('sweep done')
     return result
+  except OSError as error:
+    # The write points of the workdir and the checkpoints name their path themselves; this
+    # catches the rest (e.g. a figure) the same way. Other OS errors keep their traceback.
+    if error.errno not in WRITE_ERRNOS:
+      raise
+    raise workdir_lib.WorkdirError(
+        workdir_lib.write_failure_message(error.filename or sweep.path, error)) from error
   finally:
     if opened is not None:
       opened.release()

@@ -7,6 +7,7 @@ the workdir through an OS lock that dies with the process.
 
 import contextlib
 import csv
+import errno
 import fcntl
 import json
 import os
@@ -27,6 +28,61 @@ class WorkdirError(RuntimeError):
   """The workdir cannot be used for this run; the message is one line."""
 
 
+# What a failed write says about its cause, as OSError's errno or as the text of an error that
+# wraps one (orbax and TensorStore raise ValueError/RuntimeError whose message holds the OS
+# error's text, e.g. 'RESOURCE_EXHAUSTED: Failed writing ...: No space left on device').
+_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+_DENIED_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+_FULL_TEXTS = ('No space left on device', 'Disk quota exceeded')
+_DENIED_TEXTS = ('Permission denied', 'Read-only file system', 'Operation not permitted')
+_EXHAUSTED_TEXT = 'RESOURCE_EXHAUSTED'  # TensorStore's status for a full filesystem.
+
+
+def storage_failure(error: BaseException) -> tuple[str, str] | None:
+  """(reason, advice) when `error` (or an error it wraps) is a full or unwritable filesystem.
+
+  An OSError of any errno counts (it was raised by a write); another exception counts only when
+  its text names a storage failure, because orbax reports TensorStore's write errors as
+  ValueError or RuntimeError. Returns None for anything else (a bug must keep its traceback).
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError):
+      reason = error.strerror or str(error) or type(error).__name__
+      if error.errno in _FULL_ERRNOS:
+        return reason, 'free space (or move the workdir)'
+      if error.errno in _DENIED_ERRNOS:
+        return reason, 'make it writable (or move the workdir)'
+      return reason, 'fix that (or move the workdir)'
+    text = str(error)
+    for known in _FULL_TEXTS:
+      if known in text:
+        return known, 'free space (or move the workdir)'
+    for known in _DENIED_TEXTS:
+      if known in text:
+        return known, 'make it writable (or move the workdir)'
+    if _EXHAUSTED_TEXT in text:
+      return 'out of storage (RESOURCE_EXHAUSTED)', 'free space (or move the workdir)'
+    error = error.__cause__ or error.__context__
+  return None
+
+
+def write_failure_message(path: str | os.PathLike, error: BaseException) -> str | None:
+  """The one-line message for a write to `path` that failed with `error`, or None when the
+  error is not a storage failure (see `storage_failure`).
+
+  Every artifact is written atomically (here and by orbax), so whatever finished before the
+  failure is complete and a rerun of the same command skips it.
+  """
+  failure = storage_failure(error)
+  if failure is None:
+    return None
+  reason, advice = failure
+  return (f'cannot write {path}: {reason}; {advice} and rerun the same command: finished work '
+          'is kept')
+
+
 def to_jsonable(value: Any) -> Any:
   """Config values and NumPy scalars/arrays as plain JSON types."""
   if isinstance(value, dict):
@@ -43,17 +99,27 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_atomic(path: str | os.PathLike, text: str) -> None:
-  """Writes `text` to `path` through a temporary file in the same directory and a rename."""
+  """Writes `text` to `path` through a temporary file in the same directory and a rename.
+
+  Raises:
+    WorkdirError: the file cannot be written (a full disk, no permission); one line naming
+      `path` (see `write_failure_message`), with nothing left of the attempt.
+  """
   path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+  except OSError as error:
+    raise WorkdirError(write_failure_message(path, error)) from error
   try:
     with os.fdopen(fd, 'w') as f:
       f.write(text)
     os.replace(tmp, path)
-  except BaseException:
+  except BaseException as error:
     with contextlib.suppress(FileNotFoundError):
       os.unlink(tmp)
+    if isinstance(error, OSError):
+      raise WorkdirError(write_failure_message(path, error)) from error
     raise
 
 
@@ -162,6 +228,20 @@ class Workdir:
 METRIC_KEYS = ('loss', 'error', 'lr', 'test_loss', 'test_error')
 
 
+def require_tensorboard():
+  """The tensorboardX module; WorkdirError (one line) when it is not installed.
+
+  The sweep calls this before it opens the workdir, so a missing optional dependency fails
+  before anything is written, not after the first epoch.
+  """
+  try:
+    import tensorboardX  # pylint: disable=import-outside-toplevel
+  except ImportError as error:
+    raise WorkdirError('tensorboard=True needs tensorboardX: pip install tensorboardX'
+                       ) from error
+  return tensorboardX
+
+
 class MetricsLog:
   """Appends one JSON object per line to `metrics.jsonl` as training goes.
 
@@ -175,18 +255,25 @@ class MetricsLog:
     self.path = pathlib.Path(path)
     self._writer = None
     if tensorboard:
-      try:
-        import tensorboardX  # pylint: disable=import-outside-toplevel
-      except ImportError as error:
-        raise WorkdirError('tensorboard=True needs tensorboardX: pip install tensorboardX'
-                           ) from error
-      self._writer = tensorboardX.SummaryWriter(str(self.path.parent / 'tensorboard'))
+      self._writer = require_tensorboard().SummaryWriter(str(self.path.parent / 'tensorboard'))
 
   def write(self, rows: list[dict[str, Any]]) -> None:
+    """Appends `rows`; WorkdirError (one line, see `write_failure_message`) if the log cannot be
+    written, with the log cut back to its whole lines (a half-written line would break every
+    reader of the log; the rerun logs those epochs again)."""
     stamp = time.time()
-    with open(self.path, 'a') as f:
-      for row in rows:
-        f.write(json.dumps(to_jsonable({**row, 'time': round(stamp, 3)})) + '\n')
+    text = ''.join(json.dumps(to_jsonable({**row, 'time': round(stamp, 3)})) + '\n'
+                   for row in rows)
+    size = None
+    try:
+      with open(self.path, 'a') as f:
+        size = f.tell()
+        f.write(text)
+    except OSError as error:
+      if size is not None:
+        with contextlib.suppress(OSError):
+          os.truncate(self.path, size)
+      raise WorkdirError(write_failure_message(self.path, error)) from error
     if self._writer is not None:
       for row in rows:
         member = '/'.join(f'{k}={row[k]}' for k in sorted(row)

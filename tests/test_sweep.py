@@ -8,6 +8,7 @@ import pytest
 from prunephase import artifacts
 from prunephase import checkpoints
 from prunephase import config as config_lib
+from prunephase import findings
 from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
 from conftest import run_command  # pylint: disable=g-import-not-at-top
@@ -45,8 +46,10 @@ def test_every_output_is_written_with_values_in_range(finished_run):
   assert float(cell['lmc']) == pytest.approx(np.mean([float(r['lmc']) for r in members]),
                                              abs=1e-5)
   assert sum(summary['counts'].values()) == 4
+  # The tiny grid's models are barely trained: a cell at chance leaves its findings
+  # 'not assessed' (findings.NOT_ASSESSED) rather than stated on chance-level models.
   for name in ('transition', 'connectivity', 'similarity'):
-    assert summary['findings'][name]['status'] in ('reproduced', 'partly', 'not reproduced')
+    assert summary['findings'][name]['status'] in (*findings.STATUSES, findings.NOT_ASSESSED)
   assert {row['diverged'] for row in rows} == {'False'}
   # Rows hottest first: the epoch family is hottest at the fewest epochs.
   assert [float(c['temperature']) for c in cells[::2]] == [1.0, 2.0]

@@ -15,6 +15,7 @@ from prunephase import artifacts
 from prunephase import config as config_lib
 from prunephase import data as data_lib
 from prunephase import dispatch
+from prunephase import models
 from prunephase import population
 from prunephase import workdir as workdir_lib
 
@@ -54,6 +55,14 @@ class Sweep:
   @property
   def model(self):
     return self.store.model
+
+  def check_model(self) -> None:
+    """ModelError (one line) unless the model initialises on the dataset's inputs and outputs
+    one logit per class; shapes only (`jax.eval_shape`: nothing compiled or computed), so the
+    sweep runs it before the workdir is touched. A head of the wrong size would otherwise run
+    the whole sweep into diverged, unlabelled cells."""
+    models.check_model(self.model, self.dataset.input_shape, self.dataset.num_classes,
+                       self.config.model.name, self.config.dataset.name)
 
   @property
   def knob(self) -> str:

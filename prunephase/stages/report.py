@@ -63,7 +63,7 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
   panels = (sweep.config.get('report') or {}).get('panels') or plots.DEFAULT_PANELS
   summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
                                 sweep.densities, sweep.config.regimes, with_curves=True,
-                                panels=panels)
+                                panels=panels, num_classes=sweep.store.facts.num_classes)
   columns = RESULT_COLUMNS + [c for c in LANDSCAPE_COLUMNS if any(c in row for row in rows)]
   workdir_lib.write_csv(sweep.path / 'results.csv', rows, columns)  # With labels.
   return summary
