@@ -57,6 +57,22 @@ def pytest_unconfigure(config):
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
+# Session fixtures that run a sweep, and whose users should share one worker: with pytest-xdist
+# each worker builds its own copy of a session fixture, and the landscape run costs half a
+# minute. pyproject.toml's `--dist loadgroup` keeps a group on one worker; other tests are
+# load-balanced as usual.
+ONE_WORKER_FIXTURES = ('beyond_run',)
+
+
+def pytest_collection_modifyitems(config, items):
+  """Puts the tests that use a fixture of ONE_WORKER_FIXTURES in one xdist group."""
+  del config
+  for item in items:
+    for name in ONE_WORKER_FIXTURES:
+      if name in getattr(item, 'fixturenames', ()):
+        item.add_marker(pytest.mark.xdist_group(name))
+
+
 def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),
                 **kwargs) -> subprocess.CompletedProcess:
   """Runs a console script (`COMMANDS`) of this checkout in a subprocess; output as text.
