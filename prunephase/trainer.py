@@ -62,6 +62,39 @@ def _program(model, spec: train_lib.TrainSpec, masked: bool, mesh, steps_per_cal
                                       members_per_chunk)
 
 
+def resume_line(label: str, start: int, until: int, num_epochs: int, source: str | None,
+                refill: Sequence[int] = ()) -> str | None:
+  """The progress line of a run that starts from a checkpoint, or None for a fresh start.
+
+  What is kept is exact (the checkpoint's epochs); what is redone is not known here: a killed
+  run may have trained (and logged) epochs after its newest checkpoint, and that work is done
+  again from epoch `start + 1`, so the line says where the redoing starts, not how much.
+
+  Args:
+    label: the progress line's prefix (a dense group or a temperature).
+    start: the epoch of the checkpoint training continues from (0 = the initial states).
+    until: the last epoch this call trains.
+    num_epochs: the run's epochs.
+    source: 'epochs' or 'resume', the checkpoint's directory; None when there is none.
+    refill: epochs asked for after the run had saved later ones (e.g. a rewind point), which
+      are trained again from `start`; empty for a resume.
+  """
+  checkpoint = f'checkpoint {source}/{start}' if source else 'the initial states'
+  if refill:
+    trained = f'epoch {until}' if until == start + 1 else f'epochs {start + 1}-{until}'
+    return (f'{label}: epoch{"s" if len(refill) > 1 else ""} {", ".join(map(str, refill))} '
+            f'not saved (asked for after the run); training {trained} again from {checkpoint}, '
+            'later epochs kept')
+  if source is None:
+    return None
+  if not start:  # Only epoch 0 (the initial states, for weight rewinding) was saved.
+    return (f'{label}: restarting at epoch 1 of {num_epochs} (only the initial states were '
+            'saved; redoing everything a stopped run trained)')
+  return (f'{label}: resuming after epoch {start} of {num_epochs} (kept {start} '
+          f'epoch{"s" if start > 1 else ""} from {checkpoint}; redoing from epoch {start + 1} '
+          'whatever a stopped run trained after it)')
+
+
 def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_steps: int,
                     states, hparams, masks, save_epochs: Sequence[int], resume_every: int,
                     member_info: list[dict], label: str, progress: workdir_lib.Progress
@@ -100,6 +133,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
           if not missing or e < missing[0]]
   if 0 in missing:  # The initial states are an artifact (weight rewinding to the init).
     store.save_population(directory / 'epochs', 0, states, None)
+  source = None
   if done:
     start = max(done)
     source = 'epochs' if start in saved_epochs else 'resume'
@@ -107,8 +141,12 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
     for k in HISTORY_KEYS:
       if k in saved:
         history[k][:, :start] = np.asarray(saved[k])[:, :start]
-    progress.skip(len(member_info) * min(start * spec.steps_per_epoch, total_steps),
-                  f'{label}: resuming after epoch {start}')
+  # Epochs to train again although the run saved later ones (a rewind point asked for after
+  # it finished); epoch 0 is saved above without training.
+  refill = [e for e in missing if e and saved_epochs and e < saved_epochs[-1]]
+  line = resume_line(label, start, until, num_epochs, source, refill)
+  if line:
+    progress.skip(len(member_info) * min(start * spec.steps_per_epoch, total_steps), line)
 
   def on_epoch_end(epoch, states, metrics):
     metrics = {k: v[:num_members] for k, v in metrics.items()}  # Drop padding members.
