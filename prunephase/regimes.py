@@ -30,7 +30,8 @@ model (or a retrained member) are not independent, so each dense seed's pairs ar
 averaged; a table without a `dense_seed` column treats each row as its own unit. Cells whose
 LMC or CKA is NaN, or that hold a diverged member, get no label ('') and are reported. The
 confidence of a label is the fraction of bootstrap resamples of each cell's dense seeds (with
-replacement, all cells resampled together) that give the same label.
+replacement, all cells resampled together) that give the same label; with no resamples
+(`bootstrap` 0) it is NaN, not computed, and outputs show it as n/a rather than as uncertain.
 """
 
 from collections.abc import Sequence
@@ -222,10 +223,14 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
   Each resample draws, in every cell, as many units (dense seeds) as it holds, with
   replacement, and relabels the whole grid with the original noise (the rules look at whole
   columns). A cell holding a NaN stays NaN in every resample, as in the labelling. Unlabelled
-  cells, and cells with fewer than two units (nothing to resample), get NaN.
+  cells, and cells with fewer than two units (nothing to resample), get NaN; so does every cell
+  when `num_resamples` is 0: the confidence is then not computed, which is not the same as a
+  confidence of 0 (every label uncertain).
   """
-  rng = np.random.default_rng(seed)
   shape = labels.shape
+  if num_resamples <= 0:
+    return np.full(shape, np.nan)
+  rng = np.random.default_rng(seed)
   agree = np.zeros(shape)
   for _ in range(num_resamples):
     lmc = np.full(shape, np.nan)
@@ -238,7 +243,7 @@ def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: Regim
           lmc[t, d] = lmc_values[t][d][pick].mean()
           cka[t, d] = cka_values[t][d][pick].mean()
     agree += label_grid(lmc, cka, rule, lmc_noise, cka_noise) == labels
-  confidence = agree / max(num_resamples, 1)
+  confidence = agree / num_resamples
   confidence[labels == NO_LABEL] = np.nan
   sizes = np.array([[v.size for v in line] for line in lmc_values]).reshape(shape)
   confidence[sizes < 2] = np.nan
@@ -328,7 +333,7 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
     temperatures: hottest first.
     densities: column order.
     rule: the labelling rule.
-    bootstrap: resamples for the confidence.
+    bootstrap: resamples for the confidence; 0: not computed (NaN confidences).
     seed: resampling seed.
 
   Returns:

@@ -84,7 +84,10 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
       'note': "prunephase's rule, not the paper's (the paper draws boundaries by hand)",
       'counts': regimes_lib.counts(labels), 'unlabelled_cells': unlabelled,
       'labels': [{'temperature': c['temperature'], 'density': c['density'],
-                  'regime': c['regime'], 'confidence': c['regime_confidence']} for c in cells]})
+                  # A Python float, so that a NaN confidence (unlabelled, or not computed) is
+                  # written as JSON's null (n/a), not as the non-standard NaN.
+                  'regime': c['regime'], 'confidence': float(c['regime_confidence'])}
+                 for c in cells]})
   means = labelled['means']
   plots.phase_diagram(
       out / 'phase_diagram.png', knob=knob, temperatures=temperatures, densities=densities,

@@ -89,6 +89,21 @@ def error_lines(result: subprocess.CompletedProcess) -> list[str]:
   return [line for line in result.stderr.splitlines() if line.strip()]
 
 
+ERROR_PREFIX = 'prunephase: error: '
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+  """The message of a command that ended in prunephase's one-line error, after checking that
+  shape: exit status 2 and a single non-empty stderr line 'prunephase: error: MESSAGE', with no
+  traceback."""
+  lines = error_lines(result)
+  assert result.returncode == 2, result.stderr[-2000:]
+  assert len(lines) == 1, result.stderr[-2000:]
+  assert lines[0].startswith(ERROR_PREFIX), lines[0]
+  assert 'Traceback' not in result.stderr
+  return lines[0][len(ERROR_PREFIX):]
+
+
 @contextlib.contextmanager
 def mock_tfds(num_examples: int):
   """Every tfds dataset exists, with `num_examples` random examples per split.
