@@ -57,20 +57,27 @@ def pytest_unconfigure(config):
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)
 
 
-# Session fixtures that run a sweep, and whose users should share one worker: with pytest-xdist
-# each worker builds its own copy of a session fixture, and the landscape run costs half a
-# minute. pyproject.toml's `--dist loadgroup` keeps a group on one worker; other tests are
+# Tests that should share one worker: with pytest-xdist each worker builds its own copy of a
+# session fixture, and a module's tests spread over both workers build a module fixture twice.
+# The landscape run (`beyond_run`) costs half a minute, and the module fixtures run sweeps or
+# commands. pyproject.toml's `--dist loadgroup` keeps a group on one worker; other tests are
 # load-balanced as usual.
 ONE_WORKER_FIXTURES = ('beyond_run',)
 
 
+@pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the groups.
 def pytest_collection_modifyitems(config, items):
-  """Puts the tests that use a fixture of ONE_WORKER_FIXTURES in one xdist group."""
+  """Groups the users of a fixture of ONE_WORKER_FIXTURES, and the tests of a module that
+  use one of its module-scoped fixtures, in one xdist group each."""
   del config
   for item in items:
-    for name in ONE_WORKER_FIXTURES:
-      if name in getattr(item, 'fixturenames', ()):
-        item.add_marker(pytest.mark.xdist_group(name))
+    fixtures = getattr(item, '_fixtureinfo', None)
+    definitions = fixtures.name2fixturedefs if fixtures else {}
+    names = [n for n in ONE_WORKER_FIXTURES if n in definitions]
+    if any(d.scope == 'module' for defs in definitions.values() for d in defs):
+      names.append(item.module.__name__)
+    if names:
+      item.add_marker(pytest.mark.xdist_group(names[0]))
 
 
 def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),

@@ -486,14 +486,14 @@ def test_select_command(tmp_path):
   assert np.isclose(summary['mean_gap']['LMC only'], 0.03)
 
 
-def test_missing_lmc_column_is_aone_line_error(tmp_path):
+def test_missing_lmc_column_is_a_one_line_error(tmp_path):
   results = _results(tmp_path / 'results.csv', drop='lmc')
   proc = _run('prunephase-regimes', f'--results={results}', f'--out={tmp_path / "out"}')
   assert one_line_error(proc).startswith(f'{results}: missing column(s) lmc;')
   assert not (tmp_path / 'out').exists()
 
 
-def test_malformed_value_is_aone_line_error(tmp_path):
+def test_malformed_value_is_a_one_line_error(tmp_path):
   # Row index 2 is the file's line 4 (line 1 is the header).
   results = _results(tmp_path / 'results.csv', replace=(2, 'cka_softmax', '0.9x'))
   proc = _run('prunephase-select', f'--results={results}')
