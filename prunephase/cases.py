@@ -5,6 +5,10 @@
   cases.advise(loaded, temperature=80, density=0.05) CS1: which way to move the temperature
   cases.evaluate(loaded)                             CS1 evaluated on every cell
   cases.select(loaded, density=0.05)                 CS2 (CS3 on a SAM-rho sweep)
+  runs = cases.load_replicates(loaded, ['OTHER'])     other runs of the same grid
+  cases.replicate(runs)                              do labels, advice and picks replicate?
+  cases.evaluate_out_of_sample(runs)                 CS1 judged on the other runs' test errors
+  cases.select_out_of_sample(runs)                   CS2 scored on the other runs' test errors
 
 Each prints what its command (`prunephase-regimes`, `-advise`, `-select`; prunephase.cli) prints
 and writes CSV/JSON into `loaded['out']`; bad input raises CaseError or tables.TableError with a
@@ -25,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from prunephase import regimes as regimes_lib
+from prunephase import replication
 from prunephase import report
 from prunephase import tables
 from prunephase import workdir as workdir_lib
@@ -148,8 +153,9 @@ def confidence_text(loaded: dict[str, Any], t: int, d: int) -> str:
   """A cell's label confidence for printing, or 'n/a: ' and the reason it has none.
 
   The confidence is the agreement over bootstrap resamples of the cell's dense seeds
-  (regimes.bootstrap_confidence), so an unlabelled cell has none, and neither has a cell with
-  a single dense seed (a table without a dense_seed column: a single row) to resample.
+  (regimes.bootstrap_confidence), so an unlabelled cell has none, neither has a cell with
+  a single dense seed (a table without a dense_seed column: a single row) to resample, and no
+  cell has one when the bootstrap is off (0 resamples).
   """
   labelled = loaded['labelled']
   value = labelled['confidence'][t, d]
@@ -157,6 +163,8 @@ def confidence_text(loaded: dict[str, Any], t: int, d: int) -> str:
     return f'{value:.2f}'
   if labelled['labels'][t, d] == regimes_lib.NO_LABEL:
     return 'n/a: unlabelled cell'
+  if int(loaded['config'].bootstrap) <= 0:
+    return 'n/a: not computed, bootstrap 0'
   if labelled['num_units'][t, d] < 2:
     if _has_dense_seeds(loaded['rows']):
       return 'n/a: one dense seed, nothing to bootstrap'
@@ -218,10 +226,12 @@ def regimes(loaded: dict[str, Any], compare: str | None = None) -> dict[str, Any
            if unlabelled else ''))
   labels, confidence = summary['labels'], summary['confidence']
   no_confidence = int(((labels != regimes_lib.NO_LABEL) & ~np.isfinite(confidence)).sum())
-  if no_confidence:  # Only cells with a single unit to resample (confidence_text).
+  if no_confidence:  # The bootstrap is off, or cells with a single unit (confidence_text).
     units = 'dense seed' if _has_dense_seeds(loaded['rows']) else 'seed pair'
+    reason = ('not computed: bootstrap 0' if int(loaded['config'].bootstrap) <= 0
+              else f'one {units} each: the bootstrap has nothing to resample')
     print(f'confidence n/a in {no_confidence} of {labels.size - counts["none"]} labelled '
-          f'cells (one {units} each: the bootstrap has nothing to resample)')
+          f'cells ({reason})')
   written = 'regimes.csv, regimes.json, findings.json, phase_diagram.png'
   if reference is not None:
     result = regimes_lib.agreement(summary['labels'], loaded['temperatures'],
@@ -246,6 +256,9 @@ def advice_for(label: str) -> str:
   return ADVICE.get(label, 'none')
 
 
+# A move counts as significant when its change in test error exceeds this many standard errors
+# of the difference of the two cells' means (advice_outcomes' `standard_error`).
+SIGNIFICANCE_Z = 2.0
 # Why evaluate_advice leaves a cell out of a move's count: reason -> the printed words.
 LEFT_OUT = {
     'unlabelled': 'unlabelled, so no advice',
@@ -254,38 +267,62 @@ LEFT_OUT = {
     'one_row': 'with no neighbour, the grid has one temperature',
     'no_test_error': 'without a test error',
     'neighbour_without_test_error': 'whose neighbour has no test error',
+    'no_standard_error': 'without a standard error (one dense seed here or at the neighbour)',
+    'not_significant': f'whose change in test error is within {SIGNIFICANCE_Z:g} standard errors',
 }
 EVALUATION_ROWS = {  # evaluate_advice's keys in print order -> the printed name.
     'increase': 'increase (Regime I)', 'decrease': 'decrease (Regime II-A)',
     'keep': 'keep (Regime II-B)', 'advice': 'the advice (all regimes)',
     'always_increase': 'always increase (baseline)',
     'always_decrease': 'always decrease (baseline)'}
+EVALUATION_KEYS = ('increase', 'decrease', 'keep', 'always_increase', 'always_decrease',
+                   'advice')
 
 
-def evaluate_advice(test_error: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
-  """How often the advised direction lowers test error, over cells with a neighbour.
+def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
+                    standard_error: np.ndarray | None = None
+                    ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
+  """Whether each cell's advised move (and each baseline's) lowers the test error.
 
   Rows are hottest first, so 'increase' moves to row t-1 and 'decrease' to row t+1. An
   'increase'/'decrease' is right when that neighbour's test error is lower than the cell's;
-  'keep' is right when no neighbour's is lower. Baselines: always increase, always decrease.
+  'keep' is right when no neighbour's is lower (it is compared with its lower neighbour).
+  The labels and the test errors may come from different runs of the grid (out of sample).
+
+  Args:
+    test_error: (T, D) cell means, rows hottest first.
+    labels: (T, D) regime labels ('' = unlabelled).
+    standard_error: optional (T, D) standard errors of the cell means (std over dense seeds /
+      sqrt(their number)). When given, only significant moves are judged: those whose change
+      in test error exceeds SIGNIFICANCE_Z x sqrt(se_cell^2 + se_neighbour^2).
 
   Returns:
-    For each of 'increase', 'decrease', 'keep' (the cells of regime I, II-A, II-B),
-    'always_increase', 'always_decrease' (every cell) and 'advice' (every cell, its regime's
-    move): 'right' and 'cells' (how many of the cells judged the move lowered the test
-    error), 'accuracy' and 'left_out' (the cells that could not be judged, counted by their
-    first reason: a key of `LEFT_OUT`).
+    (outcomes, left_out): outcomes[key] is a (T, D) float array, 1 where the move lowered the
+    test error, 0 where it did not, NaN where the cell was not judged; left_out[key] counts the
+    cells not judged by their first reason (a key of LEFT_OUT). Keys: EVALUATION_KEYS
+    ('advice' is each cell's own regime's move).
   """
-  outcome = {'increase': [], 'decrease': [], 'keep': [], 'always_increase': [],
-             'always_decrease': []}
-  left_out = {k: {} for k in (*outcome, 'advice')}
+  outcomes = {k: np.full(labels.shape, np.nan) for k in EVALUATION_KEYS}
+  left_out = {k: {} for k in EVALUATION_KEYS}
   rows = test_error.shape[0]
 
-  def judge(key, reasons, is_right):
-    """Appends the outcome of a move, or counts the first reason it cannot be judged."""
+  def noise_reason(t, d, other):
+    """Why the move from row t to row `other` is not judged on significance, or None."""
+    if standard_error is None:
+      return None
+    margin = np.hypot(standard_error[t, d], standard_error[other, d])
+    if not np.isfinite(margin):
+      return 'no_standard_error'
+    change = test_error[other, d] - test_error[t, d]
+    return None if abs(change) > SIGNIFICANCE_Z * margin else 'not_significant'
+
+  def judge(key, t, d, reasons, other, is_right):
+    """Records the outcome of a move, or counts the first reason it cannot be judged."""
     reason = next((name for name, applies in reasons if applies), None)
+    if reason is None:  # `other` is a real row only when no reason above applies.
+      reason = noise_reason(t, d, other)
     if reason is None:
-      outcome[key].append(is_right())
+      outcomes[key][t, d] = float(is_right())
     else:
       left_out[key][reason] = left_out[key].get(reason, 0) + 1
     return reason
@@ -299,27 +336,56 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray) -> dict[str, Any
           ('neighbour_without_test_error', not np.isfinite(hotter))]
     down = [('coldest_row', t + 1 == rows), no_here,
             ('neighbour_without_test_error', not np.isfinite(colder))]
-    judge('always_increase', up, lambda: hotter < here)
-    judge('always_decrease', down, lambda: colder < here)
+    judge('always_increase', t, d, up, t - 1, lambda: hotter < here)
+    judge('always_decrease', t, d, down, t + 1, lambda: colder < here)
     move = advice_for(label)
     if move == 'none':
       reason = 'unlabelled'
     elif move == 'increase':
-      reason = judge('increase', up, lambda: hotter < here)
+      reason = judge('increase', t, d, up, t - 1, lambda: hotter < here)
     elif move == 'decrease':
-      reason = judge('decrease', down, lambda: colder < here)
+      reason = judge('decrease', t, d, down, t + 1, lambda: colder < here)
     else:
-      reason = judge('keep', [('one_row', rows == 1), no_here,
-                              ('neighbour_without_test_error',
-                               not (np.isfinite(hotter) or np.isfinite(colder)))],
-                     lambda: not (np.nanmin([hotter, colder]) < here))
+      # Keeping forgoes the move to the lower neighbour (never one without a test error).
+      lower = t + 1 if np.isfinite(colder) and not colder > hotter else t - 1
+      reason = judge('keep', t, d, [('one_row', rows == 1), no_here,
+                                    ('neighbour_without_test_error',
+                                     not (np.isfinite(hotter) or np.isfinite(colder)))],
+                     lower, lambda: not (np.nanmin([hotter, colder]) < here))
     if reason:
       left_out['advice'][reason] = left_out['advice'].get(reason, 0) + 1
-  outcome['advice'] = outcome['increase'] + outcome['decrease'] + outcome['keep']
-  order = ('increase', 'decrease', 'keep', 'always_increase', 'always_decrease', 'advice')
-  return {k: {'right': int(np.sum(outcome[k])), 'cells': len(outcome[k]),
-              'accuracy': float(np.mean(outcome[k])) if outcome[k] else float('nan'),
-              'left_out': left_out[k]} for k in order}
+    else:
+      outcomes['advice'][t, d] = outcomes[move][t, d]
+  return outcomes, left_out
+
+
+def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
+                    standard_error: np.ndarray | None = None) -> dict[str, Any]:
+  """How often the advised direction lowers test error, over cells with a neighbour.
+
+  The rules are advice_outcomes'; baselines: always increase, always decrease.
+
+  Args:
+    test_error: (T, D) cell means, rows hottest first.
+    labels: (T, D) regime labels.
+    standard_error: optional (T, D); when given, only significant moves are judged (see
+      advice_outcomes).
+
+  Returns:
+    For each of 'increase', 'decrease', 'keep' (the cells of regime I, II-A, II-B),
+    'always_increase', 'always_decrease' (every cell) and 'advice' (every cell, its regime's
+    move): 'right' and 'cells' (how many of the cells judged the move lowered the test
+    error), 'accuracy' and 'left_out' (the cells that could not be judged, counted by their
+    first reason: a key of `LEFT_OUT`).
+  """
+  outcomes, left_out = advice_outcomes(test_error, labels, standard_error)
+  result = {}
+  for k in EVALUATION_KEYS:
+    judged = outcomes[k][np.isfinite(outcomes[k])]
+    result[k] = {'right': int(judged.sum()), 'cells': int(judged.size),
+                 'accuracy': float(judged.mean()) if judged.size else float('nan'),
+                 'left_out': left_out[k]}
+  return result
 
 
 def _left_out_text(left_out: dict[str, int]) -> str:
@@ -531,6 +597,304 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
       'mean_gap': {m: _nanmean(g) for m, g in gaps.items()}})
   print(f'wrote {out / "select.csv"}, select.json')
   return records
+
+
+# ---------------------------------------------------------------------------- replication
+
+
+def _table_knob(rows: list[dict[str, Any]]) -> str | None:
+  """The one value of a table's knob column, or None (no column, or several values)."""
+  knobs = {row.get('knob') for row in rows if row.get('knob')}
+  return knobs.pop() if len(knobs) == 1 else None
+
+
+def load_replicates(loaded: dict[str, Any], paths: list[str]) -> list[dict[str, Any]]:
+  """The first run and the other runs of its grid at `paths`, all labelled by one rule.
+
+  Args:
+    loaded: the first run (load_labelled's); its rule parameters label every run, so that
+      only the data differ.
+    paths: other runs: a finished sweep's directory (results.csv, config.json) or a results
+      table; a table without a knob column takes the first run's knob.
+
+  Returns:
+    [loaded, *the other runs] (load_labelled's dicts).
+
+  Raises:
+    CaseError: a path is neither, or a run's grid (knob, temperatures, densities) differs
+      from the first's; the message names the difference.
+  """
+  overrides = {name: loaded['config'][name] for name in RULE_FIELDS}
+  runs = [loaded]
+  for path in paths:
+    where = pathlib.Path(path)
+    if where.is_dir():
+      table, source = where / 'results.csv', {'workdir': str(where)}
+    elif where.is_file():
+      table, source = where, {'results': str(where)}
+    else:
+      raise CaseError(f'--replicate: {path}: no such workdir or results table')
+    knob = _table_knob(tables.read_table(table)) or loaded['knob']
+    run = load_labelled(**source, knob=knob, out=str(loaded['out']), overrides=overrides)
+    difference = replication.grid_difference(loaded, run,
+                                             (str(loaded['source']), str(run['source'])))
+    if difference:
+      raise CaseError(f'--replicate: grid mismatch between {loaded["source"]} and '
+                      f'{run["source"]}: {difference}')
+    runs.append(run)
+  return runs
+
+
+def _column_of(means: dict[str, np.ndarray], d: int) -> dict[str, np.ndarray]:
+  """The (T,) arrays select_column reads, of density column d."""
+  return {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error', 'dense_test_error')}
+
+
+def _rule_picks(run: dict[str, Any]) -> np.ndarray:
+  """(D,) the temperature index CS2's three-regime rule picks per density; -1 for none."""
+  labelled = run['labelled']
+  picks = [select_column(run['knob'], run['temperatures'], _column_of(labelled['means'], d),
+                         labelled['labels'][:, d])['three-regime rule']
+           for d in range(len(run['densities']))]
+  return np.array([-1 if pick is None else pick for pick in picks])
+
+
+def _runs_header(runs: list[dict[str, Any]]) -> str:
+  """'run 1 = A/results.csv, run 2 = B/results.csv'."""
+  return ', '.join(f'run {i + 1} = {run["source"]}' for i, run in enumerate(runs))
+
+
+REPLICATION_LINES = ('label_replication', 'confident_replication', 'advice_replication',
+                     'pick_replication')
+MAX_DISAGREEMENTS = 20  # Printed; replication.json lists them all.
+
+
+def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
+  """Whether labels, CS1 advice and CS2 picks replicate across runs of one grid
+  (`prunephase-regimes --replicate`): prints REPLICATION_LINES and a reliability table, writes
+  replication.json into the first run's output directory and returns its content."""
+  first = runs[0]
+  out, knob = first['out'], first['knob']
+  temperatures, densities = first['temperatures'], first['densities']
+  make_out(out)
+  labels = [run['labelled']['labels'] for run in runs]
+  confidence = [run['labelled']['confidence'] for run in runs]
+  min_confidence = float(first['config'].min_confidence)
+  labelled = [grid != regimes_lib.NO_LABEL for grid in labels]
+  # NaN (no confidence: one dense seed) is never confident.
+  confident = [mask & (np.nan_to_num(c, nan=-1.0) >= min_confidence)
+               for mask, c in zip(labelled, confidence)]
+  advice = [np.vectorize(advice_for, otypes=[object])(grid) for grid in labels]
+  picks = [_rule_picks(run) for run in runs]
+  statistics = dict(zip(REPLICATION_LINES, (
+      replication.pairwise_agreement(labels, labelled),
+      replication.pairwise_agreement(labels, confident),
+      replication.pairwise_agreement(advice, [a != 'none' for a in advice]),
+      replication.pairwise_agreement(picks, [p >= 0 for p in picks]))))
+  table = replication.reliability(labels, confidence)
+  rule = regimes_lib.RegimeRule.from_config(first['config']).describe()
+  num_pairs = len(replication.pairs(len(runs)))
+  print(f'replication over {_cells(len(runs), "run")} of one grid ({len(temperatures)} {knob} '
+        f'x {_cells(len(densities), "density", "densities")}; {_cells(num_pairs, "pair")} of '
+        f'runs): {_runs_header(runs)}')
+  print(f'every run labelled by the first run\'s rule: {rule}')
+  for name in REPLICATION_LINES:
+    print(replication.fraction_line(name, statistics[name]))
+  print('counted over every pair of runs: label and advice: the cells both runs label; '
+        f'confident: the cells both runs label with confidence >= {min_confidence:g}; pick: '
+        'the densities where both runs\' three-regime rule (CS2) picks a temperature')
+  if num_pairs > 1:
+    for p, (i, j) in enumerate(replication.pairs(len(runs))):
+      print(f'  runs {i + 1} and {j + 1}: ' + ', '.join(
+          replication.fraction_line(name, statistics[name]['pairs'][p])
+          for name in REPLICATION_LINES))
+  lines = [[row['bin'] if row['bin'] != 'n/a' else 'n/a (no confidence)', row['cells'],
+            row['replicated'], _fmt(row['fraction'], 3)]
+           for row in table if row['bin'] != 'n/a' or row['cells']]
+  _print_table('reliability: label replication by confidence (a pair\'s cell has the lower of '
+               'its two runs\' confidences)', ['confidence', 'cells', 'replicated', 'fraction'],
+               lines)
+  disagreements = []
+  for i, j in replication.pairs(len(runs)):
+    for (t, d), label in np.ndenumerate(labels[i]):
+      if labelled[i][t, d] and labelled[j][t, d] and label != labels[j][t, d]:
+        disagreements.append({
+            'runs': [i + 1, j + 1], 'temperature': temperatures[t], 'density': densities[d],
+            'labels': [label, labels[j][t, d]],
+            'confidences': [confidence[i][t, d], confidence[j][t, d]]})
+  if disagreements:
+    print(f'\ncells whose label differs ({len(disagreements)}):')
+    for miss in disagreements[:MAX_DISAGREEMENTS]:
+      (i, j), (a, b), (ca, cb) = miss['runs'], miss['labels'], miss['confidences']
+      print(f'  {knob}={miss["temperature"]:g} density {miss["density"]:g}: {a} in run {i} '
+            f'(confidence {_fmt(ca, 2)}), {b} in run {j} (confidence {_fmt(cb, 2)})')
+    if len(disagreements) > MAX_DISAGREEMENTS:
+      print(f'  ... and {len(disagreements) - MAX_DISAGREEMENTS} more (replication.json)')
+  result = {
+      'runs': [str(run['source']) for run in runs], 'knob': knob,
+      'temperatures': temperatures, 'densities': densities, 'rule': rule,
+      'min_confidence': min_confidence, **statistics,
+      'reliability': {'confidence': "the lower of the two runs' confidences of a cell",
+                      'bins': table},
+      'picks': [[None if p < 0 else temperatures[p] for p in run_picks] for run_picks in picks],
+      'disagreements': disagreements}
+  workdir_lib.write_json(out / 'replication.json', result)
+  print(f'wrote {out / "replication.json"}')
+  return result
+
+
+def _interval_rows(outcomes: dict[str, list[np.ndarray]]) -> dict[str, dict[str, Any]]:
+  """Each name's pooled mean with its bootstrap interval over units (replication's)."""
+  return replication.bootstrap_means({name: np.stack(values)
+                                      for name, values in outcomes.items()})
+
+
+def _interval_note(units: str) -> str:
+  return (f'intervals: {100 * replication.INTERVAL_LEVEL:g}% percentile bootstrap over {units} '
+          f'({replication.INTERVAL_RESAMPLES} resamples, seed {replication.INTERVAL_SEED})')
+
+
+def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
+  """CS1 out of sample (`prunephase-advise --evaluate --replicate`): the first run's advice,
+  judged on the test errors of every other run, every move and only the significant ones,
+  with bootstrap intervals over cells. Prints it, writes advise_out_of_sample.json and returns
+  its content."""
+  first = runs[0]
+  out = first['out']
+  make_out(out)
+  labels = first['labelled']['labels']
+  tables_out = {}
+  for kind in ('every_move', 'significant_moves'):
+    outcomes = {k: [] for k in EVALUATION_KEYS}
+    left_out = {k: {} for k in EVALUATION_KEYS}
+    for run in runs[1:]:
+      labelled = run['labelled']
+      units = labelled['num_units']
+      standard_error = None
+      if kind == 'significant_moves':
+        standard_error = np.where(units > 1, labelled['stds']['test_error']
+                                  / np.sqrt(np.maximum(units, 1)), np.nan)
+      result, why = advice_outcomes(labelled['means']['test_error'], labels, standard_error)
+      for k in EVALUATION_KEYS:
+        outcomes[k].append(result[k].ravel())
+        for reason, count in why[k].items():
+          left_out[k][reason] = left_out[k].get(reason, 0) + count
+    intervals = _interval_rows(outcomes)
+    tables_out[kind] = {
+        k: {'right': int(np.nansum(np.stack(outcomes[k]))), 'cells': intervals[k]['judged'],
+            'accuracy': intervals[k]['estimate'], 'low': intervals[k]['low'],
+            'high': intervals[k]['high'], 'left_out': left_out[k]} for k in EVALUATION_KEYS}
+  in_sample = evaluate_advice(first['labelled']['means']['test_error'], labels)
+  others = ', '.join(f'run {i + 2}' for i in range(len(runs) - 1))
+  print(f'CS1 out of sample: the advice of run 1\'s labels, judged on the test errors of '
+        f'{others} ({_runs_header(runs)}; every cell counted once per judging run)')
+  level = f'{100 * replication.INTERVAL_LEVEL:g}% interval'
+  titles = {'every_move': 'every move',
+            'significant_moves': f'significant moves only (|change in test error| > '
+                                 f'{SIGNIFICANCE_Z:g} standard errors of the judging run\'s '
+                                 'dense seeds, both cells)'}
+  for kind, title in titles.items():
+    rows = tables_out[kind]
+    _print_table(title, ['move', 'cells judged', 'right', 'accuracy', level],
+                 [[name, rows[k]['cells'], rows[k]['right'], _fmt(rows[k]['accuracy'], 3),
+                   replication.interval_text(rows[k]['low'], rows[k]['high'])]
+                  for k, name in EVALUATION_ROWS.items()])
+    why = _left_out_text(rows['advice']['left_out'])
+    if why:
+      print(f'the advice left out: {why}')
+  print(_interval_note('cells'))
+  advice = in_sample['advice']
+  print(f'in sample (run 1\'s own test errors, every move): advice accuracy '
+        f'{_fmt(advice["accuracy"], 3)} ({advice["right"]}/{advice["cells"]})')
+  result = {'labels_from': str(first['source']),
+            'test_errors_from': [str(run['source']) for run in runs[1:]],
+            'significance': f'|change in test error| > {SIGNIFICANCE_Z:g} x sqrt(se_a^2 + '
+                            'se_b^2), se = std over the judging run\'s dense seeds / sqrt(n)',
+            'interval': {'level': replication.INTERVAL_LEVEL, 'method': 'percentile bootstrap',
+                         'units': 'cells', 'resamples': replication.INTERVAL_RESAMPLES,
+                         'seed': replication.INTERVAL_SEED},
+            **tables_out, 'in_sample': in_sample}
+  workdir_lib.write_json(out / 'advise_out_of_sample.json', result)
+  print(f'wrote {out / "advise_out_of_sample.json"}')
+  return result
+
+
+FIRST_RUN_ORACLE = 'best test error in run 1'  # select_column's oracle, scored elsewhere.
+
+
+def select_out_of_sample(runs: list[dict[str, Any]],
+                         density: float | None = None) -> dict[str, Any]:
+  """CS2 out of sample (`prunephase-select --replicate`): each method picks on the first run;
+  the pick is scored on every other run's test errors (its gap to that run's oracle), with
+  bootstrap intervals over densities. Prints it, writes select_out_of_sample.json and returns
+  its content."""
+  first = runs[0]
+  knob, temperatures, densities = first['knob'], first['temperatures'], first['densities']
+  means, labels = first['labelled']['means'], first['labelled']['labels']
+  chosen = [d for d in range(len(densities))
+            if density is None or np.isclose(densities[d], density)]
+  if not chosen:
+    raise CaseError(f'no density {density:g} in the table; it has {densities}')
+  out = first['out']
+  make_out(out)
+  gaps, in_sample, records = {}, {}, []
+  for d in chosen:
+    picks = select_column(knob, temperatures, _column_of(means, d), labels[:, d])
+    picks[FIRST_RUN_ORACLE] = picks.pop('oracle')
+    own = means['test_error'][:, d]
+    lines = []
+    for method, index in picks.items():
+      row = [method, 'n/a' if index is None else f'{temperatures[index]:g}',
+             '' if index is None else labels[index, d]]
+      in_sample.setdefault(method, []).append(
+          own[index] - np.nanmin(own) if index is not None and np.isfinite(own).any()
+          else np.nan)
+      method_gaps = []
+      for r, run in enumerate(runs[1:], start=2):
+        errors = run['labelled']['means']['test_error'][:, d]
+        oracle = np.nanmin(errors) if np.isfinite(errors).any() else np.nan
+        gap = errors[index] - oracle if index is not None else np.nan
+        method_gaps.append(gap)
+        row.append(_fmt(gap))
+        records.append({'density': densities[d], 'method': method, 'run': r,
+                        'temperature': None if index is None else temperatures[index],
+                        'gap_to_oracle': gap})
+      gaps.setdefault(method, []).append(method_gaps)
+      lines.append(row)
+    _print_table(f'density {densities[d]:g}: the {knob} each method picks on run 1, its gap to '
+                 'the oracle of the run that scores it',
+                 ['method', knob, 'regime (run 1)',
+                  *(f'gap run {r}' for r in range(2, len(runs) + 1))], lines)
+  # gaps[method]: (densities, other runs) -> (other runs, densities) for bootstrap_means.
+  arrays = {method: np.asarray(values, float).T for method, values in gaps.items()}
+  intervals = replication.bootstrap_means(arrays)
+  summary, level = {}, f'{100 * replication.INTERVAL_LEVEL:g}% interval'
+  lines = []
+  for method, values in arrays.items():
+    judged = values[np.isfinite(values)]
+    oracle_picks = int(np.sum(judged <= 1e-12))
+    summary[method] = {'mean_gap': intervals[method]['estimate'],
+                       'low': intervals[method]['low'], 'high': intervals[method]['high'],
+                       'scored': int(judged.size), 'picks_the_oracle': oracle_picks,
+                       'in_sample_mean_gap': _nanmean(in_sample[method])}
+    lines.append([method, _fmt(summary[method]['mean_gap']),
+                  replication.interval_text(summary[method]['low'], summary[method]['high'], 4),
+                  f'{oracle_picks} of {judged.size}', _fmt(summary[method]['in_sample_mean_gap'])])
+  _print_table(f'CS2 out of sample, mean over {_cells(len(chosen), "density", "densities")} x '
+               f'{_cells(len(runs) - 1, "scoring run")} ({_runs_header(runs)})',
+               ['method', 'mean gap to oracle', level, 'picks the oracle',
+                'in sample (run 1)'], lines)
+  print(_interval_note('densities') + '; a density\'s gaps on every scoring run are resampled '
+        'together')
+  result = {'knob': knob, 'picks_from': str(first['source']),
+            'scored_on': [str(run['source']) for run in runs[1:]],
+            'interval': {'level': replication.INTERVAL_LEVEL, 'method': 'percentile bootstrap',
+                         'units': 'densities', 'resamples': replication.INTERVAL_RESAMPLES,
+                         'seed': replication.INTERVAL_SEED},
+            'summary': summary, 'records': records}
+  workdir_lib.write_json(out / 'select_out_of_sample.json', result)
+  print(f'wrote {out / "select_out_of_sample.json"}')
+  return result
 
 
 # Console scripts installed before prunephase.cli point here; the commands live there.

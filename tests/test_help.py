@@ -17,7 +17,7 @@ from prunephase import config as config_lib
 from prunephase.config import fields as fields_lib
 
 TABLE_FLAGS = {'workdir', 'results', 'out', 'knob', 'rule', 'min_drop', 'noise_factor',
-               'lmc_threshold', 'cka_tolerance', 'bootstrap', 'density'}
+               'lmc_threshold', 'cka_tolerance', 'bootstrap', 'density', 'replicate'}
 OWN_FLAGS = {
     'prunephase': {'config', 'workdir', 'stages', 'print_config'},
     'prunephase-regimes': TABLE_FLAGS | {'compare'},

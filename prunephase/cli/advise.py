@@ -2,6 +2,7 @@ r"""prunephase-advise: case study 1, which way to move the temperature.
 
   prunephase-advise --workdir=DIR --density=0.05 --temperature=80   one cell of a sweep
   prunephase-advise --results=FILE.csv --knob=epochs --evaluate     the advice on every cell
+  prunephase-advise --workdir=DIR --evaluate --replicate=OTHER      judged on OTHER's test errors
   prunephase-advise --probe --config=configs/default.py --workdir=NEW --density=0.06 \
       --temperature=128                                             from a minimal probe
 """
@@ -37,6 +38,13 @@ def main(argv) -> None:
     # layout (and multi-host start) before the first JAX call. Any sweep error is one line.
     common.fail_on(_probe_errors(), probe.run_probe, config, common.WORKDIR.value, temperature,
                    density)
+  if table_flags.REPLICATE.value:
+    if not EVALUATE.value:
+      runtime.fail('--replicate needs --evaluate (prunephase-regimes --replicate compares the '
+                   'advice of every cell)')
+    runs = common.fail_on(table_flags.ERRORS, table_flags.load_runs)
+    common.fail_on(table_flags.ERRORS, cases.evaluate_out_of_sample, runs)
+    return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
   if EVALUATE.value:
     common.fail_on(table_flags.ERRORS, cases.evaluate, loaded)

@@ -2,6 +2,7 @@
 
   prunephase-select --workdir=DIR [--density=0.05]
   prunephase-select --results=FILE.csv --knob=sam_rho
+  prunephase-select --workdir=DIR --replicate=OTHER     picks on DIR scored on OTHER's test errors
 """
 
 from absl import flags
@@ -16,6 +17,11 @@ flags.adopt_module_key_flags(table_flags)
 
 def main(argv) -> None:
   del argv
+  if table_flags.REPLICATE.value:
+    runs = common.fail_on(table_flags.ERRORS, table_flags.load_runs)
+    common.fail_on(table_flags.ERRORS, cases.select_out_of_sample, runs,
+                   table_flags.DENSITY.value)
+    return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
   common.fail_on(table_flags.ERRORS, cases.select, loaded, table_flags.DENSITY.value)
 

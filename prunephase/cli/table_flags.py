@@ -28,6 +28,11 @@ CKA_TOLERANCE = flags.DEFINE_float('cka_tolerance', None, 'II-B within this of t
                                    'CKA plateau.')
 BOOTSTRAP = flags.DEFINE_integer('bootstrap', None, 'Bootstrap resamples for confidences.')
 DENSITY = flags.DEFINE_float('density', None, 'Target density (fraction kept).')
+REPLICATE = flags.DEFINE_list(
+    'replicate', None, 'Other runs of the same grid (workdirs or results tables, comma-'
+    'separated): prunephase-regimes compares their labels, advice and picks with this run\'s; '
+    'prunephase-advise --evaluate and prunephase-select score this run\'s answer on their test '
+    'errors (out of sample).')
 
 ERRORS = (cases.CaseError, tables.TableError)  # Bad input: one line, nothing written.
 
@@ -39,3 +44,8 @@ def load() -> dict[str, Any]:
                'cka_tolerance': CKA_TOLERANCE.value, 'bootstrap': BOOTSTRAP.value}
   return cases.load_labelled(RESULTS.value, common.WORKDIR.value, KNOB.value, OUT.value,
                              overrides)
+
+
+def load_runs() -> list[dict[str, Any]]:
+  """The table of `load` and the runs of --replicate, labelled by the first one's rule."""
+  return cases.load_replicates(load(), REPLICATE.value)
