@@ -41,6 +41,24 @@ if (_UNDER_PYTEST and 'PYTEST_XDIST_WORKER' not in os.environ
                      'JAX_COMPILATION_CACHE_MAX_SIZE': str(8 << 30),
                      'PRUNEPHASE_TESTS_XLA_CACHE': _XLA_CACHE})
 
+# Tests compile with XLA's backend optimisation level 0: the same programs, compiled without
+# LLVM's costly optimisation passes, which takes about a third less time over the suite (the
+# programs here are small and compiling is most of their time). Runs of prunephase itself, the
+# benchmarks and the README's figures use XLA's defaults. Set PRUNEPHASE_TESTS_XLA_DEFAULT=1 to
+# test at the default level. Inherited by the xdist workers and the commands tests start (tests
+# that set device counts add to XLA_FLAGS rather than replace it).
+if (_UNDER_PYTEST and 'PYTEST_XDIST_WORKER' not in os.environ
+    and not os.environ.get('PRUNEPHASE_TESTS_XLA_DEFAULT')
+    and 'xla_backend_optimization_level' not in os.environ.get('XLA_FLAGS', '')):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '')
+                             + ' --xla_backend_optimization_level=0').strip()
+
+
+def xla_flags_with(*flags: str) -> str:
+  """XLA_FLAGS for a command a test starts: the test run's flags plus `flags`."""
+  return ' '.join([os.environ.get('XLA_FLAGS', ''), *flags]).strip()
+
+
 from configs import default as default_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Console script -> the module that runs it (run with this interpreter, from this checkout: an
@@ -55,29 +73,6 @@ def pytest_unconfigure(config):
   del config
   if _XLA_CACHE is not None:
     shutil.rmtree(_XLA_CACHE, ignore_errors=True)
-
-
-# Tests that should share one worker: with pytest-xdist each worker builds its own copy of a
-# session fixture, and a module's tests spread over both workers build a module fixture twice.
-# The landscape run (`beyond_run`) costs half a minute, and the module fixtures run sweeps or
-# commands. pyproject.toml's `--dist loadgroup` keeps a group on one worker; other tests are
-# load-balanced as usual.
-ONE_WORKER_FIXTURES = ('beyond_run',)
-
-
-@pytest.hookimpl(tryfirst=True)  # Before xdist's own hook reads the groups.
-def pytest_collection_modifyitems(config, items):
-  """Groups the users of a fixture of ONE_WORKER_FIXTURES, and the tests of a module that
-  use one of its module-scoped fixtures, in one xdist group each."""
-  del config
-  for item in items:
-    fixtures = getattr(item, '_fixtureinfo', None)
-    definitions = fixtures.name2fixturedefs if fixtures else {}
-    names = [n for n in ONE_WORKER_FIXTURES if n in definitions]
-    if any(d.scope == 'module' for defs in definitions.values() for d in defs):
-      names.append(item.module.__name__)
-    if names:
-      item.add_marker(pytest.mark.xdist_group(names[0]))
 
 
 def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[str, ...] = (),

@@ -24,6 +24,9 @@ from prunephase import models
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
 
+# One xdist worker for this module: its module fixture runs the sweep once.
+pytestmark = pytest.mark.xdist_group('test_image_run_analysis')
+
 DENSITY = 0.5
 LMC_POINTS = 3
 

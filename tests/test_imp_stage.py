@@ -15,6 +15,10 @@ from prunephase import sweep as sweep_lib
 from prunephase.stages import prune_iterative
 from prunephase.stages import retrain as retrain_stage
 
+# One xdist worker for every user of the session fixture `beyond_run` (the landscape run,
+# half a minute): each worker would build its own (pyproject.toml: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('beyond_run')
+
 
 def _level_masks(sweep, temperature):
   template = jax.tree.map(lambda a: a[0], sweep.store.dense_models(temperature)['params'])

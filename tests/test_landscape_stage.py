@@ -13,6 +13,10 @@ from prunephase import hessian
 from prunephase.stages import measure_landscape
 from prunephase.stages import retrain as retrain_stage
 
+# One xdist worker for every user of the session fixture `beyond_run` (the landscape run,
+# half a minute): each worker would build its own (pyproject.toml: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group('beyond_run')
+
 
 def test_landscape_columns_are_finite_and_curves_no_deeper_than_lines(beyond_run):
   _, rows = beyond_run

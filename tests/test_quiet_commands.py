@@ -18,6 +18,9 @@ from conftest import run_command
 from conftest import tiny_config_file
 from prunephase import plots
 
+# One xdist worker for this module: its module fixture runs the commands once.
+pytestmark = pytest.mark.xdist_group('test_quiet_commands')
+
 REQUIRED = ['temperature', 'density', 'lmc', 'cka_softmax']  # tables.py: the rest is optional.
 COLDEST, DENSITY = 2, 0.2  # A cell of tiny_config's grid (epochs 1, 2; densities 0.2, 0.6).
 

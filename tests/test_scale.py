@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
+from conftest import xla_flags_with  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
 from prunephase import models
 from prunephase import population
@@ -54,7 +55,8 @@ def test_automatic_layout_on_cpu_devices_uses_fewer_devices_instead_of_padding()
         layout = population.mesh_without_padding(mesh, members, 16)
         print(members, dict(layout.shape), [d.id for d in layout.devices.flat])
   ''')
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  env = {**os.environ,
+         'XLA_FLAGS': xla_flags_with('--xla_force_host_platform_device_count=4')}
   result = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
   assert result.returncode == 0, result.stderr[-3000:]
@@ -84,7 +86,8 @@ def test_sharded_sweep_equals_the_single_device_run(finished_run, tmp_path):
   """8 fake CPU devices, mesh 4 members x 2 data: 3 members padded to 4, batches split; the
   measure stage shards the 6 pairs of each temperature over the 4-way member axis."""
   single_path, _, _ = finished_run
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=8'}
+  env = {**os.environ,
+         'XLA_FLAGS': xla_flags_with('--xla_force_host_platform_device_count=8')}
   result = subprocess.run(
       [sys.executable, '-c', SCRIPT.format(tests=str(REPO / 'tests')), str(tmp_path / 'mesh')],
       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -130,7 +133,8 @@ def test_steps_in_calls_of_member_chunks_on_a_mesh_equal_one_device():
           np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5, err_msg=str(layout))
       print('EQUAL', len(results))
   ''')
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=4'}
+  env = {**os.environ,
+         'XLA_FLAGS': xla_flags_with('--xla_force_host_platform_device_count=4')}
   result = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
