@@ -5,13 +5,9 @@
   cases.advise(loaded, temperature=80, density=0.05) CS1: which way to move the temperature
   cases.evaluate(loaded)                             CS1 evaluated on every cell
   cases.select(loaded, density=0.05)                 CS2 (CS3 on a SAM-rho sweep)
-  runs = cases.load_replicates(loaded, ['OTHER'])     other runs of the same grid
-  cases.replicate(runs)                              do labels, advice and picks replicate?
-  cases.evaluate_out_of_sample(runs)                 CS1 judged on the other runs' test errors
-  cases.select_out_of_sample(runs)                   CS2 scored on the other runs' test errors
 
 Each prints what its command (`prunephase-regimes`, `-advise`, `-select`; prunephase.cli) prints
-and writes CSV/JSON into `loaded['out']`; bad input raises CaseError or tables.TableError with a
+and writes CSV/JSON into `loaded['out']` (against other runs of the grid: prunephase.out_of_sample); bad input raises CaseError or tables.TableError with a
 one-line message before anything is printed or written.
 
 The rules are prunephase's own, stated in the README ("Deciding with the regime model"): the
@@ -29,7 +25,6 @@ import ml_collections
 import numpy as np
 
 from prunephase import regimes as regimes_lib
-from prunephase import replication
 from prunephase import report
 from prunephase import tables
 from prunephase import workdir as workdir_lib
@@ -108,7 +103,7 @@ def make_out(out: pathlib.Path) -> None:
                     f'{error.strerror or error}') from None
 
 
-def _print_table(title: str, header: list[str], lines: list[list[Any]],
+def print_table(title: str, header: list[str], lines: list[list[Any]],
                  left_last: bool = False) -> None:
   """Prints a right-aligned table; `left_last` left-aligns the last column (free text)."""
   widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
@@ -125,18 +120,18 @@ def _print_table(title: str, header: list[str], lines: list[list[Any]],
     print(join(line))
 
 
-def _fmt(value: float, digits: int = 4) -> str:
+def format_value(value: float, digits: int = 4) -> str:
   """A number for a printed table; 'n/a' for NaN (each caller says why a value may be
   missing)."""
   return 'n/a' if not np.isfinite(value) else f'{value:.{digits}f}'
 
 
-def _cells(count: int, what: str = 'cell', plural: str | None = None) -> str:
+def count_text(count: int, what: str = 'cell', plural: str | None = None) -> str:
   """'1 cell', '2 cells' (or `what` and `plural`, e.g. 'density', 'densities')."""
   return f'{count} {what if count == 1 else plural or what + "s"}'
 
 
-def _nanmean(values) -> float:
+def quiet_nanmean(values) -> float:
   """Mean of the finite values; NaN when there are none (without NumPy's empty-mean
   warning)."""
   values = np.asarray(values, float)
@@ -221,7 +216,7 @@ def regimes(loaded: dict[str, Any], compare: str | None = None) -> dict[str, Any
   unlabelled = ', '.join(f'{loaded["knob"]}={cell["temperature"]:g} density '
                          f'{cell["density"]:g}' for cell in summary['unlabelled'])
   print(f'cells per regime: I={counts["I"]} II-A={counts["II-A"]} II-B={counts["II-B"]} '
-        f'unlabelled={counts["none"]} (of {_cells(summary["num_cells"])})'
+        f'unlabelled={counts["none"]} (of {count_text(summary["num_cells"])})'
         + (f'; unlabelled (a NaN LMC or CKA, or a diverged member): {unlabelled}'
            if unlabelled else ''))
   labels, confidence = summary['labels'], summary['confidence']
@@ -388,10 +383,10 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
   return result
 
 
-def _left_out_text(left_out: dict[str, int]) -> str:
+def left_out_text(left_out: dict[str, int]) -> str:
   """E.g. '2 cells in the hottest row, no hotter ...; 1 cell without a test error'; '' for
   none."""
-  return '; '.join(f'{_cells(left_out[reason])} {LEFT_OUT[reason]}' for reason in LEFT_OUT
+  return '; '.join(f'{count_text(left_out[reason])} {LEFT_OUT[reason]}' for reason in LEFT_OUT
                    if left_out.get(reason))
 
 
@@ -402,11 +397,11 @@ def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
   make_out(out)
   test_error = loaded['labelled']['means']['test_error']
   result = evaluate_advice(test_error, loaded['labelled']['labels'])
-  lines = [[name, result[k]['cells'], result[k]['right'], _fmt(result[k]['accuracy'], 3),
-            _left_out_text(result[k]['left_out']) or '-']
+  lines = [[name, result[k]['cells'], result[k]['right'], format_value(result[k]['accuracy'], 3),
+            left_out_text(result[k]['left_out']) or '-']
            for k, name in EVALUATION_ROWS.items()]
-  _print_table(f'CS1 evaluation on {loaded["source"]}: does the advised move lower test error?'
-               f' ({_cells(test_error.size)})',
+  print_table(f'CS1 evaluation on {loaded["source"]}: does the advised move lower test error?'
+               f' ({count_text(test_error.size)})',
                ['move', 'cells judged', 'right', 'accuracy', 'cells left out (why)'], lines,
                left_last=True)
   print('right: the temperature a move goes to (one row hotter or colder, same density) has the '
@@ -414,7 +409,7 @@ def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
   advice = result['advice']
   if advice['cells']:
     print(f'advice accuracy {advice["accuracy"]:.3f} (right on {advice["right"]} of '
-          f'{_cells(advice["cells"])} with a move to judge)')
+          f'{count_text(advice["cells"])} with a move to judge)')
   elif not np.isfinite(test_error).any():
     print('advice accuracy n/a: the table has no test errors (no test_error column, or every '
           'field empty), so no move can be judged')
@@ -422,9 +417,9 @@ def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
     print('advice accuracy n/a: no cell has a move to judge')
   for key, move in (('always_increase', 'always increase'),
                     ('always_decrease', 'always decrease')):
-    baseline, why = result[key], _left_out_text(result[key]['left_out'])
-    print(f'baseline {move}: accuracy {_fmt(baseline["accuracy"], 3)} over '
-          f'{_cells(baseline["cells"])}' + (f' (left out: {why})' if why else ''))
+    baseline, why = result[key], left_out_text(result[key]['left_out'])
+    print(f'baseline {move}: accuracy {format_value(baseline["accuracy"], 3)} over '
+          f'{count_text(baseline["cells"])}' + (f' (left out: {why})' if why else ''))
   workdir_lib.write_json(out / 'advise_evaluation.json', result)
   print(f'wrote {out / "advise_evaluation.json"}')
   return result
@@ -468,9 +463,9 @@ def advise(loaded: dict[str, Any], temperature: float | None,
   lines = []
   for i, value in enumerate(temperatures):
     lines.append([f'{value:g}' + (' <' if i == t else ''), labels[i, d] or 'n/a',
-                  _fmt(means['lmc'][i, d]), _fmt(means['cka_softmax'][i, d]),
-                  _fmt(means['test_error'][i, d])])
-  _print_table(f'evidence: the density-{densities[d]:g} column (hottest first)',
+                  format_value(means['lmc'][i, d]), format_value(means['cka_softmax'][i, d]),
+                  format_value(means['test_error'][i, d])])
+  print_table(f'evidence: the density-{densities[d]:g} column (hottest first)',
                [knob, 'regime', 'lmc', 'cka', 'test_error'], lines)
   for field, name in (('lmc', 'lmc'), ('cka_softmax', 'cka'), ('test_error', 'test_error')):
     if not np.isfinite(means[field][:, d]).all():
@@ -536,10 +531,20 @@ def _explain_unpicked(loaded: dict[str, Any], unpicked: dict[str, int],
     else:  # A SAM-rho baseline: a fixed rho.
       why = f'that {knob} value is not in the grid'
     print(f'{method}: no pick at {count} of '
-          f'{_cells(num_densities, "density", "densities")} ({why})')
+          f'{count_text(num_densities, "density", "densities")} ({why})')
   if not np.isfinite(means['test_error']).any():
     print('test_error and gap_to_oracle n/a: the table has no test_error values, so no pick '
           'can be scored')
+
+
+def chosen_densities(densities, density: float | None) -> list[int]:
+  """Indices of the densities a CS2 command reports: all, or the one equal to `density`
+  (CaseError naming the table's densities when it has none)."""
+  chosen = [d for d in range(len(densities))
+            if density is None or np.isclose(densities[d], density)]
+  if not chosen:
+    raise CaseError(f'no density {density:g} in the table; it has {densities}')
+  return chosen
 
 
 def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[str, Any]]:
@@ -549,10 +554,7 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
   means, labels = labelled['means'], labelled['labels']
-  chosen = [d for d in range(len(densities))
-            if density is None or np.isclose(densities[d], density)]
-  if not chosen:
-    raise CaseError(f'no density {density:g} in the table; it has {densities}')
+  chosen = chosen_densities(densities, density)
   out = loaded['out']
   make_out(out)
   records, gaps, unpicked = [], {}, {}
@@ -569,22 +571,22 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
       gap = error - oracle
       gaps.setdefault(method, []).append(gap)
       lines.append([method, 'n/a' if index is None else f'{temperatures[index]:g}',
-                    labels[index, d] if index is not None else '', _fmt(error), _fmt(gap)])
+                    labels[index, d] if index is not None else '', format_value(error), format_value(gap)])
       records.append({'density': densities[d], 'method': method,
                       'temperature': None if index is None else temperatures[index],
                       'regime': '' if index is None else labels[index, d],
                       'test_error': error, 'gap_to_oracle': gap})
-    _print_table(f'density {densities[d]:g}: which {knob} to prune from',
+    print_table(f'density {densities[d]:g}: which {knob} to prune from',
                  ['method', knob, 'regime', 'test_error', 'gap_to_oracle'], lines)
   summary = []
   for method, values in gaps.items():
     values = np.asarray(values, float)
     judged = np.isfinite(values)
     oracle_picks = int(np.sum(values[judged] <= 1e-12))
-    summary.append([method, _fmt(_nanmean(values)),
-                    f'{oracle_picks} of {_cells(int(judged.sum()), "density", "densities")}'
+    summary.append([method, format_value(quiet_nanmean(values)),
+                    f'{oracle_picks} of {count_text(int(judged.sum()), "density", "densities")}'
                     if judged.any() else 'n/a'])
-  _print_table(f'mean over densities ({_cells(len(chosen), "density", "densities")}; a method '
+  print_table(f'mean over densities ({count_text(len(chosen), "density", "densities")}; a method '
                'without a scored pick at a density is left out there)',
                ['method', 'mean gap to oracle', 'picks the oracle'], summary)
   _explain_unpicked(loaded, unpicked, len(chosen))
@@ -594,310 +596,9 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
   workdir_lib.write_json(out / 'select.json', {
       'knob': knob, 'records': records,
       'rule': 'avoid Regime I, then highest CKA (all in I: highest LMC); prunephase\'s rule',
-      'mean_gap': {m: _nanmean(g) for m, g in gaps.items()}})
+      'mean_gap': {m: quiet_nanmean(g) for m, g in gaps.items()}})
   print(f'wrote {out / "select.csv"}, select.json')
   return records
-
-
-# ---------------------------------------------------------------------------- replication
-
-
-def _table_knob(rows: list[dict[str, Any]]) -> str | None:
-  """The one value of a table's knob column, or None (no column, or several values)."""
-  knobs = {row.get('knob') for row in rows if row.get('knob')}
-  return knobs.pop() if len(knobs) == 1 else None
-
-
-def load_replicates(loaded: dict[str, Any], paths: list[str]) -> list[dict[str, Any]]:
-  """The first run and the other runs of its grid at `paths`, all labelled by one rule.
-
-  Args:
-    loaded: the first run (load_labelled's); its rule parameters label every run, so that
-      only the data differ.
-    paths: other runs: a finished sweep's directory (results.csv, config.json) or a results
-      table; a table without a knob column takes the first run's knob.
-
-  Returns:
-    [loaded, *the other runs] (load_labelled's dicts).
-
-  Raises:
-    CaseError: a path is neither, or a run's grid (knob, temperatures, densities) differs
-      from the first's; the message names the difference.
-  """
-  overrides = {name: loaded['config'][name] for name in RULE_FIELDS}
-  runs = [loaded]
-  for path in paths:
-    where = pathlib.Path(path)
-    if where.is_dir():
-      table, source = where / 'results.csv', {'workdir': str(where)}
-    elif where.is_file():
-      table, source = where, {'results': str(where)}
-    else:
-      raise CaseError(f'--replicate: {path}: no such workdir or results table')
-    knob = _table_knob(tables.read_table(table)) or loaded['knob']
-    run = load_labelled(**source, knob=knob, out=str(loaded['out']), overrides=overrides)
-    difference = replication.grid_difference(loaded, run,
-                                             (str(loaded['source']), str(run['source'])))
-    if difference:
-      raise CaseError(f'--replicate: grid mismatch between {loaded["source"]} and '
-                      f'{run["source"]}: {difference}')
-    runs.append(run)
-  return runs
-
-
-def _column_of(means: dict[str, np.ndarray], d: int) -> dict[str, np.ndarray]:
-  """The (T,) arrays select_column reads, of density column d."""
-  return {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error', 'dense_test_error')}
-
-
-def _rule_picks(run: dict[str, Any]) -> np.ndarray:
-  """(D,) the temperature index CS2's three-regime rule picks per density; -1 for none."""
-  labelled = run['labelled']
-  picks = [select_column(run['knob'], run['temperatures'], _column_of(labelled['means'], d),
-                         labelled['labels'][:, d])['three-regime rule']
-           for d in range(len(run['densities']))]
-  return np.array([-1 if pick is None else pick for pick in picks])
-
-
-def _runs_header(runs: list[dict[str, Any]]) -> str:
-  """'run 1 = A/results.csv, run 2 = B/results.csv'."""
-  return ', '.join(f'run {i + 1} = {run["source"]}' for i, run in enumerate(runs))
-
-
-REPLICATION_LINES = ('label_replication', 'confident_replication', 'advice_replication',
-                     'pick_replication')
-MAX_DISAGREEMENTS = 20  # Printed; replication.json lists them all.
-
-
-def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
-  """Whether labels, CS1 advice and CS2 picks replicate across runs of one grid
-  (`prunephase-regimes --replicate`): prints REPLICATION_LINES and a reliability table, writes
-  replication.json into the first run's output directory and returns its content."""
-  first = runs[0]
-  out, knob = first['out'], first['knob']
-  temperatures, densities = first['temperatures'], first['densities']
-  make_out(out)
-  labels = [run['labelled']['labels'] for run in runs]
-  confidence = [run['labelled']['confidence'] for run in runs]
-  min_confidence = float(first['config'].min_confidence)
-  labelled = [grid != regimes_lib.NO_LABEL for grid in labels]
-  # NaN (no confidence: one dense seed) is never confident.
-  confident = [mask & (np.nan_to_num(c, nan=-1.0) >= min_confidence)
-               for mask, c in zip(labelled, confidence)]
-  advice = [np.vectorize(advice_for, otypes=[object])(grid) for grid in labels]
-  picks = [_rule_picks(run) for run in runs]
-  statistics = dict(zip(REPLICATION_LINES, (
-      replication.pairwise_agreement(labels, labelled),
-      replication.pairwise_agreement(labels, confident),
-      replication.pairwise_agreement(advice, [a != 'none' for a in advice]),
-      replication.pairwise_agreement(picks, [p >= 0 for p in picks]))))
-  table = replication.reliability(labels, confidence)
-  rule = regimes_lib.RegimeRule.from_config(first['config']).describe()
-  num_pairs = len(replication.pairs(len(runs)))
-  print(f'replication over {_cells(len(runs), "run")} of one grid ({len(temperatures)} {knob} '
-        f'x {_cells(len(densities), "density", "densities")}; {_cells(num_pairs, "pair")} of '
-        f'runs): {_runs_header(runs)}')
-  print(f'every run labelled by the first run\'s rule: {rule}')
-  for name in REPLICATION_LINES:
-    print(replication.fraction_line(name, statistics[name]))
-  print('counted over every pair of runs: label and advice: the cells both runs label; '
-        f'confident: the cells both runs label with confidence >= {min_confidence:g}; pick: '
-        'the densities where both runs\' three-regime rule (CS2) picks a temperature')
-  if num_pairs > 1:
-    for p, (i, j) in enumerate(replication.pairs(len(runs))):
-      print(f'  runs {i + 1} and {j + 1}: ' + ', '.join(
-          replication.fraction_line(name, statistics[name]['pairs'][p])
-          for name in REPLICATION_LINES))
-  lines = [[row['bin'] if row['bin'] != 'n/a' else 'n/a (no confidence)', row['cells'],
-            row['replicated'], _fmt(row['fraction'], 3)]
-           for row in table if row['bin'] != 'n/a' or row['cells']]
-  _print_table('reliability: label replication by confidence (a pair\'s cell has the lower of '
-               'its two runs\' confidences)', ['confidence', 'cells', 'replicated', 'fraction'],
-               lines)
-  disagreements = []
-  for i, j in replication.pairs(len(runs)):
-    for (t, d), label in np.ndenumerate(labels[i]):
-      if labelled[i][t, d] and labelled[j][t, d] and label != labels[j][t, d]:
-        disagreements.append({
-            'runs': [i + 1, j + 1], 'temperature': temperatures[t], 'density': densities[d],
-            'labels': [label, labels[j][t, d]],
-            'confidences': [confidence[i][t, d], confidence[j][t, d]]})
-  if disagreements:
-    print(f'\ncells whose label differs ({len(disagreements)}):')
-    for miss in disagreements[:MAX_DISAGREEMENTS]:
-      (i, j), (a, b), (ca, cb) = miss['runs'], miss['labels'], miss['confidences']
-      print(f'  {knob}={miss["temperature"]:g} density {miss["density"]:g}: {a} in run {i} '
-            f'(confidence {_fmt(ca, 2)}), {b} in run {j} (confidence {_fmt(cb, 2)})')
-    if len(disagreements) > MAX_DISAGREEMENTS:
-      print(f'  ... and {len(disagreements) - MAX_DISAGREEMENTS} more (replication.json)')
-  result = {
-      'runs': [str(run['source']) for run in runs], 'knob': knob,
-      'temperatures': temperatures, 'densities': densities, 'rule': rule,
-      'min_confidence': min_confidence, **statistics,
-      'reliability': {'confidence': "the lower of the two runs' confidences of a cell",
-                      'bins': table},
-      'picks': [[None if p < 0 else temperatures[p] for p in run_picks] for run_picks in picks],
-      'disagreements': disagreements}
-  workdir_lib.write_json(out / 'replication.json', result)
-  print(f'wrote {out / "replication.json"}')
-  return result
-
-
-def _interval_rows(outcomes: dict[str, list[np.ndarray]]) -> dict[str, dict[str, Any]]:
-  """Each name's pooled mean with its bootstrap interval over units (replication's)."""
-  return replication.bootstrap_means({name: np.stack(values)
-                                      for name, values in outcomes.items()})
-
-
-def _interval_note(units: str) -> str:
-  return (f'intervals: {100 * replication.INTERVAL_LEVEL:g}% percentile bootstrap over {units} '
-          f'({replication.INTERVAL_RESAMPLES} resamples, seed {replication.INTERVAL_SEED})')
-
-
-def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
-  """CS1 out of sample (`prunephase-advise --evaluate --replicate`): the first run's advice,
-  judged on the test errors of every other run, every move and only the significant ones,
-  with bootstrap intervals over cells. Prints it, writes advise_out_of_sample.json and returns
-  its content."""
-  first = runs[0]
-  out = first['out']
-  make_out(out)
-  labels = first['labelled']['labels']
-  tables_out = {}
-  for kind in ('every_move', 'significant_moves'):
-    outcomes = {k: [] for k in EVALUATION_KEYS}
-    left_out = {k: {} for k in EVALUATION_KEYS}
-    for run in runs[1:]:
-      labelled = run['labelled']
-      units = labelled['num_units']
-      standard_error = None
-      if kind == 'significant_moves':
-        standard_error = np.where(units > 1, labelled['stds']['test_error']
-                                  / np.sqrt(np.maximum(units, 1)), np.nan)
-      result, why = advice_outcomes(labelled['means']['test_error'], labels, standard_error)
-      for k in EVALUATION_KEYS:
-        outcomes[k].append(result[k].ravel())
-        for reason, count in why[k].items():
-          left_out[k][reason] = left_out[k].get(reason, 0) + count
-    intervals = _interval_rows(outcomes)
-    tables_out[kind] = {
-        k: {'right': int(np.nansum(np.stack(outcomes[k]))), 'cells': intervals[k]['judged'],
-            'accuracy': intervals[k]['estimate'], 'low': intervals[k]['low'],
-            'high': intervals[k]['high'], 'left_out': left_out[k]} for k in EVALUATION_KEYS}
-  in_sample = evaluate_advice(first['labelled']['means']['test_error'], labels)
-  others = ', '.join(f'run {i + 2}' for i in range(len(runs) - 1))
-  print(f'CS1 out of sample: the advice of run 1\'s labels, judged on the test errors of '
-        f'{others} ({_runs_header(runs)}; every cell counted once per judging run)')
-  level = f'{100 * replication.INTERVAL_LEVEL:g}% interval'
-  titles = {'every_move': 'every move',
-            'significant_moves': f'significant moves only (|change in test error| > '
-                                 f'{SIGNIFICANCE_Z:g} standard errors of the judging run\'s '
-                                 'dense seeds, both cells)'}
-  for kind, title in titles.items():
-    rows = tables_out[kind]
-    _print_table(title, ['move', 'cells judged', 'right', 'accuracy', level],
-                 [[name, rows[k]['cells'], rows[k]['right'], _fmt(rows[k]['accuracy'], 3),
-                   replication.interval_text(rows[k]['low'], rows[k]['high'])]
-                  for k, name in EVALUATION_ROWS.items()])
-    why = _left_out_text(rows['advice']['left_out'])
-    if why:
-      print(f'the advice left out: {why}')
-  print(_interval_note('cells'))
-  advice = in_sample['advice']
-  print(f'in sample (run 1\'s own test errors, every move): advice accuracy '
-        f'{_fmt(advice["accuracy"], 3)} ({advice["right"]}/{advice["cells"]})')
-  result = {'labels_from': str(first['source']),
-            'test_errors_from': [str(run['source']) for run in runs[1:]],
-            'significance': f'|change in test error| > {SIGNIFICANCE_Z:g} x sqrt(se_a^2 + '
-                            'se_b^2), se = std over the judging run\'s dense seeds / sqrt(n)',
-            'interval': {'level': replication.INTERVAL_LEVEL, 'method': 'percentile bootstrap',
-                         'units': 'cells', 'resamples': replication.INTERVAL_RESAMPLES,
-                         'seed': replication.INTERVAL_SEED},
-            **tables_out, 'in_sample': in_sample}
-  workdir_lib.write_json(out / 'advise_out_of_sample.json', result)
-  print(f'wrote {out / "advise_out_of_sample.json"}')
-  return result
-
-
-FIRST_RUN_ORACLE = 'best test error in run 1'  # select_column's oracle, scored elsewhere.
-
-
-def select_out_of_sample(runs: list[dict[str, Any]],
-                         density: float | None = None) -> dict[str, Any]:
-  """CS2 out of sample (`prunephase-select --replicate`): each method picks on the first run;
-  the pick is scored on every other run's test errors (its gap to that run's oracle), with
-  bootstrap intervals over densities. Prints it, writes select_out_of_sample.json and returns
-  its content."""
-  first = runs[0]
-  knob, temperatures, densities = first['knob'], first['temperatures'], first['densities']
-  means, labels = first['labelled']['means'], first['labelled']['labels']
-  chosen = [d for d in range(len(densities))
-            if density is None or np.isclose(densities[d], density)]
-  if not chosen:
-    raise CaseError(f'no density {density:g} in the table; it has {densities}')
-  out = first['out']
-  make_out(out)
-  gaps, in_sample, records = {}, {}, []
-  for d in chosen:
-    picks = select_column(knob, temperatures, _column_of(means, d), labels[:, d])
-    picks[FIRST_RUN_ORACLE] = picks.pop('oracle')
-    own = means['test_error'][:, d]
-    lines = []
-    for method, index in picks.items():
-      row = [method, 'n/a' if index is None else f'{temperatures[index]:g}',
-             '' if index is None else labels[index, d]]
-      in_sample.setdefault(method, []).append(
-          own[index] - np.nanmin(own) if index is not None and np.isfinite(own).any()
-          else np.nan)
-      method_gaps = []
-      for r, run in enumerate(runs[1:], start=2):
-        errors = run['labelled']['means']['test_error'][:, d]
-        oracle = np.nanmin(errors) if np.isfinite(errors).any() else np.nan
-        gap = errors[index] - oracle if index is not None else np.nan
-        method_gaps.append(gap)
-        row.append(_fmt(gap))
-        records.append({'density': densities[d], 'method': method, 'run': r,
-                        'temperature': None if index is None else temperatures[index],
-                        'gap_to_oracle': gap})
-      gaps.setdefault(method, []).append(method_gaps)
-      lines.append(row)
-    _print_table(f'density {densities[d]:g}: the {knob} each method picks on run 1, its gap to '
-                 'the oracle of the run that scores it',
-                 ['method', knob, 'regime (run 1)',
-                  *(f'gap run {r}' for r in range(2, len(runs) + 1))], lines)
-  # gaps[method]: (densities, other runs) -> (other runs, densities) for bootstrap_means.
-  arrays = {method: np.asarray(values, float).T for method, values in gaps.items()}
-  intervals = replication.bootstrap_means(arrays)
-  summary, level = {}, f'{100 * replication.INTERVAL_LEVEL:g}% interval'
-  lines = []
-  for method, values in arrays.items():
-    judged = values[np.isfinite(values)]
-    oracle_picks = int(np.sum(judged <= 1e-12))
-    summary[method] = {'mean_gap': intervals[method]['estimate'],
-                       'low': intervals[method]['low'], 'high': intervals[method]['high'],
-                       'scored': int(judged.size), 'picks_the_oracle': oracle_picks,
-                       'in_sample_mean_gap': _nanmean(in_sample[method])}
-    lines.append([method, _fmt(summary[method]['mean_gap']),
-                  replication.interval_text(summary[method]['low'], summary[method]['high'], 4),
-                  f'{oracle_picks} of {judged.size}', _fmt(summary[method]['in_sample_mean_gap'])])
-  _print_table(f'CS2 out of sample, mean over {_cells(len(chosen), "density", "densities")} x '
-               f'{_cells(len(runs) - 1, "scoring run")} ({_runs_header(runs)})',
-               ['method', 'mean gap to oracle', level, 'picks the oracle',
-                'in sample (run 1)'], lines)
-  print(_interval_note('densities') + '; a density\'s gaps on every scoring run are resampled '
-        'together')
-  result = {'knob': knob, 'picks_from': str(first['source']),
-            'scored_on': [str(run['source']) for run in runs[1:]],
-            'interval': {'level': replication.INTERVAL_LEVEL, 'method': 'percentile bootstrap',
-                         'units': 'densities', 'resamples': replication.INTERVAL_RESAMPLES,
-                         'seed': replication.INTERVAL_SEED},
-            'summary': summary, 'records': records}
-  workdir_lib.write_json(out / 'select_out_of_sample.json', result)
-  print(f'wrote {out / "select_out_of_sample.json"}')
-  return result
-
-
-# Console scripts installed before prunephase.cli point here; the commands live there.
 
 
 def run_regimes() -> None:

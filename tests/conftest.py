@@ -222,6 +222,26 @@ def half_mask(params, seed=0):
   return mask
 
 
+def matmul_dtypes(function, *args) -> list[tuple[str, ...]]:
+  """Operand dtypes of every matmul and convolution of `function`'s traced program, in program
+  order, sub-programs (custom gradients, jitted and scanned bodies) included."""
+  import jax  # pylint: disable=import-outside-toplevel
+  found = []
+
+  def visit(jaxpr):
+    for equation in jaxpr.eqns:
+      if equation.primitive.name in ('dot_general', 'conv_general_dilated'):
+        found.append(tuple(str(v.aval.dtype) for v in equation.invars))
+      for value in equation.params.values():
+        for sub in (value if isinstance(value, (list, tuple)) else [value]):
+          inner = getattr(sub, 'jaxpr', None)
+          if inner is not None:
+            visit(getattr(inner, 'jaxpr', inner))
+
+  visit(jax.make_jaxpr(function)(*args).jaxpr)
+  return found
+
+
 def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
   """Same structure and every leaf close."""
   import jax  # pylint: disable=import-outside-toplevel

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 import prunephase
+from conftest import matmul_dtypes  # pylint: disable=g-bad-import-order
 from conftest import tiny_config  # pylint: disable=g-bad-import-order
 from prunephase import models
 from prunephase import sweep as sweep_lib
@@ -41,25 +42,6 @@ def mixed_config():
   config = tiny_config()
   config.model.mixed_precision = True
   return config
-
-
-def matmul_dtypes(function, *args) -> list[tuple[str, ...]]:
-  """Operand dtypes of every matmul and convolution of `function`'s traced program, in program
-  order, sub-programs (custom gradients, jitted and scanned bodies) included."""
-  found = []
-
-  def visit(jaxpr):
-    for equation in jaxpr.eqns:
-      if equation.primitive.name in ('dot_general', 'conv_general_dilated'):
-        found.append(tuple(str(v.aval.dtype) for v in equation.invars))
-      for value in equation.params.values():
-        for sub in (value if isinstance(value, (list, tuple)) else [value]):
-          inner = getattr(sub, 'jaxpr', None)
-          if inner is not None:
-            visit(getattr(inner, 'jaxpr', inner))
-
-  visit(jax.make_jaxpr(function)(*args).jaxpr)
-  return found
 
 
 def bf16_split(dtypes) -> tuple[int, int]:

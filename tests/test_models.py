@@ -7,6 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from conftest import matmul_dtypes  # pylint: disable=g-bad-import-order
 from prunephase import kernels
 from prunephase import models
 from prunephase import registry
@@ -382,23 +383,6 @@ def test_with_bn_momentum_keeps_the_parameter_tree():
   assert jax.tree.structure(a) == jax.tree.structure(b)
 
 
-def _dot_operand_dtypes(function, *args):
-  """The operand dtypes of every dot_general and convolution in `function`'s jaxpr (nested
-  jaxprs included)."""
-  dtypes = []
-  def visit(jaxpr):
-    for equation in jaxpr.eqns:
-      if equation.primitive.name in ('dot_general', 'conv_general_dilated'):
-        dtypes.append(tuple(str(v.aval.dtype) for v in equation.invars))
-      for value in equation.params.values():
-        for sub in (value if isinstance(value, (list, tuple)) else [value]):
-          inner = getattr(sub, 'jaxpr', None)
-          if inner is not None:
-            visit(getattr(inner, 'jaxpr', inner))
-  visit(jax.make_jaxpr(function)(*args).jaxpr)
-  return dtypes
-
-
 def test_mixed_precision_keeps_float32_params_stats_and_logits():
   config = ml_collections.ConfigDict(dict(name='cnn1d', widths=(4, 4), kernel_sizes=(3, 3),
                                           strides=(2, 2)))
@@ -412,10 +396,10 @@ def test_mixed_precision_keeps_float32_params_stats_and_logits():
   # (a dropped dtype would leave float32 ones), read off the traced program; the classifier head
   # (the last matmul) stays float32 by design, so the logits and the loss are float32.
   for function in (train_apply, lambda v, x: model.apply(v, x, train=False)):
-    dtypes = _dot_operand_dtypes(function, variables, x)
+    dtypes = matmul_dtypes(function, variables, x)
     assert dtypes[:-1] == [('bfloat16', 'bfloat16')] * 2, dtypes
     assert dtypes[-1] == ('float32', 'float32'), dtypes
-  full_dtypes = _dot_operand_dtypes(
+  full_dtypes = matmul_dtypes(
       lambda v, x: models.make_model(config, 10).apply(v, x, train=False), variables, x)
   assert all(d == ('float32', 'float32') for d in full_dtypes), full_dtypes
   logits, updated = jax.jit(train_apply)(variables, x)

@@ -1,4 +1,4 @@
-"""Tests for replication (prunephase.replication, cases.replicate / evaluate_out_of_sample /
+"""Tests for replication (prunephase.replication, out_of_sample.replicate / evaluate_out_of_sample /
 select_out_of_sample and the commands' --replicate) on synthetic tables with known answers."""
 
 import json
@@ -13,6 +13,7 @@ import pytest
 from conftest import error_lines  # pylint: disable=g-bad-import-order
 from conftest import run_command
 from prunephase import cases
+from prunephase import out_of_sample
 from prunephase import replication
 from prunephase.cli import regimes as regimes_cli
 
@@ -78,7 +79,7 @@ def test_confident_replication_counts_only_cells_both_runs_call_confident(tmp_pa
                     confidence=[[0.9, 0.95], [0.5, 1.0], [np.nan, 0.2]])
   second = _fake_run(tmp_path, [['I', 'II-B'], ['II-A', 'II-A'], ['II-B', 'II-B']],
                      confidence=[[0.7, 0.3], [0.8, 0.75], [0.9, 0.9]])
-  result = cases.replicate([first, second])
+  result = out_of_sample.replicate([first, second])
   assert (result['label_replication']['agree'], result['label_replication']['cells']) == (4, 6)
   assert (result['confident_replication']['agree'],
           result['confident_replication']['cells']) == (1, 2)
@@ -142,7 +143,7 @@ def test_out_of_sample_cs1_is_the_first_runs_advice_on_the_other_runs_errors(tmp
   first = _fake_run(tmp_path, labels, test_error=np.full((3, 2), 0.2))
   second = _fake_run(tmp_path, [['II-B'] * 2] * 3, test_error=errors,
                      std=np.full((3, 2), 0.01), units=4)
-  result = cases.evaluate_out_of_sample([first, second])
+  result = out_of_sample.evaluate_out_of_sample([first, second])
   every, significant = result['every_move'], result['significant_moves']
   assert (every['advice']['right'], every['advice']['cells']) == (3, 5)
   assert every['advice']['accuracy'] == pytest.approx(0.6)
@@ -170,7 +171,7 @@ def test_out_of_sample_cs2_scores_the_first_runs_pick_on_the_other_run(tmp_path)
                     test_error=[[0.2, 0.2], [0.1, 0.2], [0.2, 0.1]])
   second = _fake_run(tmp_path, [['II-B'] * 2] * 3, test_error=[[0.1, 0.3], [0.15, 0.2],
                                                                [0.3, 0.1]])
-  result = cases.select_out_of_sample([first, second])
+  result = out_of_sample.select_out_of_sample([first, second])
   rule = result['summary']['three-regime rule']
   assert rule['mean_gap'] == pytest.approx(0.025)
   assert rule['picks_the_oracle'] == 1 and rule['scored'] == 2

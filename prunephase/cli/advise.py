@@ -10,6 +10,7 @@ r"""prunephase-advise: case study 1, which way to move the temperature.
 from absl import flags
 
 from prunephase import cases
+from prunephase import out_of_sample
 from prunephase import probe
 from prunephase import runtime
 from prunephase.cli import common
@@ -43,7 +44,7 @@ def main(argv) -> None:
       runtime.fail('--replicate needs --evaluate (prunephase-regimes --replicate compares the '
                    'advice of every cell)')
     runs = common.fail_on(table_flags.ERRORS, table_flags.load_runs)
-    common.fail_on(table_flags.ERRORS, cases.evaluate_out_of_sample, runs)
+    common.fail_on(table_flags.ERRORS, out_of_sample.evaluate_out_of_sample, runs)
     return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
   if EVALUATE.value:

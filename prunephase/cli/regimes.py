@@ -12,6 +12,7 @@ prints label_replication, confident_replication, advice_replication and pick_rep
 from absl import flags
 
 from prunephase import cases
+from prunephase import out_of_sample
 from prunephase import runtime
 from prunephase.cli import common
 from prunephase.cli import table_flags
@@ -30,7 +31,7 @@ def main(argv) -> None:
     if COMPARE.value:
       runtime.fail('give --compare or --replicate, not both')
     runs = common.fail_on(table_flags.ERRORS, table_flags.load_runs)
-    common.fail_on(table_flags.ERRORS, cases.replicate, runs)
+    common.fail_on(table_flags.ERRORS, out_of_sample.replicate, runs)
     return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
   common.fail_on(table_flags.ERRORS, cases.regimes, loaded, COMPARE.value)

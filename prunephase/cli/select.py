@@ -8,6 +8,7 @@
 from absl import flags
 
 from prunephase import cases
+from prunephase import out_of_sample
 from prunephase.cli import common
 from prunephase.cli import table_flags
 
@@ -19,7 +20,7 @@ def main(argv) -> None:
   del argv
   if table_flags.REPLICATE.value:
     runs = common.fail_on(table_flags.ERRORS, table_flags.load_runs)
-    common.fail_on(table_flags.ERRORS, cases.select_out_of_sample, runs,
+    common.fail_on(table_flags.ERRORS, out_of_sample.select_out_of_sample, runs,
                    table_flags.DENSITY.value)
     return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)

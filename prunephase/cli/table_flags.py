@@ -6,6 +6,7 @@ from typing import Any
 from absl import flags
 
 from prunephase import cases
+from prunephase import out_of_sample
 from prunephase import regimes as regimes_lib
 from prunephase import tables
 from prunephase.cli import common
@@ -48,4 +49,4 @@ def load() -> dict[str, Any]:
 
 def load_runs() -> list[dict[str, Any]]:
   """The table of `load` and the runs of --replicate, labelled by the first one's rule."""
-  return cases.load_replicates(load(), REPLICATE.value)
+  return out_of_sample.load_replicates(load(), REPLICATE.value)
