@@ -599,18 +599,3 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
       'mean_gap': {m: quiet_nanmean(g) for m, g in gaps.items()}})
   print(f'wrote {out / "select.csv"}, select.json')
   return records
-
-
-def run_regimes() -> None:
-  from prunephase.cli import regimes as cli  # pylint: disable=import-outside-toplevel
-  cli.run()
-
-
-def run_advise() -> None:
-  from prunephase.cli import advise as cli  # pylint: disable=import-outside-toplevel
-  cli.run()
-
-
-def run_select() -> None:
-  from prunephase.cli import select as cli  # pylint: disable=import-outside-toplevel
-  cli.run()

@@ -2,7 +2,7 @@
 (a whole epoch, chunks of steps, or one step), and how many members are vmapped together.
 
 `config.train.steps_per_call` ('auto' by default) is resolved here into the
-`PopulationProgram.steps_per_call` of `train.py`. A whole epoch in one `lax.scan` is fastest
+`PopulationProgram.steps_per_call` of `population.py`. A whole epoch in one `lax.scan` is fastest
 where per-step dispatch would dominate (small models, accelerators); XLA:CPU, however, runs the
 gradient convolutions inside a loop body far slower than outside one. Seen in the compiled HLO
 (jax 0.10.2): outside a loop the kernel-gradient convolution is rewritten to the canonical
@@ -58,7 +58,7 @@ def resolve_steps_per_call(value: str | int, model: nn.Module, input_shape: Sequ
   MLP have no convolution and keep whole-epoch scans.
 
   Args:
-    value: 'auto', 'epoch' or N >= 1 (chunks of N steps, `lax.scan` inside each chunk).
+    value: 'auto', 'epoch' or N >= 1 (chunks of N steps per call, unrolled: no loop).
     model: the Flax module.
     input_shape: one example's shape (no batch axis).
     backend: 'cpu', 'gpu', 'tpu' (default: JAX's default backend).

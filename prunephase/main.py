@@ -92,13 +92,3 @@ def run_and_summarise(config, workdir: str, stages) -> tuple:
   sweep, summary = sweep_lib.run_sweep(config, workdir, stages)
   print_summary(sweep, summary, time.time() - start)
   return sweep, summary
-
-
-def run() -> None:
-  """The `prunephase` command (kept for console scripts installed before prunephase.cli)."""
-  from prunephase.cli import main as cli_main  # pylint: disable=import-outside-toplevel
-  cli_main.run()
-
-
-if __name__ == '__main__':
-  run()

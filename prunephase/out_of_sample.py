@@ -314,6 +314,3 @@ def select_out_of_sample(runs: list[dict[str, Any]],
   workdir_lib.write_json(out / 'select_out_of_sample.json', result)
   print(f'wrote {out / "select_out_of_sample.json"}')
   return result
-
-
-# Console scripts installed before prunephase.cli point here; the commands live there.

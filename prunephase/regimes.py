@@ -44,7 +44,8 @@ from prunephase.config import names
 REGIMES = ('I', 'II-A', 'II-B')
 NO_LABEL = ''
 RULES = names.REGIME_RULES
-# The rules' defaults, the one place they are stated (configs/default.py reads them from here).
+# The rules' defaults for tables without a config (the case-study commands); configs/default.py
+# writes the same values out for users to read (tests/test_configs.py checks they agree).
 DEFAULTS = {'rule': 'transition', 'min_drop': 0.05, 'noise_factor': 1.0,
             'lmc_threshold': -0.02, 'cka_tolerance': 0.001, 'bootstrap': 200,
             'min_confidence': 0.7, 'seed': 0}

@@ -65,19 +65,20 @@ def test_loading_a_config_through_the_flags_imports_no_jax():
   assert result.stdout.strip() == 'NO JAX'
 
 
-def test_old_entry_points_still_run_the_commands():
-  # Console scripts installed before prunephase.cli call prunephase.main:run and
-  # prunephase.cases:run_*; `python -m prunephase.main` is used by scripts too.
-  import prunephase.cases  # pylint: disable=import-outside-toplevel
-  import prunephase.main  # pylint: disable=import-outside-toplevel
-  assert callable(prunephase.main.run)
-  assert all(callable(getattr(prunephase.cases, f'run_{name}'))
-             for name in ('regimes', 'advise', 'select'))
-  result = subprocess.run([sys.executable, '-m', 'prunephase.main', '--workdir=w'], cwd=REPO,
-                          capture_output=True, text=True, timeout=120, check=False)
-  assert result.returncode == 2
-  assert result.stderr.strip() == 'prunephase: error: --config is required, e.g. ' \
-      '--config=configs/default.py'
+def test_no_module_outside_cli_imports_cli():
+  # The command line is a layer on top: prunephase/cli/ imports the library, never the reverse
+  # (imports inside functions included), so there are no console-script shims to keep alive.
+  import ast  # pylint: disable=import-outside-toplevel
+  offenders = []
+  for path in sorted((REPO / 'prunephase').rglob('*.py')):
+    if 'cli' in path.relative_to(REPO / 'prunephase').parts:
+      continue
+    for node in ast.walk(ast.parse(path.read_text())):
+      names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+               [node.module or ''] if isinstance(node, ast.ImportFrom) else [])
+      if any(n == 'prunephase.cli' or n.startswith('prunephase.cli.') for n in names):
+        offenders.append(f'{path.relative_to(REPO)}:{node.lineno}')
+  assert not offenders, offenders
 
 
 def test_missing_required_flags_are_one_line():
