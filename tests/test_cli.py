@@ -82,6 +82,9 @@ def test_no_module_outside_cli_imports_cli():
 
 
 def test_missing_required_flags_are_one_line():
+  result = run_command('prunephase', '--workdir=w', timeout=120)
+  assert (result.returncode, result.stderr.strip()) == (
+      2, 'prunephase: error: --config is required, e.g. --config=configs/default.py')
   result = run_command('prunephase', '--config=configs/default.py:quick', timeout=120)
   assert (result.returncode, result.stderr.strip()) == (2, 'prunephase: error: --workdir is '
                                                            'required')
