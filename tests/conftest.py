@@ -106,6 +106,11 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
   return lines[0][len(ERROR_PREFIX):]
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+  """`one_line_error`'s checks; the whole line, 'prunephase: error: MESSAGE'."""
+  return ERROR_PREFIX + one_line_error(result)
+
+
 @contextlib.contextmanager
 def mock_tfds(num_examples: int):
   """Every tfds dataset exists, with `num_examples` random examples per split.

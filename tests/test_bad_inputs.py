@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from conftest import error_lines  # pylint: disable=g-bad-import-order
+from conftest import one_error_line  # pylint: disable=g-bad-import-order
 from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config
@@ -19,20 +19,12 @@ from prunephase import artifacts
 QUICK = '--config=configs/default.py:quick'
 
 
-def _one_error_line(result) -> str:
-  assert result.returncode == 2, (result.stdout[-1000:], result.stderr[-2000:])
-  lines = error_lines(result)
-  assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr[-2000:]
-  assert lines[0].startswith('prunephase: error: ')
-  return lines[0]
-
-
 # ----------------------------------------------------------------------------- workdir
 
 
 def test_uncreatable_workdir(tmp_path):
   result = run_command('prunephase', QUICK, '--workdir=/proc/prunephase-x')
-  assert _one_error_line(result) == (
+  assert one_error_line(result) == (
       'prunephase: error: cannot create or write the workdir /proc/prunephase-x: No such file '
       'or directory (/proc/prunephase-x); choose a writable --workdir')
 
@@ -40,7 +32,7 @@ def test_uncreatable_workdir(tmp_path):
 def test_init_from_that_is_not_a_workdir(tmp_path):
   result = run_command('prunephase', QUICK, f'--config.dense.init_from={tmp_path}',
                        f'--workdir={tmp_path / "w"}')
-  assert _one_error_line(result) == (
+  assert one_error_line(result) == (
       f'prunephase: error: dense.init_from={tmp_path} holds no config.json: not a prunephase '
       'workdir')
   assert not (tmp_path / 'w').exists()
@@ -50,7 +42,7 @@ def test_workdir_under_a_file(tmp_path):
   (tmp_path / 'file').write_text('x')
   result = run_command('prunephase', QUICK, f'--workdir={tmp_path / "file" / "w"}',
                        '--stages=report')
-  assert 'Not a directory' in _one_error_line(result)
+  assert 'Not a directory' in one_error_line(result)
   assert (tmp_path / 'file').read_text() == 'x'
 
 
@@ -65,7 +57,7 @@ def test_read_only_workdir(tmp_path):
               '--inh-caps=-dac_override,-dac_read_search', '--')
   try:
     result = run_command('prunephase', QUICK, f'--workdir={directory}', prefix=prefix)
-    assert _one_error_line(result) == (
+    assert one_error_line(result) == (
         f'prunephase: error: cannot create or write the workdir {directory}: Permission denied '
         f'({directory / ".lock"}); choose a writable --workdir')
     assert not any(directory.iterdir())
@@ -77,7 +69,7 @@ def test_damaged_workdir_config_for_the_case_commands(tmp_path):
   (tmp_path / 'config.json').write_text('{"regimes": ')
   (tmp_path / 'results.csv').write_text('knob,temperature,density,lmc,cka\nlr,1,0.5,0,0.9\n')
   result = run_command('prunephase-select', f'--workdir={tmp_path}')
-  assert _one_error_line(result).startswith(
+  assert one_error_line(result).startswith(
       f'prunephase: error: unreadable {tmp_path / "config.json"}: Expecting value')
 
 
@@ -96,7 +88,7 @@ def test_truncated_checkpoint_is_one_line_naming_it(finished_run, tmp_path):
       os.truncate(file, file.stat().st_size // 2)
   result = run_command('prunephase', f'--config={tiny_config_file(tmp_path)}',
                        f'--workdir={copy}', '--stages=measure')
-  line = _one_error_line(result)
+  line = one_error_line(result)
   assert line.startswith(f'prunephase: error: unreadable checkpoint {step} (')
   assert line.endswith('delete that directory and re-run the stage that wrote it')
   assert not store.measure_file(1).exists()
@@ -160,7 +152,7 @@ def test_out_that_cannot_be_created(tmp_path, command, args, out, reason):
     out.write_text('x')
   result = run_command(command, f'--results={_table(tmp_path)}', f'--out={out}', *args,
                        '--bootstrap=2')
-  assert _one_error_line(result) == (
+  assert one_error_line(result) == (
       f'prunephase: error: cannot create the output directory {out}: {reason}')
   assert result.stdout == ''  # Nothing printed (or written) before the check.
   assert sorted(p.name for p in tmp_path.iterdir()) in (['results.csv'],
@@ -184,19 +176,19 @@ def test_out_that_cannot_be_created(tmp_path, command, args, out, reason):
 ])
 def test_case_command_flags(tmp_path, command, args, message):
   result = run_command(command, f'--results={_table(tmp_path)}', *args)
-  assert _one_error_line(result) == f'prunephase: error: {message}'
+  assert one_error_line(result) == f'prunephase: error: {message}'
   assert result.stdout == '' and [p.name for p in tmp_path.iterdir()] == ['results.csv']
 
 
 def test_a_directory_that_is_not_a_workdir_for_the_case_commands(tmp_path):
   result = run_command('prunephase-regimes', f'--workdir={tmp_path}')
-  assert _one_error_line(result) == (
+  assert one_error_line(result) == (
       f'prunephase: error: {tmp_path} is not a prunephase workdir (no config.json)')
 
 
 def test_unknown_stage(tmp_path):
   result = run_command('prunephase', QUICK, f'--workdir={tmp_path / "w"}', '--stages=train,bake')
-  assert _one_error_line(result) == (
+  assert one_error_line(result) == (
       "prunephase: error: unknown stage(s) ['bake']; choose from "
       'train,prune,retrain,measure,report')
   assert not (tmp_path / 'w').exists()

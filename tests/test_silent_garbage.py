@@ -16,7 +16,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from conftest import error_lines  # pylint: disable=g-bad-import-order
+from conftest import one_error_line  # pylint: disable=g-bad-import-order
 from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config
@@ -29,14 +29,6 @@ from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
 
 RERUN = 'rerun the same command: finished work is kept'
-
-
-def _one_error_line(result) -> str:
-  assert result.returncode == 2, (result.stdout[-1000:], result.stderr[-3000:])
-  lines = error_lines(result)
-  assert len(lines) == 1 and 'Traceback' not in result.stderr, result.stderr[-3000:]
-  assert lines[0].startswith('prunephase: error: ')
-  return lines[0]
 
 
 def _config_file(directory: pathlib.Path, body: str) -> pathlib.Path:
@@ -77,7 +69,7 @@ def test_a_head_of_the_wrong_size_is_one_line_before_the_workdir(tmp_path):
   workdir = tmp_path / 'w'
   result = run_command('prunephase', f'--config={_config_file(tmp_path, SEVEN_CLASS_MODEL)}',
                        f'--workdir={workdir}')
-  assert _one_error_line(result) == (
+  assert one_error_line(result) == (
       'prunephase: error: model cnn1d_7 outputs 7 logits per example but mnist1d has 10 classes')
   assert not workdir.exists()
 
@@ -313,7 +305,7 @@ def test_an_unwritable_checkpoint_is_one_line(tmp_path):
   (workdir / 'dense').write_text('not a directory')  # ... whose dense/ is a file.
   result = run_command('prunephase', f'--config={config_file}', f'--workdir={workdir}',
                        '--config.retrain.mode=weight_rewinding', '--config.retrain.rewind_epoch=0')
-  line = _one_error_line(result)
+  line = one_error_line(result)
   assert line.startswith(f'prunephase: error: cannot write {workdir / "dense"}/'), line
   assert line.endswith(f'(or move the workdir) and {RERUN}'), line
 
@@ -339,7 +331,7 @@ def test_a_full_disk_is_one_line(full_disk):
   workdir = full_disk / 'run'
   result = run_command('prunephase', '--config=configs/default.py:quick', f'--workdir={workdir}',
                        '--config.retrain.mode=weight_rewinding', '--config.retrain.rewind_epoch=0')
-  line = _one_error_line(result)
+  line = one_error_line(result)
   assert line.startswith(f'prunephase: error: cannot write {workdir}/'), line
   assert line.endswith(f': No space left on device; free space (or move the workdir) and '
                        f'{RERUN}'), line
