@@ -151,9 +151,10 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.regimes.noise_factor = 1.0  # transition: a drop must exceed this x the seed noise.
   config.regimes.lmc_threshold = -0.02  # threshold: Regime I where the mean LMC is below this.
   config.regimes.cka_tolerance = 0.001  # II-B from the first cell within this of the plateau.
-  config.regimes.bootstrap = 200  # Resamples of dense seeds for each label's confidence.
-  config.regimes.min_confidence = 0.7  # Below this a label is drawn as uncertain.
-  config.regimes.seed = 0  # Seed of the bootstrap resampling.
+  config.regimes.confidence = 'replicate'  # Confidence estimator: replicate | bootstrap.
+  config.regimes.bootstrap = 200  # Draws (simulated replicate runs) for each label's confidence.
+  config.regimes.min_confidence = 0.8  # Below this a label is uncertain (hatched, no advice).
+  config.regimes.seed = 0  # Seed of the confidence draws.
 
   # Devices (ignored on one device): a ('members', 'data') mesh. members=0 puts every device not
   # on the data axis on the member axis; data > 1 splits each batch (data parallelism).

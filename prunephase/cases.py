@@ -31,7 +31,8 @@ from prunephase import workdir as workdir_lib
 from prunephase.config import names
 
 # Rule parameters a caller may override (the flags of the same names).
-RULE_FIELDS = ('rule', 'min_drop', 'noise_factor', 'lmc_threshold', 'cka_tolerance', 'bootstrap')
+RULE_FIELDS = ('rule', 'min_drop', 'noise_factor', 'lmc_threshold', 'cka_tolerance', 'bootstrap',
+               'confidence', 'min_confidence')
 MOVES = names.MOVES  # knob -> (what "increase the temperature" means, what "decrease" means)
 ADVICE = {'I': 'increase', 'II-A': 'decrease', 'II-B': 'keep'}
 
@@ -86,7 +87,8 @@ def load_labelled(results: str | None = None, workdir: str | None = None,
   config = regime_config(workdir, overrides)
   labelled = regimes_lib.label_table(rows, temperatures, densities,
                                      regimes_lib.RegimeRule.from_config(config),
-                                     int(config.bootstrap), int(config.seed))
+                                     int(config.bootstrap), int(config.seed),
+                                     str(config.confidence))
   # Never overwrite a sweep's own report: default to DIR/regimes for a workdir.
   default_out = pathlib.Path(workdir) / 'regimes' if workdir else path.parent
   return {'rows': rows, 'knob': knob, 'temperatures': temperatures, 'densities': densities,
@@ -257,6 +259,7 @@ SIGNIFICANCE_Z = 2.0
 # Why evaluate_advice leaves a cell out of a move's count: reason -> the printed words.
 LEFT_OUT = {
     'unlabelled': 'unlabelled, so no advice',
+    'uncertain': 'uncertain (confidence below regimes.min_confidence), so no advice',
     'hottest_row': 'in the hottest row, no hotter temperature to move to',
     'coldest_row': 'in the coldest row, no colder temperature to move to',
     'one_row': 'with no neighbour, the grid has one temperature',
@@ -275,7 +278,8 @@ EVALUATION_KEYS = ('increase', 'decrease', 'keep', 'always_increase', 'always_de
 
 
 def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
-                    standard_error: np.ndarray | None = None
+                    standard_error: np.ndarray | None = None,
+                    uncertain: np.ndarray | None = None
                     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
   """Whether each cell's advised move (and each baseline's) lowers the test error.
 
@@ -290,6 +294,8 @@ def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
     standard_error: optional (T, D) standard errors of the cell means (std over dense seeds /
       sqrt(their number)). When given, only significant moves are judged: those whose change
       in test error exceeds SIGNIFICANCE_Z x sqrt(se_cell^2 + se_neighbour^2).
+    uncertain: optional (T, D) booleans: labels too unsure to advise on (`uncertain_cells`);
+      they get no advice (the baselines still judge them).
 
   Returns:
     (outcomes, left_out): outcomes[key] is a (T, D) float array, 1 where the move lowered the
@@ -336,6 +342,8 @@ def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
     move = advice_for(label)
     if move == 'none':
       reason = 'unlabelled'
+    elif uncertain is not None and uncertain[t, d]:
+      reason = 'uncertain'
     elif move == 'increase':
       reason = judge('increase', t, d, up, t - 1, lambda: hotter < here)
     elif move == 'decrease':
@@ -355,7 +363,8 @@ def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
 
 
 def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
-                    standard_error: np.ndarray | None = None) -> dict[str, Any]:
+                    standard_error: np.ndarray | None = None,
+                    uncertain: np.ndarray | None = None) -> dict[str, Any]:
   """How often the advised direction lowers test error, over cells with a neighbour.
 
   The rules are advice_outcomes'; baselines: always increase, always decrease.
@@ -365,6 +374,7 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
     labels: (T, D) regime labels.
     standard_error: optional (T, D); when given, only significant moves are judged (see
       advice_outcomes).
+    uncertain: optional (T, D) booleans: cells that get no advice (advice_outcomes).
 
   Returns:
     For each of 'increase', 'decrease', 'keep' (the cells of regime I, II-A, II-B),
@@ -373,7 +383,7 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
     error), 'accuracy' and 'left_out' (the cells that could not be judged, counted by their
     first reason: a key of `LEFT_OUT`).
   """
-  outcomes, left_out = advice_outcomes(test_error, labels, standard_error)
+  outcomes, left_out = advice_outcomes(test_error, labels, standard_error, uncertain)
   result = {}
   for k in EVALUATION_KEYS:
     judged = outcomes[k][np.isfinite(outcomes[k])]
@@ -381,6 +391,16 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
                  'accuracy': float(judged.mean()) if judged.size else float('nan'),
                  'left_out': left_out[k]}
   return result
+
+
+def uncertain_cells(loaded: dict[str, Any]) -> np.ndarray:
+  """(T, D) booleans: labelled cells whose confidence is below `min_confidence`. A NaN
+  confidence (not computed, or one dense seed) is not uncertain: nothing was estimated."""
+  labelled = loaded['labelled']
+  confidence = np.asarray(labelled['confidence'], float)
+  with np.errstate(invalid='ignore'):
+    low = confidence < float(loaded['config'].min_confidence)
+  return low & (labelled['labels'] != regimes_lib.NO_LABEL)
 
 
 def left_out_text(left_out: dict[str, int]) -> str:
@@ -396,7 +416,8 @@ def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
   out = loaded['out']
   make_out(out)
   test_error = loaded['labelled']['means']['test_error']
-  result = evaluate_advice(test_error, loaded['labelled']['labels'])
+  result = evaluate_advice(test_error, loaded['labelled']['labels'],
+                           uncertain=uncertain_cells(loaded))
   lines = [[name, result[k]['cells'], result[k]['right'], format_value(result[k]['accuracy'], 3),
             left_out_text(result[k]['left_out']) or '-']
            for k, name in EVALUATION_ROWS.items()]
@@ -443,11 +464,13 @@ def advise(loaded: dict[str, Any], temperature: float | None,
   out = loaded['out']
   make_out(out)
   label = labels[t, d]
-  move = advice_for(label)
+  move = 'uncertain' if uncertain_cells(loaded)[t, d] else advice_for(label)
   up, down = MOVES[knob]
   words = {'increase': f'increase the temperature: {up}',
            'decrease': f'decrease the temperature: {down}',
            'keep': 'keep the temperature',
+           'uncertain': ('uncertain: no advice (an independent run would likely label this '
+                         'cell otherwise; raise dense seeds, e.g. seeds.adaptive=True)'),
            'none': 'no advice (unlabelled: a NaN LMC or CKA, or a diverged member)'}[move]
   column_cka = means['cka_softmax'][:, d]
   evidence = {

@@ -113,6 +113,12 @@ def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
       replication.pairwise_agreement(labels, confident),
       replication.pairwise_agreement(advice, [a != 'none' for a in advice]),
       replication.pairwise_agreement(picks, [p >= 0 for p in picks]))))
+  num_labelled = sum(int(mask.sum()) for mask in labelled)
+  calibration = {
+      'confident_kept': replication.confident_kept(labels, confident, labelled),
+      'confident_cells': {'agree': sum(int(c.sum()) for c in confident), 'cells': num_labelled,
+                          'fraction': (sum(int(c.sum()) for c in confident) / num_labelled
+                                       if num_labelled else float('nan'))}}
   table = replication.reliability(labels, confidence)
   rule = regimes_lib.RegimeRule.from_config(first['config']).describe()
   num_pairs = len(replication.pairs(len(runs)))
@@ -122,9 +128,13 @@ def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
   print(f'every run labelled by the first run\'s rule: {rule}')
   for name in REPLICATION_LINES:
     print(replication.fraction_line(name, statistics[name]))
+  for name, value in calibration.items():
+    print(replication.fraction_line(name, value))
   print('counted over every pair of runs: label and advice: the cells both runs label; '
         f'confident: the cells both runs label with confidence >= {min_confidence:g}; pick: '
-        'the densities where both runs\' three-regime rule (CS2) picks a temperature')
+        'the densities where both runs\' three-regime rule (CS2) picks a temperature; '
+        'confident_kept: a run\'s confident cells that another run labels the same, over '
+        'ordered pairs; confident_cells: labelled cells that are confident, over runs')
   if num_pairs > 1:
     for p, (i, j) in enumerate(replication.pairs(len(runs))):
       print(f'  runs {i + 1} and {j + 1}: ' + ', '.join(
@@ -155,7 +165,7 @@ def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
   result = {
       'runs': [str(run['source']) for run in runs], 'knob': knob,
       'temperatures': temperatures, 'densities': densities, 'rule': rule,
-      'min_confidence': min_confidence, **statistics,
+      'min_confidence': min_confidence, **statistics, **calibration,
       'reliability': {'confidence': "the lower of the two runs' confidences of a cell",
                       'bins': table},
       'picks': [[None if p < 0 else temperatures[p] for p in run_picks] for run_picks in picks],
@@ -176,6 +186,25 @@ def _interval_note(units: str) -> str:
           f'({replication.INTERVAL_RESAMPLES} resamples, seed {replication.INTERVAL_SEED})')
 
 
+def advice_verdict(rows: dict[str, dict[str, Any]]) -> str:
+  """Whether the advice beats the better fixed direction, in words, from interval rows.
+
+  'better than' when the advice's interval lies above the better baseline's accuracy, 'worse
+  than' when it lies below, else 'no better than' (the data cannot tell them apart); the
+  baselines judge every cell, the advice only the cells it advises on.
+  """
+  advice = rows['advice']
+  name, best = max(((k, rows[k]) for k in ('always_increase', 'always_decrease')),
+                   key=lambda item: np.nan_to_num(item[1]['accuracy'], nan=-1.0))
+  if not (np.isfinite(advice['accuracy']) and np.isfinite(best['accuracy'])):
+    return 'n/a: no move to judge'
+  words = ('better than' if advice['low'] > best['accuracy'] else
+           'worse than' if advice['high'] < best['accuracy'] else 'no better than')
+  return (f'the advice ({advice["accuracy"]:.3f}, interval '
+          f'{replication.interval_text(advice["low"], advice["high"])}) is {words} '
+          f'{name.replace("_", " ")} ({best["accuracy"]:.3f})')
+
+
 def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
   """CS1 out of sample (`prunephase-advise --evaluate --replicate`): the first run's advice,
   judged on the test errors of every other run, every move and only the significant ones,
@@ -185,6 +214,7 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
   out = first['out']
   cases.make_out(out)
   labels = first['labelled']['labels']
+  uncertain = cases.uncertain_cells(first)
   tables_out = {}
   for kind in ('every_move', 'significant_moves'):
     outcomes = {k: [] for k in cases.EVALUATION_KEYS}
@@ -196,7 +226,8 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
       if kind == 'significant_moves':
         standard_error = np.where(units > 1, labelled['stds']['test_error']
                                   / np.sqrt(np.maximum(units, 1)), np.nan)
-      result, why = cases.advice_outcomes(labelled['means']['test_error'], labels, standard_error)
+      result, why = cases.advice_outcomes(labelled['means']['test_error'], labels,
+                                          standard_error, uncertain)
       for k in cases.EVALUATION_KEYS:
         outcomes[k].append(result[k].ravel())
         for reason, count in why[k].items():
@@ -206,7 +237,8 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
         k: {'right': int(np.nansum(np.stack(outcomes[k]))), 'cells': intervals[k]['judged'],
             'accuracy': intervals[k]['estimate'], 'low': intervals[k]['low'],
             'high': intervals[k]['high'], 'left_out': left_out[k]} for k in cases.EVALUATION_KEYS}
-  in_sample = cases.evaluate_advice(first['labelled']['means']['test_error'], labels)
+  in_sample = cases.evaluate_advice(first['labelled']['means']['test_error'], labels,
+                                    uncertain=uncertain)
   others = ', '.join(f'run {i + 2}' for i in range(len(runs) - 1))
   print(f'CS1 out of sample: the advice of run 1\'s labels, judged on the test errors of '
         f'{others} ({_runs_header(runs)}; every cell counted once per judging run)')
@@ -215,6 +247,7 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
             'significant_moves': f'significant moves only (|change in test error| > '
                                  f'{cases.SIGNIFICANCE_Z:g} standard errors of the judging run\'s '
                                  'dense seeds, both cells)'}
+  verdicts = {}
   for kind, title in titles.items():
     rows = tables_out[kind]
     cases.print_table(title, ['move', 'cells judged', 'right', 'accuracy', level],
@@ -224,6 +257,8 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
     why = cases.left_out_text(rows['advice']['left_out'])
     if why:
       print(f'the advice left out: {why}')
+    verdicts[kind] = advice_verdict(rows)
+    print(f'cs1_verdict ({kind}): {verdicts[kind]}')
   print(_interval_note('cells'))
   advice = in_sample['advice']
   print(f'in sample (run 1\'s own test errors, every move): advice accuracy '
@@ -235,7 +270,7 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
             'interval': {'level': replication.INTERVAL_LEVEL, 'method': 'percentile bootstrap',
                          'units': 'cells', 'resamples': replication.INTERVAL_RESAMPLES,
                          'seed': replication.INTERVAL_SEED},
-            **tables_out, 'in_sample': in_sample}
+            **tables_out, 'verdict': verdicts, 'in_sample': in_sample}
   workdir_lib.write_json(out / 'advise_out_of_sample.json', result)
   print(f'wrote {out / "advise_out_of_sample.json"}')
   return result

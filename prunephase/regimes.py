@@ -12,9 +12,13 @@ smallest squared error around the two runs' means. The column has a transition w
 colder run is deeper by at least `min_drop` (in error fractions) and by more than
 `noise_factor` times the column's seed noise (the root mean square, over its cells, of the
 standard deviation of LMC over independent dense seeds); the colder run is then Regime I. A
-column without a transition has no Regime I unless its LMC is deep everywhere: below the grid's
-barrier level (the mean of the midpoints between the two runs of the columns that do have a
-transition; `-min_drop` when none does). The II-A/II-B boundary separates, within a column's
+column without a transition is Regime I throughout when its LMC is deep everywhere, and has no
+Regime I otherwise. Deep: every cell's LMC lies below the shallower of the barrier scale
+`-min_drop` (as deep as a drop that counts as a transition) and the grid's barrier level (the
+mean of the midpoints between the two runs of the columns that do have a transition; ignored
+when none does), and below `-noise_factor` times the column's seed noise (no noise estimate: no
+noise check). Its models are then poorly connected at every temperature, whatever barriers the
+other columns reach. The II-A/II-B boundary separates, within a column's
 regime-II cells, the hotter cells below the column's CKA plateau from the colder cells on it:
 the plateau is the highest CKA among those cells, the first cell (hot to cold) within
 `cka_tolerance` (or `noise_factor` times its CKA seed noise, if larger) of it starts II-B, and
@@ -29,9 +33,9 @@ Noise is estimated over independent units: the dense seeds. Seed pairs that shar
 model (or a retrained member) are not independent, so each dense seed's pairs are first
 averaged; a table without a `dense_seed` column treats each row as its own unit. Cells whose
 LMC or CKA is NaN, or that hold a diverged member, get no label ('') and are reported. The
-confidence of a label is the fraction of bootstrap resamples of each cell's dense seeds (with
-replacement, all cells resampled together) that give the same label; with no resamples
-(`bootstrap` 0) it is NaN, not computed, and outputs show it as n/a rather than as uncertain.
+confidence of a label is the estimated chance that an independent run (other dense seeds)
+gives the cell the same label (prunephase/confidence.py); with no draws (`bootstrap` 0) it is
+NaN, not computed, and outputs show it as n/a rather than as uncertain.
 """
 
 from collections.abc import Sequence
@@ -39,6 +43,7 @@ import dataclasses
 
 import numpy as np
 
+from prunephase import confidence as confidence_lib
 from prunephase.config import names
 
 REGIMES = ('I', 'II-A', 'II-B')
@@ -48,7 +53,7 @@ RULES = names.REGIME_RULES
 # writes the same values out for users to read (tests/test_configs.py checks they agree).
 DEFAULTS = {'rule': 'transition', 'min_drop': 0.05, 'noise_factor': 1.0,
             'lmc_threshold': -0.02, 'cka_tolerance': 0.001, 'bootstrap': 200,
-            'min_confidence': 0.7, 'seed': 0}
+            'min_confidence': 0.8, 'seed': 0, 'confidence': 'replicate'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +85,9 @@ class RegimeRule:
               f'{self.cka_tolerance:g} of the column maximum among regime-II cells; II-A: the '
               'other regime-II cells')
     return (f'transition rule: I: the colder run of a density column after its LMC change point, '
-            f'if it drops by >= {self.min_drop:g} and > {self.noise_factor:g} x seed noise (or '
-            f'LMC below the barrier level everywhere); II-B: regime-II cells from the first one '
+            f'if it drops by >= {self.min_drop:g} and > {self.noise_factor:g} x seed noise; a '
+            f'column without one: all I if every LMC < max(-{self.min_drop:g}, barrier level) and '
+            f'< -{self.noise_factor:g} x seed noise; II-B: regime-II cells from the first one '
             f'within max({self.cka_tolerance:g}, {self.noise_factor:g} x noise) of the column\'s '
             'CKA plateau to the coldest, in columns that do not end in Regime I; II-A: the rest')
 
@@ -127,12 +133,24 @@ def _regime_one_transition(lmc: np.ndarray, lmc_noise: np.ndarray, valid: np.nda
       levels.append(0.5 * (lmc[rows[:k], d].mean() + lmc[rows[k:], d].mean()))
     else:
       flat_columns.append(d)
-  barrier_level = float(np.mean(levels)) if levels else -rule.min_drop
+  depth = flat_column_depth(levels, rule)
   for d in flat_columns:
     rows = np.flatnonzero(valid[:, d])
-    if rows.size and (lmc[rows, d] < barrier_level).all():
+    noise = _rms(lmc_noise[rows, d])  # NaN (no estimate): no noise check.
+    bound = min(depth, -rule.noise_factor * noise) if np.isfinite(noise) else depth
+    if rows.size and (lmc[rows, d] < bound).all():
       regime_one[rows, d] = True
   return regime_one
+
+
+def flat_column_depth(levels: Sequence[float], rule: RegimeRule) -> float:
+  """The LMC below which a column without a transition is Regime I (before its noise check).
+
+  The shallower of the barrier scale (-min_drop: as deep as a drop that counts as a transition)
+  and the grid's barrier level (the mean of `levels`, the transitions' midpoints; none: the
+  scale alone).
+  """
+  return max(float(np.mean(levels)), -rule.min_drop) if len(levels) else -rule.min_drop
 
 
 def _split_two(labels: np.ndarray, cka: np.ndarray, cka_noise: np.ndarray,
@@ -216,39 +234,9 @@ def cell_stds(grid_values: list[list[np.ndarray]]) -> np.ndarray:
                    for line in grid_values])
 
 
-def bootstrap_confidence(lmc_values, cka_values, labels: np.ndarray, rule: RegimeRule,
-                         num_resamples: int, seed: int = 0, lmc_noise=None,
-                         cka_noise=None) -> np.ndarray:
-  """Fraction of resamples whose label equals `labels`, per cell; (T, D) floats in [0, 1].
-
-  Each resample draws, in every cell, as many units (dense seeds) as it holds, with
-  replacement, and relabels the whole grid with the original noise (the rules look at whole
-  columns). A cell holding a NaN stays NaN in every resample, as in the labelling. Unlabelled
-  cells, and cells with fewer than two units (nothing to resample), get NaN; so does every cell
-  when `num_resamples` is 0: the confidence is then not computed, which is not the same as a
-  confidence of 0 (every label uncertain).
-  """
-  shape = labels.shape
-  if num_resamples <= 0:
-    return np.full(shape, np.nan)
-  rng = np.random.default_rng(seed)
-  agree = np.zeros(shape)
-  for _ in range(num_resamples):
-    lmc = np.full(shape, np.nan)
-    cka = np.full(shape, np.nan)
-    for t in range(shape[0]):
-      for d in range(shape[1]):
-        n = lmc_values[t][d].size
-        if n and np.isfinite(lmc_values[t][d]).all() and np.isfinite(cka_values[t][d]).all():
-          pick = rng.integers(0, n, n)
-          lmc[t, d] = lmc_values[t][d][pick].mean()
-          cka[t, d] = cka_values[t][d][pick].mean()
-    agree += label_grid(lmc, cka, rule, lmc_noise, cka_noise) == labels
-  confidence = agree / num_resamples
-  confidence[labels == NO_LABEL] = np.nan
-  sizes = np.array([[v.size for v in line] for line in lmc_values]).reshape(shape)
-  confidence[sizes < 2] = np.nan
-  return confidence
+def label_fn(rule: RegimeRule) -> confidence_lib.LabelFn:
+  """`label_grid` with `rule` bound: what the confidence estimators relabel replicates with."""
+  return lambda lmc, cka, lmc_noise, cka_noise: label_grid(lmc, cka, rule, lmc_noise, cka_noise)
 
 
 def boundary_edges(labels: np.ndarray) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -323,7 +311,8 @@ TABLE_FIELDS = ('lmc', 'cka_softmax', 'cka_logits', 'test_error', 'train_error',
 
 
 def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequence[float],
-                rule: RegimeRule, bootstrap: int, seed: int = 0) -> dict:
+                rule: RegimeRule, bootstrap: int, seed: int = 0,
+                estimator: str = DEFAULTS['confidence']) -> dict:
   """Cell means, seed noise, labels and confidences of a table; sets 'regime' and
   'regime_confidence' on every row.
 
@@ -334,8 +323,10 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
     temperatures: hottest first.
     densities: column order.
     rule: the labelling rule.
-    bootstrap: resamples for the confidence; 0: not computed (NaN confidences).
-    seed: resampling seed.
+    bootstrap: draws (simulated replicates, or resamples) for the confidence; 0: not computed
+      (NaN confidences).
+    seed: seed of the draws.
+    estimator: one of confidence.ESTIMATORS ('replicate' or 'bootstrap').
 
   Returns:
     {'rule', 'means', 'stds' (dicts of (T, D) arrays; stds over dense seeds), 'labels',
@@ -352,8 +343,9 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
   stds = {f: cell_stds(g) for f, g in grids.items()}
   labels = label_grid(means['lmc'], means['cka_softmax'], rule, stds['lmc'],
                       stds['cka_softmax'])
-  confidence = bootstrap_confidence(grids['lmc'], grids['cka_softmax'], labels, rule,
-                                    bootstrap, seed, stds['lmc'], stds['cka_softmax'])
+  confidence = confidence_lib.estimate(estimator, grids['lmc'], grids['cka_softmax'], labels,
+                                      label_fn(rule), bootstrap, seed, stds['lmc'],
+                                      stds['cka_softmax'], NO_LABEL)
   t_index = {float(t): i for i, t in enumerate(temperatures)}
   d_index = {float(d): j for j, d in enumerate(densities)}
   num_pairs = np.zeros(labels.shape, int)

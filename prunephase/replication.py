@@ -15,6 +15,9 @@ of runs: a cell of a pair is one comparison, so `k/n` counts cells of pairs.
   (the three-regime rule's). CS1's rule maps labels one to one onto moves, so advice
   replication equals label replication today; it is counted on its own so that it stays right
   if the rule gains a condition (e.g. no advice below a confidence).
+* **confident kept**: over every ordered pair of runs, the fraction of the first run's
+  confident cells that the second run labels the same (whatever its confidence): the
+  calibration target. **confident cells**: the fraction of labelled cells that are confident.
 * **reliability**: label replication per confidence bin, the confidence of a pair's cell being
   the lower of its two runs' confidences (a label is only as trustworthy as its weaker run).
 
@@ -99,6 +102,26 @@ def pairwise_agreement(values: Sequence[np.ndarray],
     per_pair.append({'runs': [i, j], **_fraction(same.sum(), both.sum())})
   total = _fraction(sum(p['agree'] for p in per_pair), sum(p['cells'] for p in per_pair))
   return {**total, 'pairs': per_pair}
+
+
+def confident_kept(values: Sequence[np.ndarray], confident: Sequence[np.ndarray],
+                   valid: Sequence[np.ndarray]) -> dict[str, Any]:
+  """How often a confident label is kept by another run: the calibration target.
+
+  Over every ordered pair of runs (i, j): the entries confident in run i and valid (labelled)
+  in run j, counted as kept where run j gives the same value. Unlike `pairwise_agreement` on
+  the confident cells, run j need not be confident: a label is judged by what another honest
+  run says, however sure that run is.
+
+  Returns:
+    {'agree': k, 'cells': n, 'fraction': k/n}.
+  """
+  agree = cells = 0
+  for i, j in itertools.permutations(range(len(values)), 2):
+    judged = np.asarray(confident[i], bool) & np.asarray(valid[j], bool)
+    cells += int(judged.sum())
+    agree += int((np.asarray(values[i] == values[j], bool) & judged).sum())
+  return _fraction(agree, cells)
 
 
 def bin_name(low: float, high: float, last: bool) -> str:

@@ -61,17 +61,21 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
                  temperatures: Sequence[float], densities: Sequence[float], regimes_config,
                  with_curves: bool = False, cells_name: str = 'cells.csv',
                  panels: Sequence[str] = plots.DEFAULT_PANELS,
-                 num_classes: int | None = None) -> dict[str, Any]:
+                 num_classes: int | None = None,
+                 regimes_extra: dict[str, Any] | None = None) -> dict[str, Any]:
   """Labels `rows` and writes the report files into `out` (`panels` of the phase diagram:
-  see `plots.PANEL_STYLES`); returns the summary.
+  see `plots.PANEL_STYLES`); returns the summary. `regimes_extra` adds its keys to
+  regimes.json (the adaptive dense seeds' record, `adaptive_seeds.regimes_fields`).
 
   The findings leave out cells with a diverged member and, given `num_classes`, cells whose
   test error is at chance (`findings.CHANCE_MARGIN`); the summary's 'left_out' names them.
   """
   out = pathlib.Path(out)
   rule = regimes_lib.RegimeRule.from_config(regimes_config)
+  estimator = str(regimes_config.get('confidence', regimes_lib.DEFAULTS['confidence']))
   labelled = regimes_lib.label_table(rows, temperatures, densities, rule,
-                                     int(regimes_config.bootstrap), int(regimes_config.seed))
+                                     int(regimes_config.bootstrap), int(regimes_config.seed),
+                                     estimator)
   cells = cell_rows(knob, temperatures, densities, labelled)
   measured = [c for c in regimes_lib.LANDSCAPE_FIELDS if np.isfinite(labelled['means'][c]).any()]
   workdir_lib.write_csv(out / cells_name, cells, CELL_COLUMNS + measured)
@@ -80,14 +84,17 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
                 for c in cells if not c['regime']]
   workdir_lib.write_json(out / 'regimes.json', {
       'rule': rule.rule, 'description': rule.describe(), 'parameters': dataclasses.asdict(rule),
-      'bootstrap_resamples': int(regimes_config.bootstrap),
+      'confidence_estimator': estimator,
+      'confidence_draws': int(regimes_config.bootstrap),
+      'min_confidence': float(regimes_config.min_confidence),
       'note': "prunephase's rule, not the paper's (the paper draws boundaries by hand)",
       'counts': regimes_lib.counts(labels), 'unlabelled_cells': unlabelled,
       'labels': [{'temperature': c['temperature'], 'density': c['density'],
                   # A Python float, so that a NaN confidence (unlabelled, or not computed) is
                   # written as JSON's null (n/a), not as the non-standard NaN.
                   'regime': c['regime'], 'confidence': float(c['regime_confidence'])}
-                 for c in cells]})
+                 for c in cells],
+      **(regimes_extra or {})})
   means = labelled['means']
   plots.phase_diagram(
       out / 'phase_diagram.png', knob=knob, temperatures=temperatures, densities=densities,

@@ -1,9 +1,10 @@
-"""Bootstrap confidence under the default (transition) rule, and how the outputs show it.
+"""The bootstrap confidence estimator under the default (transition) rule, and how outputs show it.
 
 A synthetic table of 2 temperatures (epochs 10, 20; hottest first) x 3 densities, 2 dense seeds
 per cell (one seed pair each), whose bootstrap probabilities are worked out by hand below. The
 rule is the default one (prunephase/regimes.py): transition, min_drop 0.05, noise factor 1,
-cka_tolerance 0.001; low confidence is below regimes.DEFAULTS['min_confidence'] (0.7).
+cka_tolerance 0.001; low confidence is below 0.7 here (the threshold the exact probabilities
+below straddle). The default estimator, 'replicate', is calibrated in tests/test_calibration.py.
 """
 
 import csv
@@ -16,12 +17,14 @@ import numpy as np
 import pytest
 
 from prunephase import cases
+from prunephase import confidence as confidence_lib
 from prunephase import plots
 from prunephase import regimes
 from prunephase import report
 
 RULE = regimes.RegimeRule()
-MIN_CONFIDENCE = regimes.DEFAULTS['min_confidence']
+MIN_CONFIDENCE = 0.7
+ESTIMATOR = 'bootstrap'
 TEMPERATURES, DENSITIES = [10.0, 20.0], [0.1, 0.5, 0.9]
 # (epochs, density): (LMC of dense seeds 0 and 1, their CKA). A resample of a cell of two units
 # has mean u0 (probability 1/4), (u0 + u1) / 2 (1/2) or u1 (1/4).
@@ -80,7 +83,8 @@ def _monte_carlo_tolerance(p, n=RESAMPLES):
 
 
 def test_confidence_matches_the_exact_bootstrap_probability():
-  out = regimes.label_table(_rows(), TEMPERATURES, DENSITIES, RULE, bootstrap=RESAMPLES)
+  out = regimes.label_table(_rows(), TEMPERATURES, DENSITIES, RULE, bootstrap=RESAMPLES,
+                            estimator=ESTIMATOR)
   assert out['labels'].tolist() == LABELS
   confidence = out['confidence']
   for (t, d), exact in np.ndenumerate(EXACT):
@@ -94,7 +98,8 @@ def test_confidence_matches_the_exact_bootstrap_probability():
 
 
 def test_zero_resamples_is_not_computed_rather_than_zero():
-  out = regimes.label_table(_rows(), TEMPERATURES, DENSITIES, RULE, bootstrap=0)
+  out = regimes.label_table(_rows(), TEMPERATURES, DENSITIES, RULE, bootstrap=0,
+                            estimator=ESTIMATOR)
   assert out['labels'].tolist() == LABELS  # The labels do not depend on the bootstrap.
   assert np.isnan(out['confidence']).all()
   grid = report.label_text_grid(TEMPERATURES, DENSITIES, out['labels'], out['confidence'],
@@ -102,12 +107,14 @@ def test_zero_resamples_is_not_computed_rather_than_zero():
   assert '(' not in grid  # n/a is not uncertain: no label is marked.
   lmc = [[np.array(UNITS[int(t), d][0]) for d in DENSITIES] for t in TEMPERATURES]
   cka = [[np.array(UNITS[int(t), d][1]) for d in DENSITIES] for t in TEMPERATURES]
-  assert np.isnan(regimes.bootstrap_confidence(lmc, cka, out['labels'], RULE, 0)).all()
+  assert np.isnan(confidence_lib.bootstrap_confidence(lmc, cka, out['labels'],
+                                                         regimes.label_fn(RULE), 0)).all()
 
 
 def _draw(confidence, min_confidence=MIN_CONFIDENCE):
   """The phase diagram's figure for the synthetic table with `confidence` (not saved)."""
-  out = regimes.label_table(_rows(), TEMPERATURES, DENSITIES, RULE, bootstrap=0)
+  out = regimes.label_table(_rows(), TEMPERATURES, DENSITIES, RULE, bootstrap=0,
+                            estimator=ESTIMATOR)
   drawn = []
   with mock.patch.object(figure.Figure, 'savefig', lambda fig, *a, **k: drawn.append(fig)):
     plots.phase_diagram('unused.png', knob='epochs', temperatures=TEMPERATURES,
@@ -139,7 +146,8 @@ def _regimes_command(tmp_path, bootstrap, capsys):
   """cases.regimes (what `prunephase-regimes --results=... --bootstrap=N` runs) on the table:
   (stdout, the figure it drew, regimes.csv rows, regimes.json, the loaded table)."""
   loaded = cases.load_labelled(results=str(_write_table(tmp_path / 'results.csv')),
-                               out=str(tmp_path / 'out'), overrides={'bootstrap': bootstrap})
+                               out=str(tmp_path / 'out'), overrides={'bootstrap': bootstrap, 'confidence': ESTIMATOR,
+                                          'min_confidence': MIN_CONFIDENCE})
   drawn = []
   with mock.patch.object(figure.Figure, 'savefig', lambda fig, *a, **k: drawn.append(fig)):
     cases.regimes(loaded)
@@ -168,7 +176,7 @@ def test_tables_and_figure_mark_low_confidence(tmp_path, capsys):
   # significant digits), the ones the labelling computed.
   confidence = loaded['labelled']['confidence']
   assert len(cells) == len(saved['labels']) == 6
-  assert saved['bootstrap_resamples'] == RESAMPLES
+  assert saved['confidence_draws'] == RESAMPLES
   for cell, entry in zip(cells, saved['labels']):
     t, d = TEMPERATURES.index(float(cell['temperature'])), DENSITIES.index(float(cell['density']))
     assert (float(entry['temperature']), entry['density']) == (TEMPERATURES[t], DENSITIES[d])
@@ -185,7 +193,7 @@ def test_outputs_say_n_a_when_the_bootstrap_is_off(tmp_path, capsys):
   assert all(not hatched for hatched in _hatched(fig).values())
   assert [cell['regime_confidence'] for cell in cells] == [''] * 6  # Empty CSV field: n/a.
   assert [entry['confidence'] for entry in saved['labels']] == [None] * 6  # JSON null: n/a.
-  assert saved['bootstrap_resamples'] == 0
+  assert saved['confidence_draws'] == 0
   # The advice names the reason instead of a number.
   cases.advise(loaded, temperature=20, density=0.1)
   first = capsys.readouterr().out.splitlines()[0]

@@ -17,10 +17,11 @@ from prunephase import config as config_lib
 from prunephase.config import fields as fields_lib
 
 TABLE_FLAGS = {'workdir', 'results', 'out', 'knob', 'rule', 'min_drop', 'noise_factor',
-               'lmc_threshold', 'cka_tolerance', 'bootstrap', 'density', 'replicate'}
+               'lmc_threshold', 'cka_tolerance', 'bootstrap', 'confidence', 'min_confidence',
+               'density', 'replicate'}
 OWN_FLAGS = {
     'prunephase': {'config', 'workdir', 'stages', 'print_config'},
-    'prunephase-regimes': TABLE_FLAGS | {'compare'},
+    'prunephase-regimes': TABLE_FLAGS | {'compare', 'simulate_adaptive', 'max_cells'},
     'prunephase-advise': TABLE_FLAGS | {'config', 'temperature', 'evaluate', 'probe'},
     'prunephase-select': TABLE_FLAGS,
 }

@@ -103,7 +103,7 @@ def _results_module():
 # docs/readme_results.py's parameter grid, and the tiny sweep has one dense seed (no seed
 # noise), so the labels are the same under the default and the chosen parameters:
 #   A: density 0.2 drops by 0.5 (a transition): [II-A, I]; density 0.6 has no drop and is
-#      below the barrier level (-0.25) nowhere, its CKA reaches the plateau when cold: [II-A,
+#      at LMC 0 (below no barrier scale or level), its CKA reaches the plateau when cold: [II-A,
 #      II-B].
 #   B: as A, but density 0.2 does not drop either (no transition anywhere): [II-A, II-B].
 # So 3 of the 4 cells carry the same label on A and B.

@@ -64,7 +64,11 @@ def test_column_deep_everywhere_is_regime_one():
   lmc[:, 3] = -0.55  # No drop inside the column, but below the grid's barrier level.
   labels = regimes.label_grid(lmc, cka, RULE)
   assert (labels[:, 3] == 'I').all()
-  lmc[:, 3] = -0.2  # Above the barrier level (about -0.33): no barrier of the corner's kind.
+  # Above the barrier level (about -0.33) but below the barrier scale (-min_drop) everywhere:
+  # poorly connected at every temperature, Regime I too.
+  lmc[:, 3] = -0.2
+  assert (regimes.label_grid(lmc, cka, RULE)[:, 3] == 'I').all()
+  lmc[:, 3] = -0.03  # Above both: no Regime I.
   assert 'I' not in regimes.label_grid(lmc, cka, RULE)[:, 3]
 
 

@@ -5,6 +5,7 @@ import types
 import numpy as np
 import pytest
 
+from prunephase import confidence as confidence_lib
 from prunephase import regimes
 
 # Thresholds exactly representable in binary floating point, so boundary cases are exact.
@@ -27,6 +28,7 @@ def test_rule_defaults_from_config_and_describe():
   text = RULE.describe()
   assert 'mean LMC < -0.25' in text and 'within 0.125' in text
   assert 'drops by >= 0.05' in regimes.RegimeRule().describe()
+  assert 'every LMC < max(-0.05, barrier level)' in regimes.RegimeRule().describe()
   with pytest.raises(ValueError, match='unknown regimes.rule'):
     regimes.RegimeRule('sign')
 
@@ -81,6 +83,50 @@ def test_column_entirely_regime_one():
   assert regimes.counts(labels) == {'I': 3, 'II-A': 2, 'II-B': 1, 'none': 0}
 
 
+TRANSITION = regimes.RegimeRule()  # The defaults: transition, min_drop 0.05, noise_factor 1.
+
+
+def test_flat_column_below_the_barrier_scale_is_regime_one():
+  # Columns 0 and 1 drop deep (midpoints -0.26 and -0.33: barrier level about -0.29). Column 2
+  # has no drop but LMC -0.08 ... -0.12 at every temperature: below the barrier scale (-0.05)
+  # and its seed noise (0.02), so Regime I throughout, although above the barrier level (the
+  # rule used to call it II-B throughout). Column 3 sits at -0.01, column 4 at about -0.08 but
+  # within its seed noise (0.1): neither is Regime I.
+  lmc = np.array([[-0.02, -0.04, -0.08, -0.01, -0.08],
+                  [-0.03, -0.05, -0.12, -0.01, -0.09],
+                  [-0.45, -0.04, -0.10, -0.01, -0.07],
+                  [-0.50, -0.60, -0.11, -0.01, -0.08],
+                  [-0.55, -0.62, -0.09, -0.01, -0.09]])
+  cka = np.full(lmc.shape, 0.99)
+  noise = np.tile([0.02, 0.02, 0.02, 0.005, 0.1], (5, 1))
+  labels = regimes.label_grid(lmc, cka, TRANSITION, lmc_noise=noise)
+  assert labels.T.tolist() == [['II-A'] * 2 + ['I'] * 3,
+                               ['II-A'] * 3 + ['I'] * 2,
+                               ['I'] * 5,
+                               ['II-B'] * 5,
+                               ['II-B'] * 5]
+  # Without a noise estimate there is no noise check: column 4 is then deep enough.
+  assert regimes.label_grid(lmc, cka, TRANSITION)[:, 4].tolist() == ['I'] * 5
+
+
+def test_flat_column_depth_is_the_shallower_of_scale_and_barrier_level():
+  assert regimes.flat_column_depth([], TRANSITION) == -0.05  # No transition: the scale.
+  assert regimes.flat_column_depth([-0.3, -0.2], TRANSITION) == -0.05
+  assert regimes.flat_column_depth([-0.03], TRANSITION) == -0.03
+  # Shallow transitions (0 -> -0.06, midpoint -0.03): a flat column at -0.04 is below that
+  # barrier level, one at -0.02 is not.
+  lmc = np.array([[0.0, -0.04, -0.02], [0.0, -0.04, -0.02],
+                  [-0.06, -0.04, -0.02], [-0.06, -0.04, -0.02]])
+  labels = regimes.label_grid(lmc, np.full(lmc.shape, 0.99), TRANSITION)
+  assert labels.T.tolist() == [['II-A', 'II-A', 'I', 'I'], ['I'] * 4, ['II-B'] * 4]
+  # "Below" is strict (a binary-exact scale: min_drop 0.0625).
+  rule = regimes.RegimeRule(min_drop=0.0625)
+  at_scale = np.full((3, 1), -0.0625)
+  assert 'I' not in regimes.label_grid(at_scale, np.full((3, 1), 0.9), rule)
+  below = np.full((3, 1), np.nextafter(-0.0625, -1))
+  assert (regimes.label_grid(below, np.full((3, 1), 0.9), rule) == 'I').all()
+
+
 def test_nan_cells_get_no_label_and_do_not_set_the_plateau():
   # The NaN-LMC cell has the highest CKA; it must not raise the plateau of its column.
   lmc = [[0.0, 0.0], [np.nan, 0.0], [0.0, -1.0]]
@@ -124,7 +170,7 @@ def test_bootstrap_identical_pairs_give_confidence_one():
   cka = _pairs([[[0.5] * 3, [0.3] * 3], [[0.9] * 3, [0.8] * 3], [[0.99] * 3, [0.75] * 3]])
   labels = regimes.label_grid(regimes.cell_means(lmc), regimes.cell_means(cka), RULE)
   assert labels.tolist() == [['II-A', 'I'], ['II-B', 'II-B'], ['I', 'II-B']]
-  confidence = regimes.bootstrap_confidence(lmc, cka, labels, RULE, num_resamples=50)
+  confidence = confidence_lib.bootstrap_confidence(lmc, cka, labels, regimes.label_fn(RULE), num_draws=50)
   np.testing.assert_array_equal(confidence, np.ones((3, 2)))
 
 
@@ -136,7 +182,7 @@ def test_bootstrap_diverged_neighbour_does_not_lower_confidence():
   cka = _pairs([[[0.7, 0.7]], [[0.99, np.nan]]])
   labels = regimes.label_grid(regimes.cell_means(lmc), regimes.cell_means(cka), RULE)
   assert labels.tolist() == [['II-B'], ['']]
-  confidence = regimes.bootstrap_confidence(lmc, cka, labels, RULE, num_resamples=100)
+  confidence = confidence_lib.bootstrap_confidence(lmc, cka, labels, regimes.label_fn(RULE), num_draws=100)
   assert confidence[0, 0] == 1.0
   assert np.isnan(confidence[1, 0])
 
@@ -148,11 +194,11 @@ def test_bootstrap_straddling_cell_has_partial_confidence():
   cka = _pairs([[[0.5, 0.5]], [[0.9, 0.9]]])
   labels = regimes.label_grid(regimes.cell_means(lmc), regimes.cell_means(cka), RULE)
   assert labels.tolist() == [['I'], ['II-B']]
-  confidence = regimes.bootstrap_confidence(lmc, cka, labels, RULE, num_resamples=400, seed=3)
+  confidence = confidence_lib.bootstrap_confidence(lmc, cka, labels, regimes.label_fn(RULE), num_draws=400, seed=3)
   assert 0.0 < confidence[0, 0] < 1.0
   assert abs(confidence[0, 0] - 0.75) < 0.1
   assert confidence[1, 0] == 1.0
-  again = regimes.bootstrap_confidence(lmc, cka, labels, RULE, num_resamples=400, seed=3)
+  again = confidence_lib.bootstrap_confidence(lmc, cka, labels, regimes.label_fn(RULE), num_draws=400, seed=3)
   np.testing.assert_array_equal(confidence, again)
 
 
@@ -194,7 +240,8 @@ def _table():
 def test_label_table():
   rows, cells = _table()
   temperatures, densities = [10.0, 20.0, 40.0], [0.1, 0.5]
-  out = regimes.label_table(rows, temperatures, densities, RULE, bootstrap=40)
+  out = regimes.label_table(rows, temperatures, densities, RULE, bootstrap=40,
+                            estimator='bootstrap')
   # Column 0.1: the plateau among regime-II cells is 0.91 (the I cell's 0.96 does not count);
   # 0.71 < 0.91 - 0.125 -> II-A. Column 0.5: (40, 0.5) has a diverged member -> NaN mean -> '';
   # plateau 0.91; 0.65 -> II-A.
@@ -230,5 +277,5 @@ def test_one_seed_pair_per_cell_has_no_confidence():
   values = [[np.array([-0.5])], [np.array([0.0])]]
   cka = [[np.array([0.9])], [np.array([0.95])]]
   labels = regimes.label_grid(np.array([[-0.5], [0.0]]), np.array([[0.9], [0.95]]), RULE)
-  confidence = regimes.bootstrap_confidence(values, cka, labels, RULE, 10)
+  confidence = confidence_lib.bootstrap_confidence(values, cka, labels, regimes.label_fn(RULE), 10)
   assert np.isnan(confidence).all()

@@ -79,6 +79,7 @@ def test_confident_replication_counts_only_cells_both_runs_call_confident(tmp_pa
                     confidence=[[0.9, 0.95], [0.5, 1.0], [np.nan, 0.2]])
   second = _fake_run(tmp_path, [['I', 'II-B'], ['II-A', 'II-A'], ['II-B', 'II-B']],
                      confidence=[[0.7, 0.3], [0.8, 0.75], [0.9, 0.9]])
+  first['config'].min_confidence = 0.7
   result = out_of_sample.replicate([first, second])
   assert (result['label_replication']['agree'], result['label_replication']['cells']) == (4, 6)
   assert (result['confident_replication']['agree'],

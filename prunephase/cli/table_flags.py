@@ -6,6 +6,7 @@ from typing import Any
 from absl import flags
 
 from prunephase import cases
+from prunephase import confidence
 from prunephase import out_of_sample
 from prunephase import regimes as regimes_lib
 from prunephase import tables
@@ -27,7 +28,13 @@ LMC_THRESHOLD = flags.DEFINE_float('lmc_threshold', None, 'threshold rule: Regim
                                    'mean LMC.')
 CKA_TOLERANCE = flags.DEFINE_float('cka_tolerance', None, 'II-B within this of the column\'s '
                                    'CKA plateau.')
-BOOTSTRAP = flags.DEFINE_integer('bootstrap', None, 'Bootstrap resamples for confidences.')
+BOOTSTRAP = flags.DEFINE_integer('bootstrap', None, 'Draws (simulated replicate runs) for each '
+                                 'label\'s confidence; 0: not computed.')
+CONFIDENCE = flags.DEFINE_enum('confidence', None, list(confidence.ESTIMATORS), 'Confidence '
+                               'estimator (see prunephase/confidence.py); default: the '
+                               'workdir\'s, else replicate.')
+MIN_CONFIDENCE = flags.DEFINE_float('min_confidence', None, 'Labels below this confidence are '
+                                    'uncertain: marked, and no advice.')
 DENSITY = flags.DEFINE_float('density', None, 'Target density (fraction kept).')
 REPLICATE = flags.DEFINE_list(
     'replicate', None, 'Other runs of the same grid (workdirs or results tables, comma-'
@@ -42,7 +49,8 @@ def load() -> dict[str, Any]:
   """The table named by --results or --workdir, labelled with the rule the flags give."""
   overrides = {'rule': RULE.value, 'min_drop': MIN_DROP.value,
                'noise_factor': NOISE_FACTOR.value, 'lmc_threshold': LMC_THRESHOLD.value,
-               'cka_tolerance': CKA_TOLERANCE.value, 'bootstrap': BOOTSTRAP.value}
+               'cka_tolerance': CKA_TOLERANCE.value, 'bootstrap': BOOTSTRAP.value,
+               'confidence': CONFIDENCE.value, 'min_confidence': MIN_CONFIDENCE.value}
   return cases.load_labelled(RESULTS.value, common.WORKDIR.value, KNOB.value, OUT.value,
                              overrides)
 

@@ -18,6 +18,7 @@ AUGMENTATIONS = ('none', 'crop_flip')
 POINT_BATCHING = ('auto', 'vmap', 'map')
 CKA_ESTIMATORS = ('biased', 'unbiased')
 REGIME_RULES = ('transition', 'threshold')
+CONFIDENCE_ESTIMATORS = ('replicate', 'bootstrap')  # prunephase/confidence.py
 STEPS_PER_CALL = ('auto', 'epoch')  # ... or a whole number of steps >= 1.
 MEMBERS_PER_CHUNK = ('auto',)  # ... or a whole number of members >= 0 (0 = all at once).
 # Phase-diagram panels (`report.panels`): cell means of results.csv columns, plus the test error

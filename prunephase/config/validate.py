@@ -185,6 +185,9 @@ def validate(config) -> None:
   for name in ('min_drop', 'noise_factor', 'cka_tolerance'):
     _check(rule[name] >= 0, f'regimes.{name} must be >= 0, got {rule[name]}')
   _check(rule.bootstrap >= 0, f'regimes.bootstrap must be >= 0, got {rule.bootstrap}')
+  _check(rule.confidence in names.CONFIDENCE_ESTIMATORS,
+         f'unknown regimes.confidence {rule.confidence!r}; choose one of '
+         f'{", ".join(names.CONFIDENCE_ESTIMATORS)}')
   _check(0 <= rule.min_confidence <= 1,
          f'regimes.min_confidence must be in [0, 1], got {rule.min_confidence}')
 
