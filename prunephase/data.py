@@ -167,14 +167,6 @@ def mnist1d_loader(dataset_config) -> Dataset:
                       dataset_config.data_seed)
 
 
-def tfds_loader(dataset_config) -> Dataset:
-  """A prepared tfds image dataset named by `dataset.name`, from `dataset.data_dir`."""
-  from prunephase import tfds_data  # pylint: disable=import-outside-toplevel  # Only when used.
-  # tfds reads only the first num_train records from disk.
-  return tfds_data.load(dataset_config.name, dataset_config.get('data_dir') or None,
-                        dataset_config.get('num_train') or None)
-
-
 def from_arrays(arrays, name: str) -> Dataset:
   """A `Dataset` on the default device from NumPy arrays (a user loader's dict).
 

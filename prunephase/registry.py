@@ -262,7 +262,7 @@ for _depth in (11, 16):
   register_model(f'vgg{_depth}', 'prunephase.models:vgg_factory', inputs='image')
 register_dataset('mnist1d', 'prunephase.data:mnist1d_loader', inputs='1d')
 for _name in TFDS_DATASETS:
-  register_dataset(_name, 'prunephase.data:tfds_loader', inputs='image')
+  register_dataset(_name, 'prunephase.tfds_data:tfds_loader', inputs='image')
 register_pruning_method('uniform', 'prunephase.pruning:magnitude_scores')
 register_pruning_method('global', 'prunephase.pruning:magnitude_scores', scope='global')
 register_pruning_method('lamp', 'prunephase.pruning:lamp_pool_scores', scope='global')

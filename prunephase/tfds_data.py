@@ -143,3 +143,10 @@ def load(name: str, data_dir: str | None = None, num_train: int | None = None
       x_test=jnp.asarray(x_test), y_test=jnp.asarray(y_test),
       mean=jnp.asarray(mean, jnp.float32), std=jnp.asarray(std, jnp.float32),
       name=name, num_classes=num_classes)
+
+
+def tfds_loader(dataset_config) -> data_lib.Dataset:
+  """The registry's loader of a prepared tfds image dataset named by `dataset.name`, from
+  `dataset.data_dir`; tfds reads only the first `dataset.num_train` records from disk."""
+  return load(dataset_config.name, dataset_config.get('data_dir') or None,
+              dataset_config.get('num_train') or None)
