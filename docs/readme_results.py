@@ -1,44 +1,57 @@
 r"""Writes the README's results section from finished runs of the default config.
 
 Every number between the README's results markers (section "The default run") comes from here,
-so what a new user reads is what this code computes. Run the default twice, with the dense seeds
-of the config (set A) and with three others (set B), then regenerate the section:
+so what a new user reads is what this code computes. Run the default three times or more, with
+the dense seeds of the config (set 1) and with other dense seeds (sets 2, 3, ...), then
+regenerate the section:
 
   prunephase --config=configs/default.py --workdir=runs/default
   prunephase --config=configs/default.py --workdir=runs/default_seeds456 \
       --config.dense.seeds='(4,5,6)'
-  python docs/readme_results.py runs/default runs/default_seeds456 [--write README.md]
+  prunephase --config=configs/default.py --workdir=runs/default_seeds789 \
+      --config.dense.seeds='(7,8,9)'
+  python docs/readme_results.py runs/default runs/default_seeds456 runs/default_seeds789 \
+      [--write README.md]
 
-It prints (or writes between the README's `results:begin` / `results:end` markers): the machine,
-the findings of set A, its grids, the case studies CS1 (advice accuracy) and CS2 (gap of the
-chosen model to the oracle) on both seed sets, and label stability (the fraction of cells with
-the same label on A and B). The rule's tunable parameters are chosen on set A (the value of
-`min_drop` and `cka_tolerance` from a small grid that maximises CS1 accuracy there) and then
-applied to set B unchanged, so set B's figures are out of sample; the defaults' figures are
-shown beside them.
+It prints (or writes between the README's `results:begin` / `results:end` markers): the machine
+and each set's dense seeds; the paper's findings on every set; set 1's labels and grids; label
+replication over every pair of sets with the reliability table of the current confidence
+estimator and of the earlier one; and the case studies out of sample: CS1 (set 1's advice
+judged on the other sets' test errors) and CS2 (set 1's picks scored on the other sets), with
+95 % bootstrap intervals (`prunephase/out_of_sample.py`).
+
+Every run is relabelled here by the current code with the current defaults
+(`regimes.DEFAULTS`), whatever its config.json or findings.json say: the rule, the confidence
+estimator and `min_confidence` of an older version must not leak into the section.
 """
 
 import argparse
-import itertools
+import contextlib
+import io
 import os
 import pathlib
 import platform
 import re
 import sys
-
-import numpy as np
+import tempfile
+from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=wrong-import-position
 from prunephase import cases
+from prunephase import findings as findings_lib
+from prunephase import out_of_sample
 from prunephase import regimes
+from prunephase import replication
 from prunephase import report
-from prunephase import tables
 from prunephase import workdir as workdir_lib
 
-MIN_DROPS = (0.03, 0.05, 0.08)
-CKA_TOLERANCES = (0.0005, 0.001, 0.002)
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
+MIN_RUNS = 3
+FINDINGS = ('transition', 'connectivity', 'similarity')
+# The current defaults label every run; the earlier estimator is shown beside it.
+CURRENT = {name: regimes.DEFAULTS[name] for name in cases.RULE_FIELDS}
+EARLIER = {**CURRENT, 'confidence': 'bootstrap', 'min_confidence': 0.7}
 
 
 def machine() -> str:
@@ -55,115 +68,185 @@ def machine() -> str:
   return f'{os.cpu_count()} cores ({model}), {memory:.0f} GiB'
 
 
-def load(workdir: str) -> dict:
-  rows = tables.read_table(pathlib.Path(workdir) / 'results.csv')
-  config = workdir_lib.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
-  knob, temperatures, densities = tables.axes(rows, config['temperature']['knob'])
-  return {'rows': rows, 'config': config, 'knob': knob, 'temperatures': temperatures,
-          'densities': densities, 'seeds': tuple(config['dense']['seeds'])}
+def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any]) -> dict[str, Any]:
+  """A run labelled by the current code under `overrides`, with its dense seeds and findings.
+
+  The findings are checked anew, as the report stage checks them (`prunephase/report.py`),
+  not read from the run's findings.json, which an older version may have written.
+  """
+  run = cases.load_labelled(workdir=workdir, out=str(out), overrides=overrides)
+  stored = workdir_lib.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
+  run['seeds'] = tuple(stored.get('dense', {}).get('seeds', ()))
+  data = pathlib.Path(workdir) / 'data.json'
+  num_classes = workdir_lib.read_json(data).get('num_classes') if data.exists() else None
+  labelled = run['labelled']
+  run['findings'] = findings_lib.check(
+      labelled['means'], labelled['stds'], run['temperatures'], run['densities'],
+      labelled['labels'], regimes.RegimeRule.from_config(run['config']),
+      labelled['num_units'],
+      report.diverged_cells(run['rows'], run['temperatures'], run['densities']), num_classes)
+  return run
 
 
-def case_studies(run: dict, rule: regimes.RegimeRule) -> dict:
-  """Labels of a run under `rule`, CS1 advice accuracy and CS2 mean gaps per method."""
-  labelled = regimes.label_table([dict(r) for r in run['rows']], run['temperatures'],
-                                 run['densities'], rule, bootstrap=0)
-  means, labels = labelled['means'], labelled['labels']
-  advice = cases.evaluate_advice(means['test_error'], labels)
-  gaps = {}
-  for d in range(len(run['densities'])):
-    column = {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error',
-                                          'dense_test_error')}
-    picks = cases.select_column(run['knob'], run['temperatures'], column, labels[:, d])
-    oracle = column['test_error'][picks['oracle']]
-    for method, index in picks.items():
-      gaps.setdefault(method, []).append(column['test_error'][index] - oracle)
-  return {'labels': labels, 'advice': advice,
-          'gaps': {m: float(np.mean(g)) for m, g in gaps.items()}}
+def quietly(function, *args) -> dict[str, Any]:
+  """`function(*args)` with its printing swallowed (its returned dict is what is shown)."""
+  with contextlib.redirect_stdout(io.StringIO()):
+    return function(*args)
 
 
-def choose_parameters(run: dict) -> regimes.RegimeRule:
-  """The (min_drop, cka_tolerance) of the grid with the best CS1 accuracy on `run` (the first
-  of the grid on ties)."""
-  best = None
-  for min_drop, tolerance in itertools.product(MIN_DROPS, CKA_TOLERANCES):
-    rule = regimes.RegimeRule(min_drop=min_drop, cka_tolerance=tolerance)
-    accuracy = case_studies(run, rule)['advice']['advice']['accuracy']
-    if best is None or accuracy > best[0] + 1e-12:
-      best = (accuracy, rule)
-  return best[1]
+def seeds_text(seeds) -> str:
+  return ', '.join(str(s) for s in seeds) or 'n/a'
 
 
-def section(workdir_a: str, workdir_b: str) -> str:
-  """The README section as Markdown."""
-  run_a, run_b = load(workdir_a), load(workdir_b)
-  default = regimes.RegimeRule()
-  chosen = choose_parameters(run_a)
-  studies = {(name, rule_name): case_studies(run, rule)
-             for name, run in (('A', run_a), ('B', run_b))
-             for rule_name, rule in (('default', default), ('chosen on A', chosen))}
-  found = workdir_lib.read_json(pathlib.Path(workdir_a) / 'findings.json')
-  found_b = workdir_lib.read_json(pathlib.Path(workdir_b) / 'findings.json')
-  cells = list(csv_rows(pathlib.Path(workdir_a) / 'cells.csv'))
-  lines = [f'Measured with `docs/readme_results.py {workdir_a} {workdir_b}` on {machine()}; '
-           f'set A = dense seeds {run_a["seeds"]}, set B = dense seeds {run_b["seeds"]}. '
-           'Floats differ between CPU models (and in the last bits between device layouts); '
-           'the findings should not.', '',
-           f'**Findings on set A** (`findings.json`; rule: {default.describe()}):', '']
-  for name in ('transition', 'connectivity', 'similarity'):
-    lines.append(f'* **{name} — {found[name]["status"]}.** {found[name]["summary"]}')
-  lines += ['', '**The same findings on set B** (other dense seeds, same code and config): ' +
-            '; '.join(f'{name} — {found_b[name]["status"]}'
-                      for name in ('transition', 'connectivity', 'similarity')) +
-            f'. Transition on B: {found_b["transition"]["summary"]}.']
-  labels_a = studies['A', 'default']['labels']
-  confidence = regimes.label_table([dict(r) for r in run_a['rows']], run_a['temperatures'],
-                                   run_a['densities'], default, bootstrap=200)['confidence']
-  lines += ['', 'Regimes of set A (`prunephase-regimes --workdir=...`; parentheses: bootstrap '
-            'confidence below 0.7):', '', '```',
-            report.label_text_grid(run_a['temperatures'], run_a['densities'], labels_a,
-                                   confidence, run_a['knob'], 0.7), '```']
-  lines += ['', '**Case studies** (prunephase\'s rules, see `prunephase/cases.py`). CS1: how '
-            'often the advised move (Regime I: raise the temperature; II-A: lower it; II-B: '
-            'keep it) lowers the test error, against always raising or always lowering. CS2: '
-            'the mean gap in test error between the model each method picks and the best one '
-            '(oracle), over densities. The rule\'s parameters chosen on set A: '
-            f'min_drop {chosen.min_drop:g}, cka_tolerance {chosen.cka_tolerance:g} (the best CS1 '
-            f'accuracy on A over min_drop {MIN_DROPS} x cka_tolerance {CKA_TOLERANCES}; ties '
-            'keep the first).', '',
-            '| seed set | rule parameters | CS1 advice accuracy | always raise | always lower '
-            '| CS2 gap: rule | CKA only | best dense | coldest |', '|---' * 9 + '|']
-  for (name, rule_name), result in studies.items():
-    advice, gaps = result['advice'], result['gaps']
-    lines.append(
-        f'| {name}{" (out of sample)" if name == "B" and rule_name != "default" else ""} '
-        f'| {rule_name} | {advice["advice"]["accuracy"]:.2f} ({advice["advice"]["right"]}/'
-        f'{advice["advice"]["cells"]}) | {advice["always_increase"]["accuracy"]:.2f} | '
-        f'{advice["always_decrease"]["accuracy"]:.2f} | {gaps["three-regime rule"]:.4f} | '
-        f'{gaps["CKA only"]:.4f} | {gaps["best dense test accuracy"]:.4f} | '
-        f'{gaps["last checkpoint / coldest"]:.4f} |')
-  for rule_name in ('default', 'chosen on A'):
-    a, b = studies['A', rule_name]['labels'], studies['B', rule_name]['labels']
+def fraction(result: dict[str, Any]) -> str:
+  """'0.900 (27/30)'."""
+  return replication.fraction_line('x', result).split(': ', 1)[1]
+
+
+def findings_lines(runs: list[dict[str, Any]]) -> list[str]:
+  first = runs[0]['findings']
+  lines = ['**Findings** (`prunephase/findings.py`, rechecked here on every set):', '',
+           '| set | dense seeds | ' + ' | '.join(FINDINGS) + ' |', '|---' * 5 + '|']
+  for i, run in enumerate(runs, 1):
+    lines.append(f'| {i} | {seeds_text(run["seeds"])} | '
+                 + ' | '.join(run['findings'][name]['status'] for name in FINDINGS) + ' |')
+  lines += ['', 'On set 1:', '']
+  lines += [f'* **{name} — {first[name]["status"]}.** {first[name]["summary"]}'
+            for name in FINDINGS]
+  return lines
+
+
+def replication_lines(runs: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> list[str]:
+  """Label replication over every pair of sets, for the current and the earlier estimator."""
+  results = {'current': quietly(out_of_sample.replicate, runs),
+             'earlier': quietly(out_of_sample.replicate, earlier)}
+  names = {key: f'{run[0]["config"].confidence}, min_confidence '
+                f'{float(run[0]["config"].min_confidence):g}'
+           for key, run in (('current', runs), ('earlier', earlier))}
+  estimators = {key: f'{run[0]["config"].confidence} ({key})'
+                for key, run in (('current', runs), ('earlier', earlier))}
+  current = results['current']
+  num_pairs = len(replication.pairs(len(runs)))
+  lines = [f'**Label replication** over the {num_pairs} pairs of sets (`prunephase-regimes '
+           '--replicate`): label_replication (cells both sets label alike) '
+           f'{fraction(current["label_replication"])}; pick_replication (densities where both '
+           'sets\' CS2 rule picks the same temperature) '
+           f'{fraction(current["pick_replication"])}. confident_replication: cells both sets '
+           'label with confidence ≥ min_confidence; confident_kept: a set\'s confident labels '
+           'that another set labels alike; confident_cells: the labels that are confident.', '',
+           '| confidence estimator | confident_replication | confident_kept | confident_cells |',
+           '|---|---|---|---|']
+  for key in ('current', 'earlier'):
+    result = results[key]
+    lines.append(f'| {names[key]} ({key}) | '
+                 + ' | '.join(fraction(result[name]) for name in
+                              ('confident_replication', 'confident_kept', 'confident_cells'))
+                 + ' |')
+  bins = {key: [row for row in results[key]['reliability']['bins'] if row['bin'] != 'n/a']
+          for key in results}
+  lines += ['', 'Reliability: the fraction of a pair\'s cells that replicate, by the lower of '
+            'the two sets\' confidences. A calibrated confidence replicates about as often as it '
+            'says.', '',
+            '| confidence | ' + ' | '.join(f'{estimators[key]}: replicated' for key in bins)
+            + ' |',
+            '|---' * (1 + len(bins)) + '|']
+  for k, row in enumerate(bins['current']):
+    cells = []
+    for key in bins:
+      other = bins[key][k]
+      cells.append(f'{cases.format_value(other["fraction"], 2)} '
+                   f'({other["replicated"]}/{other["cells"]})')
+    lines.append(f'| {row["bin"]} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _accuracy(row: dict[str, Any]) -> str:
+  return (f'{cases.format_value(row["accuracy"], 2)} ({row["right"]}/{row["cells"]}) '
+          f'{replication.interval_text(row["low"], row["high"], 2)}')
+
+
+def case_study_lines(runs: list[dict[str, Any]]) -> list[str]:
+  """CS1 and CS2 out of sample: set 1's answers scored on the other sets' test errors."""
+  advice = quietly(out_of_sample.evaluate_out_of_sample, runs)
+  select = quietly(out_of_sample.select_out_of_sample, runs)
+  others = f'sets 2–{len(runs)}'
+  level = f'{100 * replication.INTERVAL_LEVEL:g} %'
+  kinds = {'every_move': 'every move',
+           'significant_moves': f'significant moves (> {cases.SIGNIFICANCE_Z:g} SE)'}
+  lines = [f'**CS1 out of sample** (`prunephase-advise --evaluate --replicate`): set 1\'s '
+           'advice (Regime I: raise the temperature; II-A: lower it; II-B: keep it; no advice '
+           f'where the confidence is below {float(runs[0]["config"].min_confidence):g}: '
+           f'{cases.count_text(int(cases.uncertain_cells(runs[0]).sum()))} of set 1) judged '
+           f'on the test errors of {others}: how often the move lowers the test error, with '
+           f'{level} bootstrap intervals over cells.', '',
+           '| move | ' + ' | '.join(kinds.values()) + ' |', '|---' * (1 + len(kinds)) + '|']
+  for key, name in (('advice', 'the advice'), ('always_increase', 'always raise'),
+                    ('always_decrease', 'always lower')):
+    lines.append(f'| {name} | ' + ' | '.join(_accuracy(advice[kind][key]) for kind in kinds)
+                 + ' |')
+  lines += [''] + [f'cs1_verdict ({kind}): {advice["verdict"][kind]}.' for kind in kinds]
+  lines += ['', f'**CS2 out of sample** (`prunephase-select --replicate`): the model each method '
+            f'picks on set 1, scored on {others} by its gap in test error to that set\'s best '
+            f'temperature (mean over densities and sets, {level} interval over densities).', '',
+            '| method | mean gap to oracle | picks the oracle | in sample (set 1) |',
+            '|---|---|---|---|']
+  for method, row in select['summary'].items():
+    if method == out_of_sample.FIRST_RUN_ORACLE:
+      method = 'set 1\'s best test error'
+    lines.append(f'| {method} | {cases.format_value(row["mean_gap"])} '
+                 f'{replication.interval_text(row["low"], row["high"], 4)} | '
+                 f'{row["picks_the_oracle"]} of {row["scored"]} | '
+                 f'{cases.format_value(row["in_sample_mean_gap"])} |')
+  return lines
+
+
+def section(*workdirs: str) -> str:
+  """The README section as Markdown, from the finished runs at `workdirs` (set 1 first)."""
+  if len(workdirs) < MIN_RUNS:
+    raise ValueError(f'give at least {MIN_RUNS} workdirs (runs of one grid with other dense '
+                     f'seeds), not {len(workdirs)}')
+  with tempfile.TemporaryDirectory() as temporary:
+    out = pathlib.Path(temporary)
+    runs = [load(w, out / 'current', CURRENT) for w in workdirs]
+    earlier = [load(w, out / 'earlier', EARLIER) for w in workdirs]
+    first, config = runs[0], runs[0]['config']
+    rule = regimes.RegimeRule.from_config(config)
+    min_confidence = float(config.min_confidence)
+    sets = '; '.join(f'set {i} = dense seeds {seeds_text(run["seeds"])}'
+                     for i, run in enumerate(runs, 1))
+    lines = [f'Measured with `docs/readme_results.py {" ".join(workdirs)}` on {machine()}; '
+             f'{sets}. Floats differ between CPU models (and in the last bits between device '
+             'layouts); the findings should not.', '',
+             'Every set is labelled by this code\'s defaults (`regimes.DEFAULTS`), not by the '
+             f'settings stored with the run: {rule.describe()}; confidence: '
+             f'{config.confidence} estimator, {int(config.bootstrap)} draws, labels below '
+             f'{min_confidence:g} are uncertain (see docs/definitions.md, Confidence).', '']
+    lines += findings_lines(runs)
+    labelled = first['labelled']
+    lines += ['', f'Regimes of set 1 (`prunephase-regimes --workdir=...`; parentheses: '
+              f'confidence below {min_confidence:g}):', '', '```',
+              report.label_text_grid(first['temperatures'], first['densities'],
+                                     labelled['labels'], labelled['confidence'], first['knob'],
+                                     min_confidence), '```', '']
+    lines += replication_lines(runs, earlier)
     lines.append('')
-    lines.append(f'Label stability ({rule_name} parameters): {int((a == b).sum())} of {a.size} '
-                 f'cells ({(a == b).mean():.0%}) carry the same label on sets A and B.')
-  lines += ['', '<details><summary>Set A\'s grids (cells.csv)</summary>', '',
-            report.markdown_grids(cells), '', '</details>']
+    lines += case_study_lines(runs)
+    cells = report.cell_rows(first['knob'], first['temperatures'], first['densities'],
+                             labelled)
+    lines += ['', '<details><summary>Set 1\'s grids</summary>', '',
+              report.markdown_grids(cells), '', '</details>']
   return '\n'.join(lines)
-
-
-def csv_rows(path):
-  import csv  # pylint: disable=import-outside-toplevel
-  with open(path, newline='') as f:
-    yield from csv.DictReader(f)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('workdir_a')
-  parser.add_argument('workdir_b')
+  parser.add_argument('workdirs', nargs='+',
+                      help=f'{MIN_RUNS} or more finished runs of the default, set 1 first')
   parser.add_argument('--write', help='a README to update between the results markers')
   args = parser.parse_args()
-  text = section(args.workdir_a, args.workdir_b)
+  if len(args.workdirs) < MIN_RUNS:
+    parser.error(f'give at least {MIN_RUNS} workdirs, not {len(args.workdirs)}')
+  text = section(*args.workdirs)
   if not args.write:
     print(text)
     return

@@ -3,6 +3,8 @@
 import pathlib
 import re
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -99,14 +101,13 @@ def _results_module():
 
 # Engineered (LMC, CKA) of every seed pair, per (epochs, density) cell of the tiny sweep
 # (epochs 1 is the hotter row), for two "runs" A and B that differ in one cell. Every drop and
-# CKA gap is far larger than any min_drop (<= 0.08) or cka_tolerance (<= 0.002) of
-# docs/readme_results.py's parameter grid, and the tiny sweep has one dense seed (no seed
-# noise), so the labels are the same under the default and the chosen parameters:
+# CKA gap is far larger than the default min_drop (0.05) or cka_tolerance (0.001), and the tiny
+# sweep has one dense seed (no seed noise):
 #   A: density 0.2 drops by 0.5 (a transition): [II-A, I]; density 0.6 has no drop and is
 #      at LMC 0 (below no barrier scale or level), its CKA reaches the plateau when cold: [II-A,
 #      II-B].
 #   B: as A, but density 0.2 does not drop either (no transition anywhere): [II-A, II-B].
-# So 3 of the 4 cells carry the same label on A and B.
+# So over the runs A, B, B, the pairs (A, B) twice share 3 of 4 labels and (B, B) all 4.
 _RUN_A = {(1, 0.2): (0.0, 0.5), (2, 0.2): (-0.5, 0.9), (1, 0.6): (0.0, 0.5), (2, 0.6): (0.0, 0.9)}
 _RUN_B = {**_RUN_A, (2, 0.2): (0.0, 0.9)}
 
@@ -136,17 +137,17 @@ def test_results_section_script_runs_on_a_finished_sweep(finished_run, tmp_path)
   # docs/readme_results.py writes the README's results section; it must not rot.
   module = _results_module()
   path, _, _ = finished_run
-  text = module.section(str(path), str(path))
-  assert 'finding' not in text or '**transition' in text
-  assert 'CS1 advice accuracy' in text and 'Label stability' in text
-  # The same run twice: every label is stable.
-  for parameters in ('default', 'chosen on A'):
-    assert (f'Label stability ({parameters} parameters): 4 of 4 cells (100%) carry the same '
-            'label on sets A and B.') in text
+  text = module.section(str(path), str(path), str(path))
+  assert '**transition' in text and 'CS1 out of sample' in text and 'CS2 out of sample' in text
+  assert 'bootstrap, min_confidence 0.7 (earlier)' in text
+  # The same run thrice: every label replicates, over 3 pairs x 4 cells.
+  assert 'label_replication (cells both sets label alike) 1.000 (12/12)' in text
+  with pytest.raises(ValueError, match='at least 3 workdirs'):
+    module.section(str(path), str(path))
   readme = tmp_path / 'README.md'
   readme.write_text(f'before\n{module.BEGIN}\nSTALE TEXT\n{module.END}\nafter\n')
   import sys  # pylint: disable=import-outside-toplevel
-  argv, sys.argv = sys.argv, ['readme_results.py', str(path), str(path), f'--write={readme}']
+  argv, sys.argv = sys.argv, ['readme_results.py', *[str(path)] * 3, f'--write={readme}']
   try:
     module.main()
   finally:
@@ -156,13 +157,10 @@ def test_results_section_script_runs_on_a_finished_sweep(finished_run, tmp_path)
   assert 'STALE TEXT' not in written
 
 
-def test_label_stability_counts_the_cells_two_runs_label_alike(finished_run, tmp_path):
+def test_label_replication_counts_the_cells_two_runs_label_alike(finished_run, tmp_path):
   module = _results_module()
   path, _, _ = finished_run
   run_a = _engineered_run(path, tmp_path / 'a', _RUN_A)
   run_b = _engineered_run(path, tmp_path / 'b', _RUN_B)
-  text = module.section(str(run_a), str(run_b))
-  stability = [line for line in text.splitlines() if line.startswith('Label stability')]
-  assert stability == [
-      f'Label stability ({parameters} parameters): 3 of 4 cells (75%) carry the same label on '
-      'sets A and B.' for parameters in ('default', 'chosen on A')]
+  text = module.section(str(run_a), str(run_b), str(run_b))
+  assert 'label_replication (cells both sets label alike) 0.833 (10/12)' in text
