@@ -131,7 +131,7 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
     means: (T, D) cell means by results.csv column ('test_error', 'lmc', ...).
     labels: (T, D) regime labels; drawn as text on the first panel, with the I/II boundary
       solid red and the II-A/II-B boundary dashed white on every panel.
-    confidence: (T, D) bootstrap confidence; cells below `min_confidence` are hatched.
+    confidence: (T, D) label confidence (prunephase/confidence.py); cells below `min_confidence` are hatched.
     rule_text: the labelling rule, printed under the figure.
     panels: names from `PANEL_STYLES`, left to right ('normalized_test_error' is the test error
       minus its column's minimum).
