@@ -156,6 +156,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.regimes.min_confidence = 0.8  # Below this a label is uncertain (hatched, no advice).
   config.regimes.seed = 0  # Seed of the confidence draws.
 
+  # Adaptive dense seeds (docs/runs.md): after the measure stage, a round at a time, one more
+  # dense seed (trained, pruned, retrained, measured; nothing redone) for every temperature with
+  # a label below regimes.min_confidence (or too few seeds for one); epochs: for the whole run.
+  config.seeds = ml_collections.ConfigDict()
+  config.seeds.adaptive = False  # Add dense seeds where labels are unconfident (see above).
+  config.seeds.max_dense_seeds = 8  # adaptive: add none beyond this many per temperature.
+
   # Devices (ignored on one device): a ('members', 'data') mesh. members=0 puts every device not
   # on the data axis on the member axis; data > 1 splits each batch (data parallelism).
   config.mesh = ml_collections.ConfigDict()

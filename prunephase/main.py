@@ -67,6 +67,8 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
     for name in ('transition', 'connectivity', 'similarity'):
       finding = summary['findings'][name]
       print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')
+    for line in summary.get('seeds', ()):  # seeds.adaptive: seeds per temperature and cost.
+      print(line)
 
 
 def run_and_summarise(config, workdir: str, stages) -> tuple:

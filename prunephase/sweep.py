@@ -3,7 +3,8 @@
   sweep, summary = prunephase.sweep.run_sweep(config, 'runs/default')
 
 The stages are `prunephase.stages` (one module each); their artifacts live in an
-`artifacts.Store`; `stages.context.Sweep` is what they share.
+`artifacts.Store`; `stages.context.Sweep` is what they share. With `seeds.adaptive`, rounds of
+added dense seeds (`adaptive_seeds`) run after the measure stage, before the report.
 """
 
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import pathlib
 import time
 from typing import Any
 
+from prunephase import adaptive_seeds
 from prunephase import artifacts
 from prunephase import config as config_lib
 from prunephase import stages as stages_lib
@@ -40,6 +42,12 @@ def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
     sweep.timings[stage] = time.time() - start
     if stage == 'report':
       summary = result
+    if stage == 'measure' and adaptive_seeds.enabled(sweep.config):
+      # Rounds of added dense seeds, each through train..measure, before the report reads them.
+      sync('adaptive seeds')
+      start = time.time()
+      adaptive_seeds.run(sweep, stages_lib.RUN)
+      sweep.timings['seeds'] = time.time() - start
   return summary
 
 

@@ -23,8 +23,9 @@ from typing import Any
 SPEED_ONLY = ('dataset.data_dir', 'dense.resume_every', 'dense.init_from',
               'retrain.resume_every', 'measure.pairs_per_call', 'measure.point_batching')
 # Sections that decide no artifact: labels, logging, devices and dispatch, report layout.
+# `seeds` (adaptive dense seeds) adds artifacts under keys of their own and changes none.
 FREE_SECTIONS = ('regimes', 'report', 'tensorboard', 'mesh', 'distributed', 'cpu_devices',
-                 'train')
+                 'train', 'seeds')
 BRANCH_STAGES = ('prune', 'retrain', 'measure')  # Each a section of its own, in pipeline order.
 # Fields that decide nothing at this value (the behaviour before the field existed), so a
 # workdir made before it was added keeps its branch names.

@@ -190,6 +190,27 @@ def validate(config) -> None:
          f'{", ".join(names.CONFIDENCE_ESTIMATORS)}')
   _check(0 <= rule.min_confidence <= 1,
          f'regimes.min_confidence must be in [0, 1], got {rule.min_confidence}')
+  _check_adaptive_seeds(config)
+
+
+def _check_adaptive_seeds(config) -> None:
+  """The `seeds` section (absent in configs of earlier versions: adaptive seeds off)."""
+  seeds = config.get('seeds')
+  if seeds is None:
+    return
+  adaptive, maximum = seeds.get('adaptive', False), seeds.get('max_dense_seeds', 8)
+  _check(isinstance(adaptive, bool), f'seeds.adaptive must be True or False, got {adaptive!r}')
+  _check(isinstance(maximum, int) and not isinstance(maximum, bool) and maximum >= 1,
+         f'seeds.max_dense_seeds must be a whole number >= 1, got {maximum!r}')
+  if not adaptive:
+    return
+  base = tuple(config.dense.seeds)
+  _check(maximum >= len(base), f'seeds.max_dense_seeds={maximum} is smaller than the '
+         f'{len(base)} dense.seeds {base}')
+  # The rounds act on the labels' confidence; with no draws it is not computed (NaN everywhere).
+  _check(int(config.regimes.bootstrap) > 0,
+         'seeds.adaptive needs regimes.bootstrap > 0 (it adds seeds where the labels\' '
+         'confidence is low)')
 
 
 def validate_against_data(config, num_train: int) -> None:
