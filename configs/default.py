@@ -34,6 +34,7 @@ this one.
 
 import ml_collections
 
+from prunephase import metrics
 from prunephase.config import parse_arg
 
 
@@ -88,6 +89,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   #   dense.iterations steps (hotter = smaller);  lr, weight_decay, sam_rho: one vmapped
   #   population (hotter = larger).
   config.temperature = ml_collections.ConfigDict()
+  # Or a registered knob of one's own (examples/own_knob.py).
   config.temperature.knob = 'batch_size'  # epochs | batch_size | lr | weight_decay | sam_rho.
   config.temperature.grid = (16, 32, 64, 128, 256)  # The knob's values: the diagram's rows.
 
@@ -142,6 +144,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.curve_epochs = 4  # Epochs of bend training (retrain batch size and momentum).
   config.measure.curve_lr = 0.05  # Constant SGD lr of the bend.
   config.measure.curve_points = 11  # Points on the curve, ends included.
+  # Metrics registered by a config file (`registry.register_metric`, examples/own_metric.py):
+  # their fields, with the defaults their entries declare.
+  metrics.add_fields(config.measure)
 
   # Regime rule: prunephase's own (the paper draws its boundaries by hand); prunephase/regimes.py
   # states both rules in one paragraph each. Scored against the paper's Figure 2 with
@@ -163,6 +168,13 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.seeds = ml_collections.ConfigDict()
   config.seeds.adaptive = False  # Add dense seeds where labels are unconfident (see above).
   config.seeds.max_dense_seeds = 8  # adaptive: add none beyond this many per temperature.
+
+  # Adaptive search of the phase diagram (docs/adaptive_search.md): measure a coarse subgrid,
+  # then, round by round, only the cells near a regime boundary or an unconfident label; the
+  # other cells' labels are inferred from measured neighbours (marked inferred in every output).
+  config.search = ml_collections.ConfigDict()
+  config.search.mode = 'grid'  # grid (every cell) | adaptive (the cells the search asks for).
+  config.search.max_cells = 0  # adaptive: measure at most this many cells (0 = no limit).
 
   # Devices (ignored on one device): a ('members', 'data') mesh. members=0 puts every device not
   # on the data axis on the member axis; data > 1 splits each batch (data parallelism).

@@ -9,8 +9,10 @@ unconfident cell holds `seeds.max_dense_seeds` dense seeds.
   unconfident  a labelled cell whose confidence is below `regimes.min_confidence`, or NaN (fewer
                than two dense seeds: nothing to resample). Unlabelled cells (a diverged member,
                a NaN metric) ask for nothing: more seeds would leave them unlabelled.
-  new seed     per temperature, the next integer above the largest seed it holds (dense seeds
-               (1, 2, 3): 4, then 5), so the seeds of every round are known from the table.
+  new seed     per temperature, from a block of its own: 1000 x the largest configured seed, + 1,
+               then the next integer (dense seeds (1, 2, 3): 3001, 3002, ...; (4, 5, 6): 6001):
+               runs of other seeds never share an added seed, and the seeds of every round are
+               known from the table.
   epochs knob  the temperatures are checkpoints of one dense run, so a seed cannot be added to
                one temperature alone: a seed adds a whole run (every temperature), whenever any
                cell is unconfident, until the run has max_dense_seeds seeds.
@@ -40,10 +42,12 @@ import numpy as np
 from prunephase import artifacts
 from prunephase import grid
 from prunephase import regimes
+from prunephase import registry
 from prunephase.stages import context
 from prunephase.stages import prune_iterative
 from prunephase.stages import rows as rows_lib
 
+ADDED_SEED_BLOCK = 1000  # first_added_seed.
 SUFFIX = '+seed'  # Key of an added seed's artifacts: '<temperature key>+seed<N>'.
 UNIT_STAGES = ('train', 'prune', 'retrain', 'measure')
 enabled = rows_lib.adds_seeds
@@ -80,9 +84,19 @@ def unconfident(labels: np.ndarray, confidence: np.ndarray, min_confidence: floa
   return labelled & ~(np.asarray(confidence, float) >= min_confidence)
 
 
+def first_added_seed(configured: Sequence[int]) -> int:
+  """The first seed a run adds: ADDED_SEED_BLOCK x its largest configured seed, + 1.
+
+  Runs of other configured seeds ((1, 2, 3) adds 3001, 3002, ...; (4, 5, 6) adds 6001, ...)
+  never add the same seed, so their labels stay independent: a replication test between them
+  means what it says. (Seeds above ADDED_SEED_BLOCK in a configured set would break this.)
+  """
+  return ADDED_SEED_BLOCK * max(int(s) for s in configured) + 1
+
+
 def decide(labels: np.ndarray, confidence: np.ndarray, temperatures: Sequence[float],
            densities: Sequence[float], seeds: Sequence[Sequence[int]], min_confidence: float,
-           max_dense_seeds: int, whole_run: bool = False) -> Round:
+           max_dense_seeds: int, whole_run: bool = False, first_added: int = 0) -> Round:
   """The next round: which temperatures get which new dense seed (a pure function).
 
   Args:
@@ -92,6 +106,7 @@ def decide(labels: np.ndarray, confidence: np.ndarray, temperatures: Sequence[fl
     min_confidence: `regimes.min_confidence`.
     max_dense_seeds: no temperature gets a seed beyond this many.
     whole_run: the epoch knob: one seed for every temperature (they share their seeds).
+    first_added: no added seed below this (`first_added_seed`); 0: the next integer.
 
   Returns:
     The Round; no additions when every cell is confident or the unconfident ones' temperatures
@@ -106,7 +121,8 @@ def decide(labels: np.ndarray, confidence: np.ndarray, temperatures: Sequence[fl
       return Round((), ())
     if len(seeds[0]) >= max_dense_seeds:
       return Round((), asked)
-    return Round((Addition(tuple(temperatures), max(seeds[0]) + 1, asked, len(seeds[0])),), ())
+    return Round((Addition(tuple(temperatures), max(max(seeds[0]) + 1, first_added), asked,
+                           len(seeds[0])),), ())
   additions, at_max = [], []
   for t, temperature in enumerate(temperatures):
     if not wanting[t].any():
@@ -114,7 +130,8 @@ def decide(labels: np.ndarray, confidence: np.ndarray, temperatures: Sequence[fl
     if len(seeds[t]) >= max_dense_seeds:
       at_max.extend(cells([t]))
     else:
-      additions.append(Addition((temperature,), max(seeds[t]) + 1, cells([t]), len(seeds[t])))
+      additions.append(Addition((temperature,), max(max(seeds[t]) + 1, first_added), cells([t]),
+                                len(seeds[t])))
   return Round(tuple(additions), tuple(at_max))
 
 
@@ -228,7 +245,9 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
     labelled = label(store, rows)
     next_round = decide(labelled['labels'], labelled['confidence'], temperatures,
                         store.densities, seeds, float(store.config.regimes.min_confidence),
-                        int(section.max_dense_seeds), whole_run=store.knob == 'epochs')
+                        int(section.max_dense_seeds),
+                        whole_run=registry.knob(store.knob).checkpoints,
+                        first_added=first_added_seed(store.dense_seeds))
     if not next_round.additions:
       return Plan(temperatures, rounds, [], seeds, rows, labelled)
     rounds.append(next_round)
@@ -297,7 +316,7 @@ def round_line(store: artifacts.Store, number: int, decided: Round, finished: bo
   """'[seeds] round 1: adding dense seed 4 to batch_size=256 (unconfident cells: 4%, 6%)'."""
   parts = []
   for a in decided.additions:
-    if len(a.temperatures) > 1 or store.knob == 'epochs':
+    if len(a.temperatures) > 1 or registry.knob(store.knob).checkpoints:
       parts.append(f'dense seed {a.seed} to the whole run (epochs: one run gives every '
                    f'temperature) (unconfident cells: {_cells_text(store, a.cells, True)})')
     else:
@@ -320,7 +339,7 @@ def member_steps(store: artifacts.Store, counts: Sequence[int]) -> int:
   if config.prune.get('schedule', 'one_shot') == 'iterative':  # One member per dense seed.
     per_temperature += (len(prune_iterative.levels(config)) - 1) * retrain_total
   groups = store.dense_groups()
-  if store.knob == 'epochs':
+  if registry.knob(store.knob).checkpoints:
     return int(counts[0]) * (groups[0].total_steps + len(store.temperatures) * per_temperature)
   dense = {float(t): g.total_steps for g in groups for t in g.temperatures}
   return sum(int(n) * (dense[float(t)] + per_temperature)

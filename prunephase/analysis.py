@@ -37,6 +37,7 @@ import pandas as pd
 
 from prunephase import artifacts
 from prunephase import data as data_lib
+from prunephase import metrics
 from prunephase import pruning
 from prunephase import tables
 from prunephase import train as train_lib
@@ -59,8 +60,9 @@ def _read_table(path: pathlib.Path) -> pd.DataFrame:
   """A report table as a DataFrame: numeric columns numeric (empty fields NaN).
 
   pandas parses numbers itself; a column it left as text is converted here, and one of
-  `tables.NUMERIC` (temperature, density, seeds, errors, lmc, cka) that will not convert is an
-  ArtifactError rather than a text column that silently matches no number.
+  `tables.NUMERIC` (temperature, density, seeds, errors, lmc, cka) or a metric entry's column
+  (`metrics.column_names`) that will not convert is an ArtifactError rather than a text column
+  that silently matches no number.
   """
   if not path.exists():
     raise artifacts.ArtifactError(f'missing {path}: run the report stage first')
@@ -71,7 +73,7 @@ def _read_table(path: pathlib.Path) -> pd.DataFrame:
     try:
       table[column] = pd.to_numeric(table[column])
     except (TypeError, ValueError):
-      if column in tables.NUMERIC:
+      if column in tables.NUMERIC or column in metrics.column_names():
         raise artifacts.ArtifactError(f'{path}: column {column} holds text where numbers belong'
                                       ) from None
   return table

@@ -36,6 +36,7 @@ from prunephase import data as data_lib
 from prunephase import grid
 from prunephase import models
 from prunephase import pruning
+from prunephase import registry
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.config import identity
@@ -259,7 +260,7 @@ class Store:
     leading axis len(dense.seeds), in seed order; at `epoch` of their run if given (the rewind
     point of weight rewinding; 0 = the initialisation)."""
     for group in self.dense_groups():
-      if self.knob == 'epochs':
+      if registry.knob(self.knob).checkpoints:
         step, members = int(temperature), list(range(len(group.seeds)))
       elif temperature in group.temperatures:
         step = max(group.save_epochs)

@@ -15,6 +15,10 @@ paper's case-study code and numbers are not available. CS1: Regime I -> increase
 temperature; II-A -> decrease it; II-B -> keep it.
 CS2: among cells not in Regime I pick the highest CKA; if every candidate is in Regime I, the
 highest LMC.
+
+A workdir of an adaptive search (`search.mode = 'adaptive'`) is labelled as its report is
+(`adaptive_search.final_labels`); its inferred cells (`loaded['inferred']`) are never evidence:
+CS1 gives them no advice ('not measured'), CS2 picks among the measured cells only.
 """
 
 import csv
@@ -24,7 +28,9 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from prunephase import adaptive_search
 from prunephase import regimes as regimes_lib
+from prunephase import registry
 from prunephase import report
 from prunephase import tables
 from prunephase import workdir as workdir_lib
@@ -33,7 +39,6 @@ from prunephase.config import names
 # Rule parameters a caller may override (the flags of the same names).
 RULE_FIELDS = ('rule', 'min_drop', 'noise_factor', 'lmc_threshold', 'cka_tolerance', 'bootstrap',
                'confidence', 'min_confidence')
-MOVES = names.MOVES  # knob -> (what "increase the temperature" means, what "decrease" means)
 ADVICE = {'I': 'increase', 'II-A': 'decrease', 'II-B': 'keep'}
 
 
@@ -75,25 +80,69 @@ def load_labelled(results: str | None = None, workdir: str | None = None,
 
   Returns:
     rows, knob, temperatures (hottest first), densities, labelled (regimes.label_table's
-    means, labels and confidence, each (T, D)), config (the rule), out, source (the table).
+    means, labels and confidence, each (T, D)), config (the rule), out, source (the table),
+    inferred ((T, D) booleans: labels an adaptive search inferred; all False otherwise).
   """
   if bool(results) == bool(workdir):
     raise CaseError('give exactly one of --results=FILE.csv or --workdir=DIR')
   path = pathlib.Path(results or pathlib.Path(workdir) / 'results.csv')
   if workdir and not (pathlib.Path(workdir) / workdir_lib.CONFIG_FILE).exists():
     raise CaseError(f'{workdir} is not a prunephase workdir (no config.json)')
+  workdir_lib.read_knob_record(path.parent)  # A user's knob, as the sweep recorded it.
   rows = tables.read_table(path)
   knob, temperatures, densities = tables.axes(rows, knob)
   config = regime_config(workdir, overrides)
-  labelled = regimes_lib.label_table(rows, temperatures, densities,
-                                     regimes_lib.RegimeRule.from_config(config),
+  searched = searched_axes(workdir) if workdir else None
+  if searched is not None:  # The grid, not only its measured cells.
+    temperatures, densities = searched
+  rule = regimes_lib.RegimeRule.from_config(config)
+  labelled = regimes_lib.label_table(rows, temperatures, densities, rule,
                                      int(config.bootstrap), int(config.seed),
                                      str(config.confidence))
+  inferred = np.zeros(labelled['labels'].shape, bool)
+  if searched is not None:
+    with np.errstate(invalid='ignore', divide='ignore'):
+      labelled['labels'], inferred = adaptive_search.final_labels(
+          temperatures, densities, [dict(r) for r in rows], rule)
   # Never overwrite a sweep's own report: default to DIR/regimes for a workdir.
   default_out = pathlib.Path(workdir) / 'regimes' if workdir else path.parent
   return {'rows': rows, 'knob': knob, 'temperatures': temperatures, 'densities': densities,
           'labelled': labelled, 'config': config, 'out': pathlib.Path(out or default_out),
-          'source': path}
+          'source': path, 'inferred': inferred, 'searched': searched is not None}
+
+
+def searched_axes(workdir: str) -> tuple[list[float], list[float]] | None:
+  """(temperatures hottest first, densities) of a workdir whose config searched adaptively;
+  None for a grid run (or a config.json without the fields)."""
+  try:
+    stored = workdir_lib.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
+  except (OSError, ValueError):
+    return None
+  if (stored.get('search') or {}).get('mode') != 'adaptive':
+    return None
+  knob = stored['temperature']['knob']
+  return (names.hot_to_cold(knob, [float(t) for t in stored['temperature']['grid']]),
+          [float(d) for d in stored['prune']['densities']])
+
+
+def _search_of(loaded: dict[str, Any]) -> dict[str, Any] | None:
+  """`report.write_report`'s `search` for an adaptive search's table (else None)."""
+  inferred = loaded.get('inferred')
+  if inferred is None or not searched_axes_known(loaded):
+    return None
+  return {'labels': loaded['labelled']['labels'], 'inferred': inferred}
+
+
+def searched_axes_known(loaded: dict[str, Any]) -> bool:
+  """Whether `loaded` is a workdir of an adaptive search (its labels: the search's)."""
+  return bool(loaded.get('searched'))
+
+
+def evidence_labels(loaded: dict[str, Any]) -> np.ndarray:
+  """(T, D) labels that may serve as evidence: an adaptive search's inferred cells blanked."""
+  labels = loaded['labelled']['labels']
+  inferred = loaded.get('inferred')
+  return labels if inferred is None else np.where(inferred, regimes_lib.NO_LABEL, labels)
 
 
 def make_out(out: pathlib.Path) -> None:
@@ -206,7 +255,7 @@ def regimes(loaded: dict[str, Any], compare: str | None = None) -> dict[str, Any
   make_out(out)
   summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
                                 loaded['densities'], loaded['config'],
-                                cells_name='regimes.csv')
+                                cells_name='regimes.csv', search=_search_of(loaded))
   rule = regimes_lib.RegimeRule.from_config(loaded['config'])
   print(f'regimes of {loaded["source"]} ({rule.describe()}; prunephase\'s rule, not the '
         'paper\'s; parentheses: confidence below '
@@ -259,6 +308,7 @@ SIGNIFICANCE_Z = 2.0
 # Why evaluate_advice leaves a cell out of a move's count: reason -> the printed words.
 LEFT_OUT = {
     'unlabelled': 'unlabelled, so no advice',
+    'not_measured': 'not measured (label inferred by the adaptive search), so no advice',
     'uncertain': 'uncertain (confidence below regimes.min_confidence), so no advice',
     'hottest_row': 'in the hottest row, no hotter temperature to move to',
     'coldest_row': 'in the coldest row, no colder temperature to move to',
@@ -279,7 +329,8 @@ EVALUATION_KEYS = ('increase', 'decrease', 'keep', 'always_increase', 'always_de
 
 def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
                     standard_error: np.ndarray | None = None,
-                    uncertain: np.ndarray | None = None
+                    uncertain: np.ndarray | None = None,
+                    not_measured: np.ndarray | None = None
                     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
   """Whether each cell's advised move (and each baseline's) lowers the test error.
 
@@ -296,6 +347,7 @@ def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
       in test error exceeds SIGNIFICANCE_Z x sqrt(se_cell^2 + se_neighbour^2).
     uncertain: optional (T, D) booleans: labels too unsure to advise on (`uncertain_cells`);
       they get no advice (the baselines still judge them).
+    not_measured: optional (T, D) booleans: labels an adaptive search inferred; no advice.
 
   Returns:
     (outcomes, left_out): outcomes[key] is a (T, D) float array, 1 where the move lowered the
@@ -340,7 +392,9 @@ def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
     judge('always_increase', t, d, up, t - 1, lambda: hotter < here)
     judge('always_decrease', t, d, down, t + 1, lambda: colder < here)
     move = advice_for(label)
-    if move == 'none':
+    if not_measured is not None and not_measured[t, d]:
+      reason = 'not_measured'
+    elif move == 'none':
       reason = 'unlabelled'
     elif uncertain is not None and uncertain[t, d]:
       reason = 'uncertain'
@@ -364,7 +418,8 @@ def advice_outcomes(test_error: np.ndarray, labels: np.ndarray,
 
 def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
                     standard_error: np.ndarray | None = None,
-                    uncertain: np.ndarray | None = None) -> dict[str, Any]:
+                    uncertain: np.ndarray | None = None,
+                    not_measured: np.ndarray | None = None) -> dict[str, Any]:
   """How often the advised direction lowers test error, over cells with a neighbour.
 
   The rules are advice_outcomes'; baselines: always increase, always decrease.
@@ -375,6 +430,7 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
     standard_error: optional (T, D); when given, only significant moves are judged (see
       advice_outcomes).
     uncertain: optional (T, D) booleans: cells that get no advice (advice_outcomes).
+    not_measured: optional (T, D) booleans: inferred labels, no advice (advice_outcomes).
 
   Returns:
     For each of 'increase', 'decrease', 'keep' (the cells of regime I, II-A, II-B),
@@ -383,7 +439,8 @@ def evaluate_advice(test_error: np.ndarray, labels: np.ndarray,
     error), 'accuracy' and 'left_out' (the cells that could not be judged, counted by their
     first reason: a key of `LEFT_OUT`).
   """
-  outcomes, left_out = advice_outcomes(test_error, labels, standard_error, uncertain)
+  outcomes, left_out = advice_outcomes(test_error, labels, standard_error, uncertain,
+                                       not_measured)
   result = {}
   for k in EVALUATION_KEYS:
     judged = outcomes[k][np.isfinite(outcomes[k])]
@@ -417,7 +474,8 @@ def evaluate(loaded: dict[str, Any]) -> dict[str, Any]:
   make_out(out)
   test_error = loaded['labelled']['means']['test_error']
   result = evaluate_advice(test_error, loaded['labelled']['labels'],
-                           uncertain=uncertain_cells(loaded))
+                           uncertain=uncertain_cells(loaded),
+                           not_measured=loaded.get('inferred'))
   lines = [[name, result[k]['cells'], result[k]['right'], format_value(result[k]['accuracy'], 3),
             left_out_text(result[k]['left_out']) or '-']
            for k, name in EVALUATION_ROWS.items()]
@@ -465,17 +523,25 @@ def advise(loaded: dict[str, Any], temperature: float | None,
   make_out(out)
   label = labels[t, d]
   move = 'uncertain' if uncertain_cells(loaded)[t, d] else advice_for(label)
-  up, down = MOVES[knob]
+  inferred = loaded.get('inferred')
+  if inferred is not None and inferred[t, d]:
+    move = 'not_measured'
+  entry = registry.knob(knob)  # Its words: what raising and lowering the temperature mean.
+  up, down = entry.increase, entry.decrease
   words = {'increase': f'increase the temperature: {up}',
            'decrease': f'decrease the temperature: {down}',
            'keep': 'keep the temperature',
            'uncertain': ('uncertain: no advice (an independent run would likely label this '
                          'cell otherwise; raise dense seeds, e.g. seeds.adaptive=True)'),
-           'none': 'no advice (unlabelled: a NaN LMC or CKA, or a diverged member)'}[move]
+           'none': 'no advice (unlabelled: a NaN LMC or CKA, or a diverged member)',
+           'not_measured': ('not measured: no advice (the label is inferred from measured '
+                            'neighbours by the adaptive search; measure the cell for advice)')
+           }[move]
   column_cka = means['cka_softmax'][:, d]
   evidence = {
       'temperature': temperatures[t], 'density': densities[d], 'regime': label,
       'confidence': labelled['confidence'][t, d], 'advice': move,
+      'inferred': bool(inferred[t, d]) if inferred is not None else False,
       'lmc': means['lmc'][t, d], 'cka_softmax': means['cka_softmax'][t, d],
       'column_max_cka': (float(np.nanmax(column_cka)) if np.isfinite(column_cka).any()
                          else float('nan')),
@@ -530,9 +596,8 @@ def select_column(knob: str, temperatures, column: dict[str, np.ndarray],
            'LMC only': best(column['lmc']),
            'CKA only': best(column['cka_softmax']),
            'oracle': best(column['test_error'], lowest=True)}
-  if knob == 'sam_rho':
-    for name, value in (('SAM default rho=0.05', 0.05), ('plain SGD (rho=0)', 0.0)):
-      picks[name] = temperatures.index(value) if value in temperatures else None
+  for name, value in registry.knob(knob).baselines:  # Fixed values, e.g. plain SGD for SAM.
+    picks[name] = temperatures.index(value) if value in temperatures else None
   return picks
 
 
@@ -551,7 +616,7 @@ def _explain_unpicked(loaded: dict[str, Any], unpicked: dict[str, int],
       absent = [f for f in SELECT_NEEDS[method] if not np.isfinite(means[f]).any()]
       why = (f'the table has no {" or ".join(absent)} values' if absent else
              f'no {" or ".join(SELECT_NEEDS[method])} in those density columns')
-    else:  # A SAM-rho baseline: a fixed rho.
+    else:  # A knob's baseline (`registry.Knob.baselines`): a fixed value.
       why = f'that {knob} value is not in the grid'
     print(f'{method}: no pick at {count} of '
           f'{count_text(num_densities, "density", "densities")} ({why})')
@@ -576,7 +641,7 @@ def select(loaded: dict[str, Any], density: float | None = None) -> list[dict[st
   the records (one per density and method)."""
   labelled, knob = loaded['labelled'], loaded['knob']
   temperatures, densities = loaded['temperatures'], loaded['densities']
-  means, labels = labelled['means'], labelled['labels']
+  means, labels = labelled['means'], evidence_labels(loaded)  # Measured cells only.
   chosen = chosen_densities(densities, density)
   out = loaded['out']
   make_out(out)

@@ -10,7 +10,7 @@ import dataclasses
 import itertools
 import math
 
-from prunephase.config.names import hot_to_cold
+from prunephase import registry
 
 
 def temperature_key(knob: str, value: float) -> str:
@@ -56,11 +56,12 @@ def epochs_of(total_steps: int, steps_per_epoch: int) -> int:
 
 
 def dense_groups(config, num_train: int) -> list[DenseGroup]:
-  """How the dense family splits into programs (one per batch size)."""
-  knob, dense = config.temperature.knob, config.dense
-  values = hot_to_cold(knob, config.temperature.grid)
+  """How the dense family splits into programs: one per batch size (a PROGRAMS knob), else one
+  (a CHECKPOINTS knob's members are the seeds, any other's every (temperature, seed))."""
+  knob, dense = registry.knob(config.temperature.knob), config.dense
+  values = knob.hot_to_cold(config.temperature.grid)
   seeds = tuple(dense.seeds)
-  if knob == 'batch_size':
+  if knob.programs:  # The batch size: each value its own program.
     groups = []
     for batch in values:
       spe = steps_per_epoch(num_train, int(batch))
@@ -69,7 +70,7 @@ def dense_groups(config, num_train: int) -> list[DenseGroup]:
                                (batch,) * len(seeds), seeds, (epochs,)))
     return groups
   spe = steps_per_epoch(num_train, dense.batch_size)
-  if knob == 'epochs':
+  if knob.checkpoints:  # Epochs: every temperature is a checkpoint of one run.
     return [DenseGroup('all', dense.batch_size, dense.epochs * spe, (None,) * len(seeds), seeds,
                        tuple(sorted(int(v) for v in values)))]
   members = [(v, s) for v in values for s in seeds]

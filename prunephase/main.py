@@ -23,7 +23,7 @@ def user_errors() -> tuple[type[Exception], ...]:
   from prunephase import workdir as workdir_lib
   return (config_lib.ConfigError, data_lib.DataError, sweep_lib.SweepError,
           workdir_lib.WorkdirError, checkpoints.CheckpointError, models.ModelError,
-          registry.RegistryError)
+          registry.RegistryError, registry.MetricError)
 
 
 def check_stages(stages) -> list[str]:
@@ -68,6 +68,8 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
       finding = summary['findings'][name]
       print(f'finding {name}: {finding["status"]} -- {finding["summary"]}')
     for line in summary.get('seeds', ()):  # seeds.adaptive: seeds per temperature and cost.
+      print(line)
+    for line in summary.get('search', ()):  # search.mode=adaptive: cells and cost.
       print(line)
 
 

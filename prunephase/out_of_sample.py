@@ -213,7 +213,7 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
   first = runs[0]
   out = first['out']
   cases.make_out(out)
-  labels = first['labelled']['labels']
+  labels = cases.evidence_labels(first)  # An adaptive search's inferred cells: no advice.
   uncertain = cases.uncertain_cells(first)
   tables_out = {}
   for kind in ('every_move', 'significant_moves'):
@@ -287,7 +287,7 @@ def select_out_of_sample(runs: list[dict[str, Any]],
   its content."""
   first = runs[0]
   knob, temperatures, densities = first['knob'], first['temperatures'], first['densities']
-  means, labels = first['labelled']['means'], first['labelled']['labels']
+  means, labels = first['labelled']['means'], cases.evidence_labels(first)  # Measured only.
   chosen = cases.chosen_densities(densities, density)
   out = first['out']
   cases.make_out(out)

@@ -12,10 +12,16 @@ from matplotlib import patheffects  # pylint: disable=g-import-not-at-top,wrong-
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from prunephase import metrics  # pylint: disable=g-import-not-at-top
 from prunephase import regimes as regimes_lib  # pylint: disable=g-import-not-at-top
+from prunephase import registry  # pylint: disable=g-import-not-at-top
 
-KNOB_LABELS = {'epochs': 'Training epochs', 'batch_size': 'Batch size', 'lr': 'Learning rate',
-               'weight_decay': 'Weight decay', 'sam_rho': 'SAM rho'}
+
+def knob_label(knob: str) -> str:
+  """The temperature axis label of a knob (its registry entry's `label`; the name itself for a
+  knob this process does not know)."""
+  return registry.knob(knob).label if knob in registry.names(registry.KNOB) else knob
+
 
 # The LMC colour scale (and the Bezier-curve MC's, same units) is symmetric around 0 and spans
 # at least +-this: the smallest LMC drop the default transition rule counts as a transition
@@ -57,7 +63,7 @@ def _panel(ax, values, title, cmap, temperatures, densities, knob, colorbar_labe
   ax.set_xticks(range(len(densities)), [f'{100 * d:g}' for d in densities])
   ax.set_yticks(range(len(temperatures)), [f'{t:g}' for t in temperatures])
   ax.set_xlabel('Load: density (%)')
-  ax.set_ylabel(f'Temp.: {KNOB_LABELS.get(knob, knob)} (hot at top)')
+  ax.set_ylabel(f'Temp.: {knob_label(knob)} (hot at top)')
   ax.set_title(title)
   for (t, d), value in np.ndenumerate(values):
     if not np.isfinite(value) or values.size > 200:
@@ -78,34 +84,8 @@ def _boundaries(ax, labels):
             path_effects=[patheffects.withStroke(linewidth=3.5, foreground='black')])
 
 
-# panel -> (title, colour map); 'RdBu' panels are centred on 0.
-PANEL_STYLES = {
-    'test_error': ('Test error (regimes labelled)', 'viridis_r'),
-    'normalized_test_error': ('Normalized test error (column minus its min)', 'viridis_r'),
-    'train_error': ('Train error', 'viridis_r'),
-    'lmc': ('LMC (train error; < 0 = barrier)', 'RdBu'),
-    'cka_softmax': ('CKA of softmax outputs', 'viridis'),
-    'cka_logits': ('CKA of logits', 'viridis'),
-    'pruned_test_error': ('Test error right after pruning', 'viridis_r'),
-    'hessian_top_eigenvalue': ('Hessian top eigenvalue (retrained)', 'magma_r'),
-    'hessian_trace': ('Hessian trace (retrained)', 'magma_r'),
-    'dense_hessian_top_eigenvalue': ('Hessian top eigenvalue (dense)', 'magma_r'),
-    'curve_mc': ('Bezier-curve MC (train error; < 0 = barrier)', 'RdBu'),
-}
-# panel -> its colour bar's label: the metric and its unit (errors are fractions of examples).
-COLORBAR_LABELS = {
-    'test_error': 'test error (fraction)',
-    'normalized_test_error': 'test error above the column minimum (fraction)',
-    'train_error': 'train error (fraction)',
-    'lmc': 'LMC (train error, fraction; < 0: barrier)',
-    'cka_softmax': 'CKA (0 to 1)',
-    'cka_logits': 'CKA (0 to 1)',
-    'pruned_test_error': 'test error (fraction)',
-    'hessian_top_eigenvalue': 'top eigenvalue of the train-loss Hessian',
-    'hessian_trace': 'trace of the train-loss Hessian',
-    'dense_hessian_top_eigenvalue': 'top eigenvalue of the train-loss Hessian',
-    'curve_mc': 'Bezier-curve MC (train error, fraction; < 0: barrier)',
-}
+# The panels (title, colour map, colour bar label) are the metric entries' columns
+# (`metrics.panels()`); 'RdBu' panels are centred on 0.
 DEFAULT_PANELS = ('test_error', 'normalized_test_error', 'lmc', 'cka_softmax')
 
 
@@ -120,7 +100,8 @@ def _column_normalized(test_error: np.ndarray) -> np.ndarray:
 def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[float],
                   densities: Sequence[float], means: dict[str, np.ndarray],
                   labels: np.ndarray, confidence: np.ndarray, min_confidence: float,
-                  rule_text: str, panels: Sequence[str] = DEFAULT_PANELS) -> None:
+                  rule_text: str, panels: Sequence[str] = DEFAULT_PANELS,
+                  inferred: np.ndarray | None = None) -> None:
   """Writes the phase diagram of one sweep: by default the four panels of the paper's Figure 2.
 
   Args:
@@ -133,18 +114,20 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
       solid red and the II-A/II-B boundary dashed white on every panel.
     confidence: (T, D) label confidence (prunephase/confidence.py); cells below `min_confidence` are hatched.
     rule_text: the labelling rule, printed under the figure.
-    panels: names from `PANEL_STYLES`, left to right ('normalized_test_error' is the test error
+    panels: panel names of the metric entries (`metrics.panels()`), left to right ('normalized_test_error' is the test error
       minus its column's minimum).
+    inferred: optional (T, D) booleans: labels inferred from measured neighbours (an adaptive
+      search; the cell is not measured): a grey dotted box, the label in grey italics.
   """
   values = {**means, 'normalized_test_error': _column_normalized(means['test_error'])}
   width = len(panels) * (2.5 + max(3.5, CELL_WIDTH * len(densities)))  # Axis labels, colour bar.
   fig, axes = plt.subplots(1, len(panels), figsize=(width, CELL_HEIGHT * len(temperatures) + 3.5))
   axes = np.atleast_1d(axes)
   for i, (ax, name) in enumerate(zip(axes, panels)):
-    title, cmap = PANEL_STYLES[name]
-    grid = values[name]
+    panel = metrics.panels()[name]
+    title, cmap, grid = panel.title, panel.cmap, values[name]
     # The first panel carries the regime labels under its numbers (see below).
-    style = {'colorbar_label': COLORBAR_LABELS[name], 'value_offset': -0.17 if i == 0 else 0.0}
+    style = {'colorbar_label': panel.colorbar, 'value_offset': -0.17 if i == 0 else 0.0}
     if cmap == 'RdBu':
       largest = float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 0.0
       bound = max(MIN_BARRIER_RANGE, largest)
@@ -159,9 +142,14 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
       if np.isfinite(conf) and conf < min_confidence:
         ax.add_patch(plt.Rectangle((d - 0.5, t - 0.5), 1, 1, fill=False, hatch='///',
                                    edgecolor='grey', lw=0))
+    for t, d in zip(*np.nonzero(inferred if inferred is not None else np.zeros((0, 0)))):
+      ax.add_patch(plt.Rectangle((d - 0.45, t - 0.45), 0.9, 0.9, fill=False, edgecolor='grey',
+                                 lw=1.5, ls=':'))
   first, first_grid = axes[0].images[0], values[panels[0]]
   for (t, d), label in np.ndenumerate(labels):
-    if label == 'I':  # Red as its boundary: white on a red patch reads on any cell colour.
+    if inferred is not None and inferred[t, d]:  # Not measured: no colour, no red patch.
+      style = {'color': 'grey', 'fontstyle': 'italic'}
+    elif label == 'I':  # Red as its boundary: white on a red patch reads on any cell colour.
       style = {'color': 'white', 'bbox': {'boxstyle': 'round,pad=0.2', 'facecolor': 'red',
                                           'edgecolor': 'none'}}
     else:
@@ -170,7 +158,9 @@ def phase_diagram(path: str | os.PathLike, *, knob: str, temperatures: Sequence[
                  fontsize=LABEL_FONTSIZE, fontweight='bold', **style)
   caption = textwrap.fill(
       f'Regime rule (prunephase\'s, not the paper\'s): {rule_text}. Solid red: I/II; dashed '
-      f'white: II-A/II-B; hatched: confidence < {min_confidence:g}.',
+      f'white: II-A/II-B; hatched: confidence < {min_confidence:g}'
+      + ('; grey dotted box, grey italic label: inferred from measured neighbours, not '
+         'measured.' if inferred is not None and inferred.any() else '.'),
       width=int(10 * width))  # Characters of the 9-point caption across the figure.
   fig.text(0.01, 0.01, caption, fontsize=9, va='bottom')
   fig.tight_layout(rect=(0, 0.03 + 0.025 * caption.count('\n'), 1, 1))

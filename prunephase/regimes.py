@@ -44,6 +44,7 @@ import dataclasses
 import numpy as np
 
 from prunephase import confidence as confidence_lib
+from prunephase import metrics
 from prunephase.config import names
 
 REGIMES = ('I', 'II-A', 'II-B')
@@ -303,11 +304,11 @@ def agreement(labels: np.ndarray, temperatures: Sequence[float], densities: Sequ
           'disagreements': disagreements}
 
 
-# Beyond the paper: measured with measure.hessian / measure.bezier_curve, else NaN cells.
-LANDSCAPE_FIELDS = ('hessian_top_eigenvalue', 'hessian_trace', 'dense_hessian_top_eigenvalue',
-                    'curve_mc')
-TABLE_FIELDS = ('lmc', 'cka_softmax', 'cka_logits', 'test_error', 'train_error',
-                'pruned_test_error', 'dense_test_error') + LANDSCAPE_FIELDS
+
+def table_fields() -> list[str]:
+  """The columns aggregated into cells: every metric entry's (`prunephase.metrics`); a metric
+  not measured (`measure.hessian` off, ...) gives NaN cells."""
+  return metrics.cell_fields()
 
 
 def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequence[float],
@@ -318,7 +319,7 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
 
   Args:
     rows: dicts with 'temperature', 'density', 'lmc', 'cka_softmax' and optionally the other
-      `TABLE_FIELDS`, 'dense_seed' and 'diverged' (absent fields give NaN cells; a row with a
+      `table_fields()`, 'dense_seed' and 'diverged' (absent fields give NaN cells; a row with a
       true 'diverged' leaves its cell unlabelled).
     temperatures: hottest first.
     densities: column order.
@@ -332,13 +333,13 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
     {'rule', 'means', 'stds' (dicts of (T, D) arrays; stds over dense seeds), 'labels',
     'confidence', 'num_pairs', 'num_units'}.
   """
-  filled = []
+  filled, fields = [], table_fields()
   for row in rows:
-    row = {**{f: np.nan for f in TABLE_FIELDS}, **row}
+    row = {**{f: np.nan for f in fields}, **row}
     if _is_true(row.get('diverged')):
       row['lmc'] = row['cka_softmax'] = np.nan  # Never labelled from a diverged member.
     filled.append(row)
-  grids = {f: unit_grid(filled, temperatures, densities, f) for f in TABLE_FIELDS}
+  grids = {f: unit_grid(filled, temperatures, densities, f) for f in fields}
   means = {f: cell_means(g) for f, g in grids.items()}
   stds = {f: cell_stds(g) for f, g in grids.items()}
   labels = label_grid(means['lmc'], means['cka_softmax'], rule, stds['lmc'],

@@ -13,16 +13,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from prunephase import findings as findings_lib
+from prunephase import metrics
 from prunephase import plots
 from prunephase import regimes as regimes_lib
 from prunephase import workdir as workdir_lib
-
-CELL_COLUMNS = [
-    'knob', 'temperature', 'density', 'num_pairs', 'num_dense_seeds', 'test_error',
-    'test_error_std',
-    'train_error', 'lmc', 'lmc_std', 'cka_softmax', 'cka_softmax_std', 'cka_logits',
-    'pruned_test_error', 'dense_test_error', 'regime', 'regime_confidence']
-
 
 def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[str, Any]]:
   """One row per (temperature, density), hottest first, with means, stds and the label."""
@@ -34,7 +28,7 @@ def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[s
         'num_pairs': int(labelled['num_pairs'][t, d]),
         'num_dense_seeds': int(labelled['num_units'][t, d]),
         **{f: means[f][t, d] for f in means},
-        **{f'{f}_std': stds[f][t, d] for f in ('test_error', 'lmc', 'cka_softmax')},
+        **{f'{f}_std': stds[f][t, d] for f in metrics.std_fields()},
         'regime': label, 'regime_confidence': labelled['confidence'][t, d]})
   return cells
 
@@ -62,23 +56,38 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
                  with_curves: bool = False, cells_name: str = 'cells.csv',
                  panels: Sequence[str] = plots.DEFAULT_PANELS,
                  num_classes: int | None = None,
-                 regimes_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+                 regimes_extra: dict[str, Any] | None = None,
+                 search: dict[str, Any] | None = None) -> dict[str, Any]:
   """Labels `rows` and writes the report files into `out` (`panels` of the phase diagram:
-  see `plots.PANEL_STYLES`); returns the summary. `regimes_extra` adds its keys to
-  regimes.json (the adaptive dense seeds' record, `adaptive_seeds.regimes_fields`).
+  see `metrics.panels()`); returns the summary. `regimes_extra` adds its keys to
+  regimes.json (the adaptive dense seeds' record, `adaptive_seeds.regimes_fields`). `search`
+  (`adaptive_cells.report_search`): the adaptive search's (T, D) 'labels' and 'inferred' mask
+  replace the table's labels; inferred cells are marked in cells.csv, regimes.json and the
+  figure, and are no finding's evidence.
 
   The findings leave out cells with a diverged member and, given `num_classes`, cells whose
   test error is at chance (`findings.CHANCE_MARGIN`); the summary's 'left_out' names them.
   """
   out = pathlib.Path(out)
   rule = regimes_lib.RegimeRule.from_config(regimes_config)
-  estimator = str(regimes_config.get('confidence', regimes_lib.DEFAULTS['confidence']))
+  estimator = str(getattr(regimes_config, 'confidence', regimes_lib.DEFAULTS['confidence']))
   labelled = regimes_lib.label_table(rows, temperatures, densities, rule,
                                      int(regimes_config.bootstrap), int(regimes_config.seed),
                                      estimator)
+  inferred = None
+  if search is not None:  # The adaptive search's labels, measured or inferred.
+    labelled['labels'], inferred = search['labels'], np.asarray(search['inferred'], bool)
+    t_index = {float(t): i for i, t in enumerate(temperatures)}
+    d_index = {float(d): j for j, d in enumerate(densities)}
+    for row in rows:
+      row['regime'] = labelled['labels'][t_index[float(row['temperature'])],
+                                         d_index[float(row['density'])]]
   cells = cell_rows(knob, temperatures, densities, labelled)
-  measured = [c for c in regimes_lib.LANDSCAPE_FIELDS if np.isfinite(labelled['means'][c]).any()]
-  workdir_lib.write_csv(out / cells_name, cells, CELL_COLUMNS + measured)
+  for cell, flag in zip(cells, inferred.ravel() if inferred is not None else ()):
+    cell['inferred'] = bool(flag)
+  measured = [c for c in metrics.optional_cell_fields() if np.isfinite(labelled['means'][c]).any()]
+  workdir_lib.write_csv(out / cells_name, cells, metrics.cell_columns() + measured
+                        + (['inferred'] if inferred is not None else []))
   labels = labelled['labels']
   unlabelled = [{'temperature': c['temperature'], 'density': c['density']}
                 for c in cells if not c['regime']]
@@ -92,7 +101,8 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
       'labels': [{'temperature': c['temperature'], 'density': c['density'],
                   # A Python float, so that a NaN confidence (unlabelled, or not computed) is
                   # written as JSON's null (n/a), not as the non-standard NaN.
-                  'regime': c['regime'], 'confidence': float(c['regime_confidence'])}
+                  'regime': c['regime'], 'confidence': float(c['regime_confidence']),
+                  **({'inferred': c['inferred']} if 'inferred' in c else {})}
                  for c in cells],
       **(regimes_extra or {})})
   means = labelled['means']
@@ -100,10 +110,11 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
       out / 'phase_diagram.png', knob=knob, temperatures=temperatures, densities=densities,
       means=means, labels=labels, confidence=labelled['confidence'],
       min_confidence=float(regimes_config.min_confidence), rule_text=rule.describe(),
-      panels=tuple(panels))
+      panels=tuple(panels), inferred=inferred)
   if with_curves:
     plots.lmc_curves(out / 'lmc_curves.png', curve_examples(rows, temperatures, densities), knob)
-  found = findings_lib.check(means, labelled['stds'], temperatures, densities, labels, rule,
+  evidence = labels if inferred is None else np.where(inferred, regimes_lib.NO_LABEL, labels)
+  found = findings_lib.check(means, labelled['stds'], temperatures, densities, evidence, rule,
                              labelled['num_units'],
                              diverged_cells(rows, temperatures, densities), num_classes)
   workdir_lib.write_json(out / 'findings.json', found)

@@ -4,7 +4,9 @@
 
 The stages are `prunephase.stages` (one module each); their artifacts live in an
 `artifacts.Store`; `stages.context.Sweep` is what they share. With `seeds.adaptive`, rounds of
-added dense seeds (`adaptive_seeds`) run after the measure stage, before the report.
+added dense seeds (`adaptive_seeds`) run after the measure stage, before the report. With
+`search.mode = 'adaptive'`, train..measure run on the cells the search asks for, round by round
+(`adaptive_cells`), instead of on the whole grid.
 """
 
 from collections.abc import Sequence
@@ -13,6 +15,7 @@ import pathlib
 import time
 from typing import Any
 
+from prunephase import adaptive_cells
 from prunephase import adaptive_seeds
 from prunephase import artifacts
 from prunephase import config as config_lib
@@ -33,8 +36,17 @@ __all__ = ['STAGES', 'Sweep', 'SweepError', 'run_stages', 'run_sweep']
 def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
   """Runs `stages` in pipeline order; returns the report summary (if reported)."""
   summary = {}
+  searched = not adaptive_cells.enabled(sweep.config)
   for stage in STAGES:
     if stage not in stages:
+      continue
+    if stage in adaptive_cells.UNIT_STAGES and not searched:
+      # Each round's cells through train..measure: stages naming any of them run the search.
+      sync('adaptive search')
+      start, searched = time.time(), True
+      adaptive_cells.run(sweep, stages_lib.RUN)
+      sweep.timings['search'] = time.time() - start
+    if stage in adaptive_cells.UNIT_STAGES and adaptive_cells.enabled(sweep.config):
       continue
     sync(f'stage {stage}')
     start = time.time()

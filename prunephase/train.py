@@ -40,6 +40,9 @@ class TrainSpec:
     momentum: SGD momentum.
     use_sam: SAM (two gradients per step) instead of SGD.
     augmentation: 'none' or 'crop_flip' (see `data.augment`).
+    loss: `loss(logits, labels, hparams) -> scalar` in place of the mean cross-entropy (a knob's
+      hook, `registry.Knob.loss`: logits (batch, classes) float32, labels (batch,) int32,
+      hparams this member's `Hparams`), or None. Dense training only.
   """
 
   batch_size: int
@@ -49,15 +52,42 @@ class TrainSpec:
   momentum: float = 0.9
   use_sam: bool = False
   augmentation: str = 'none'
+  loss: Callable[..., jax.Array] | None = None
 
 
 @flax.struct.dataclass
 class Hparams:
-  """Per-member hyperparameters; float32 scalars (shape (M,) in a population)."""
+  """Per-member hyperparameters: float32 scalars of one member, shape (M,) in a population.
 
-  lr: jax.Array
-  weight_decay: jax.Array
-  sam_rho: jax.Array
+  A field left out takes its default: SAM rho 0 and weight decay 0 (no SAM, no decay), lr 0.1;
+  a population's defaults are broadcast to (M,) by `for_members` and the trainer. Dense
+  members take the dense section's lr, weight decay and SAM rho where the knob does not set
+  them (`knobs.dense_member_fields`), retrain members the retrain section's. `extra` holds the
+  per-member values of fields a user's knob sets (`registry.register_knob(sets=...)`), by
+  name, for its loss hook (`TrainSpec.loss`); empty for the built-in knobs.
+  """
+
+  lr: jax.Array = 0.1
+  weight_decay: jax.Array = 0.0
+  sam_rho: jax.Array = 0.0
+  extra: dict[str, jax.Array] = flax.struct.field(default_factory=dict)
+
+  @classmethod
+  def for_members(cls, num_members: int, **columns) -> 'Hparams':
+    """A population's Hparams: each of `columns` a scalar or M values (a name that is not a
+    field goes into `extra`); every field float32 of shape (M,)."""
+    fields = {f.name for f in dataclasses.fields(cls)} - {'extra'}
+    column = lambda value: jnp.broadcast_to(jnp.asarray(value, jnp.float32), (num_members,))
+    named = {k: column(v) for k, v in columns.items() if k in fields}
+    extra = {k: column(v) for k, v in columns.items() if k not in fields}
+    return broadcast_members(cls(**named, extra=extra), num_members)
+
+
+def broadcast_members(hparams: Hparams, num_members: int) -> Hparams:
+  """`hparams` with every scalar leaf (a default) broadcast to float32 (M,)."""
+  return jax.tree.map(
+      lambda leaf: leaf if jnp.ndim(leaf) else jnp.full((num_members,), leaf, jnp.float32),
+      hparams)
 
 
 @flax.struct.dataclass
@@ -125,11 +155,12 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def _loss_and_stats(model, params, batch_stats, x, y):
+def _loss_and_stats(model, spec, hparams, params, batch_stats, x, y):
   logits, updated = model.apply({'params': params, 'batch_stats': batch_stats}, x,
                                 train=True, mutable=['batch_stats'])
   logits = logits.astype(jnp.float32)
-  return cross_entropy(logits, y), (updated['batch_stats'], logits)
+  loss = cross_entropy(logits, y) if spec.loss is None else spec.loss(logits, y, hparams)
+  return loss, (updated['batch_stats'], logits)
 
 
 def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: Hparams,
@@ -145,15 +176,17 @@ def train_step(model: nn.Module, spec: TrainSpec, state: MemberState, hparams: H
     model: the Flax module.
     spec: static training settings.
     state: this member's state.
-    hparams: this member's lr, weight decay and SAM rho (scalars).
+    hparams: this member's lr, weight decay, SAM rho and extras (scalars).
     mask: pytree like params with bool leaves (None where never pruned), or None (dense).
     x: (batch, *input_shape) float32 inputs.
     y: (batch,) int32 labels.
 
   Returns:
-    The new state and {'loss', 'error', 'lr'} of this step (loss and error of the first pass).
+    The new state and {'loss', 'error', 'lr'} of this step (loss and error of the first pass;
+    the loss is `spec.loss`'s where the knob supplies one).
   """
-  grad_fn = jax.value_and_grad(functools.partial(_loss_and_stats, model), has_aux=True)
+  grad_fn = jax.value_and_grad(functools.partial(_loss_and_stats, model, spec, hparams),
+                               has_aux=True)
   (loss, (batch_stats, logits)), grads = grad_fn(state.params, state.batch_stats, x, y)
   if mask is not None:
     grads = pruning.apply_mask(grads, mask)

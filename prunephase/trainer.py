@@ -11,7 +11,6 @@ import functools
 import pathlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from prunephase import checkpoints
@@ -27,8 +26,9 @@ HISTORY_KEYS = workdir_lib.METRIC_KEYS
 
 def train_spec(section, num_train: int, total_steps: int | None = None,
                batch_size: int | None = None, use_sam: bool = False,
-               decays: bool = True) -> tuple[train_lib.TrainSpec, int]:
-  """TrainSpec of a dense or retrain section (batch size overridable), and the total steps."""
+               decays: bool = True, loss=None) -> tuple[train_lib.TrainSpec, int]:
+  """TrainSpec of a dense or retrain section (batch size overridable), and the total steps;
+  `loss` is the knob's dense loss hook (`registry.Knob.loss_fn`), None for cross-entropy."""
   batch_size = int(batch_size or section.batch_size)
   spe = grid.steps_per_epoch(num_train, batch_size)
   total = total_steps or section.epochs * spe
@@ -37,7 +37,7 @@ def train_spec(section, num_train: int, total_steps: int | None = None,
   return train_lib.TrainSpec(batch_size=batch_size, steps_per_epoch=spe,
                              lr_boundaries=boundaries, lr_decay=float(section.lr_decay),
                              momentum=float(section.momentum), use_sam=use_sam,
-                             augmentation=section.augmentation), total
+                             augmentation=section.augmentation, loss=loss), total
 
 
 def retrain_setup(section, num_train: int, num_members: int
@@ -47,9 +47,9 @@ def retrain_setup(section, num_train: int, num_members: int
   `finetune_lr` (finetune); no SAM."""
   finetune = section.mode == 'finetune'
   spec, total = train_spec(section, num_train, decays=not finetune)
-  full = lambda value: jnp.full((num_members,), value, jnp.float32)
-  hparams = train_lib.Hparams(lr=full(section.finetune_lr if finetune else section.lr),
-                              weight_decay=full(section.weight_decay), sam_rho=full(0.0))
+  hparams = train_lib.Hparams.for_members(
+      num_members, lr=section.finetune_lr if finetune else section.lr,
+      weight_decay=section.weight_decay, sam_rho=0.0)
   return spec, total, hparams
 
 
@@ -122,6 +122,7 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   full_epochs, remainder = divmod(total_steps, spec.steps_per_epoch)
   num_epochs = full_epochs + (1 if remainder else 0)
   num_members = len(member_info)
+  hparams = train_lib.broadcast_members(hparams, num_members)  # Defaults -> (M,).
   unpad = lambda tree: jax.tree.map(lambda a: a[:num_members], tree)
   history = {k: np.full((num_members, num_epochs), np.nan, np.float32) for k in HISTORY_KEYS}
   start = 0

@@ -18,9 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from prunephase import registry
 from prunephase.config import identity
 
 CONFIG_FILE = 'config.json'
+# The knob entry's plain data (`registry.Knob.record`): which way is hotter, its words and label,
+# so a finished sweep of a user's knob is read (prunephase-regimes, -advise) without its config.
+KNOB_FILE = 'knob.json'
 LOCK_FILE = '.lock'
 
 
@@ -123,6 +127,16 @@ def write_atomic(path: str | os.PathLike, text: str) -> None:
     raise
 
 
+def read_knob_record(directory: str | os.PathLike) -> None:
+  """Makes the knob recorded in `directory`/knob.json known (`registry.add_recorded_knob`)
+  unless this process registered it; nothing where there is no readable record."""
+  try:
+    record = json.loads((pathlib.Path(directory) / KNOB_FILE).read_text())
+    registry.add_recorded_knob(record)
+  except (OSError, ValueError):  # No record, or not ours: the knob must be registered.
+    pass
+
+
 def write_json(path: str | os.PathLike, value: Any) -> None:
   write_atomic(path, json.dumps(to_jsonable(value), indent=1) + '\n')
 
@@ -198,6 +212,9 @@ class Workdir:
         self.previous_config = old
       if write:
         write_json(existing, config_dict)
+        knob = (config_dict.get('temperature') or {}).get('knob')
+        if knob in registry.names(registry.KNOB):
+          write_json(self.path / KNOB_FILE, registry.knob(knob).record())
     except BaseException:
       self.release()
       raise

@@ -39,6 +39,17 @@ def test_each_temperature_with_an_unconfident_cell_gets_its_next_seed():
   assert decided.at_max == ()
 
 
+def test_added_seeds_come_from_a_block_of_the_configured_seeds():
+  # Two runs of disjoint configured seeds add disjoint seeds, so they stay independent.
+  assert adaptive_seeds.first_added_seed((1, 2, 3)) == 3001
+  assert adaptive_seeds.first_added_seed((4, 5, 6)) == 6001
+  confidence = np.full((3, 3), 0.1)
+  first = adaptive_seeds.decide(LABELS, confidence, [16, 64, 256], [0.04, 0.1, 0.4],
+                                [[1, 2, 3], [1, 2, 3, 3001], [1, 2, 3]], 0.7, 8,
+                                first_added=3001)
+  assert [a.seed for a in first.additions] == [3001, 3002, 3001]
+
+
 def test_nan_confidence_of_a_labelled_cell_asks_for_a_seed_an_unlabelled_cell_does_not():
   # One dense seed: every labelled cell's confidence is NaN (nothing to resample). The
   # unlabelled cell (a diverged member) stays unlabelled whatever is added.
@@ -159,13 +170,13 @@ def test_added_seeds_reuse_every_existing_artifact(adaptive_run, finished_run):
   path, before, output, _ = adaptive_run
   after = _artifacts(path)
   assert {p: after.get(p) for p in before} == before  # Nothing rewritten: nothing redone.
-  assert any('+seed2' in str(p) for p in set(after) - set(before))
-  assert re.search(r'^\[seeds\] round 1: adding dense seed 2 to the whole run \(epochs: one run '
+  assert any('+seed1001' in str(p) for p in set(after) - set(before))
+  assert re.search(r'^\[seeds\] round 1: adding dense seed 1001 to the whole run \(epochs: one run '
                    r'gives every temperature\) \(unconfident cells: epochs=1 at 20%, 60%; '
                    r'epochs=2 at 20%, 60%\)$', output, re.M), output
   rows, base = _rows(path), _rows(finished_run[0])
   assert len(rows) == 2 * len(base)
-  assert {r['dense_seed'] for r in rows} == {'1', '2'}
+  assert {r['dense_seed'] for r in rows} == {'1', '1001'}
   key = lambda r: (r['temperature'], r['density'], r['dense_seed'], r['seed_a'], r['seed_b'])
   added = {key(r): r for r in rows}
   for row in base:  # The configured seed's rows are its measurements, unchanged.
@@ -176,8 +187,8 @@ def test_added_seeds_reuse_every_existing_artifact(adaptive_run, finished_run):
 def test_regimes_json_records_seeds_per_temperature_and_the_cost(adaptive_run):
   path, _, output, summary = adaptive_run
   record = json.loads((path / 'regimes.json').read_text())
-  assert record['dense_seeds'] == [{'temperature': 1, 'dense_seeds': [1, 2]},
-                                   {'temperature': 2, 'dense_seeds': [1, 2]}]
+  assert record['dense_seeds'] == [{'temperature': 1, 'dense_seeds': [1, 1001]},
+                                   {'temperature': 2, 'dense_seeds': [1, 1001]}]
   cost = record['adaptive_seed_cost']
   assert cost['member_steps'] == cost['max_seeds_member_steps'] > 0  # Max 2 seeds: all of it.
   assert f'[seeds] adaptive_seed_cost: {cost["member_steps"]} member-steps (100% of ' in output
@@ -193,7 +204,7 @@ def test_max_dense_seeds_stops_the_rounds_and_a_rerun_redoes_nothing(adaptive_ru
   before, results = _artifacts(path), (path / 'results.csv').read_text()
   output, _ = _run(adaptive_config(), path)
   assert _artifacts(path) == before
-  assert '[seeds] round 1: adding dense seed 2 to the whole run' in output
+  assert '[seeds] round 1: adding dense seed 1001 to the whole run' in output
   assert '(done earlier)' in output
   assert (path / 'results.csv').read_text() == results
 
@@ -214,10 +225,10 @@ def test_a_run_killed_inside_an_added_seed_resumes_to_identical_results(
     adaptive_run, finished_run, tmp_path, monkeypatch):
   path = tmp_path / 'run'
   shutil.copytree(finished_run[0], path)
-  original = _crash_saving(monkeypatch, 'retrain-')  # Retraining of the added seed 2.
+  original = _crash_saving(monkeypatch, 'retrain-')  # Retraining of the added seed 1001.
   with pytest.raises(KeyboardInterrupt):
     _run(adaptive_config(), path)
-  assert (path / 'dense' / 'all+seed2').is_dir()
+  assert (path / 'dense' / 'all+seed1001').is_dir()
   monkeypatch.setattr(checkpoints, 'save', original)
   _run(adaptive_config(), path)
   assert (path / 'results.csv').read_text() == (adaptive_run[0] / 'results.csv').read_text()
@@ -233,17 +244,17 @@ def test_rounds_are_replayed_from_the_stored_results_after_a_kill(adaptive_run, 
       **real_label(store, rows), 'confidence': np.full((2, 2), np.nan)})
   uninterrupted, killed = tmp_path / 'uninterrupted', tmp_path / 'killed'
   for path in (uninterrupted, killed):
-    shutil.copytree(adaptive_run[0], path)  # Round 1 (seed 2) done.
+    shutil.copytree(adaptive_run[0], path)  # Round 1 (seed 1001) done.
   _run(adaptive_config(3), uninterrupted)
-  original = _crash_saving(monkeypatch, 'all+seed3')
+  original = _crash_saving(monkeypatch, 'all+seed1002')
   with pytest.raises(KeyboardInterrupt):
     _run(adaptive_config(3), killed)
   monkeypatch.setattr(checkpoints, 'save', original)
   output, _ = _run(adaptive_config(3), killed)
-  assert re.search(r'^\[seeds\] round 1: adding dense seed 2 .*\(done earlier\)$', output, re.M)
-  assert re.search(r'^\[seeds\] round 2: adding dense seed 3 to the whole run', output, re.M)
+  assert re.search(r'^\[seeds\] round 1: adding dense seed 1001 .*\(done earlier\)$', output, re.M)
+  assert re.search(r'^\[seeds\] round 2: adding dense seed 1002 to the whole run', output, re.M)
   assert (killed / 'results.csv').read_text() == (uninterrupted / 'results.csv').read_text()
-  assert {r['dense_seed'] for r in _rows(killed)} == {'1', '2', '3'}
+  assert {r['dense_seed'] for r in _rows(killed)} == {'1', '1001', '1002'}
 
 
 def test_a_per_temperature_knob_adds_seeds_per_temperature(tmp_path):
@@ -251,13 +262,13 @@ def test_a_per_temperature_knob_adds_seeds_per_temperature(tmp_path):
   config.temperature.knob, config.temperature.grid = 'batch_size', (16, 64)
   config.dense.iterations = 30
   output, summary = _run(config, tmp_path)
-  assert re.search(r'^\[seeds\] round 1: adding dense seed 2 to batch_size=16 \(unconfident '
-                   r'cells: 20%, 60%\); dense seed 2 to batch_size=64 \(', output, re.M), output
+  assert re.search(r'^\[seeds\] round 1: adding dense seed 1001 to batch_size=16 \(unconfident '
+                   r'cells: 20%, 60%\); dense seed 1001 to batch_size=64 \(', output, re.M), output
   assert {p.name for p in (tmp_path / 'dense').iterdir()} == {
-      'batch_size=16', 'batch_size=64', 'batch_size=16+seed2', 'batch_size=64+seed2'}
+      'batch_size=16', 'batch_size=64', 'batch_size=16+seed1001', 'batch_size=64+seed1001'}
   rows = _rows(tmp_path)
   assert sorted({(r['temperature'], r['dense_seed']) for r in rows}) == [
-      ('16', '1'), ('16', '2'), ('64', '1'), ('64', '2')]
+      ('16', '1'), ('16', '1001'), ('64', '1'), ('64', '1001')]
   assert summary['num_rows'] == len(rows) == 2 * 2 * 2 * 3
 
 
@@ -271,15 +282,15 @@ def test_a_command_killed_inside_an_added_seed_resumes_to_identical_results(tmp_
   Runs(tmp_path, tmp_path / 'reference', args).finish()
   runs = Runs(tmp_path, tmp_path / 'killed', args)
   retrain = 'prune-*/retrain-*'
-  runs.kill_before(f'{retrain}/epochs=2+seed2/epochs/2',  # SIGKILL in the added retraining.
-                   present=('dense/all+seed2/epochs/2', f'{retrain}/epochs=1+seed2/epochs/2'),
-                   absent=(f'{retrain}/measure-*/epochs=1+seed2.json',))
-  output = runs.kill_before(f'{retrain}/measure-*/epochs=2+seed2.json',  # ... in its measure.
-                            present=(f'{retrain}/measure-*/epochs=1+seed2.json',),
+  runs.kill_before(f'{retrain}/epochs=2+seed1001/epochs/2',  # SIGKILL in the added retraining.
+                   present=('dense/all+seed1001/epochs/2', f'{retrain}/epochs=1+seed1001/epochs/2'),
+                   absent=(f'{retrain}/measure-*/epochs=1+seed1001.json',))
+  output = runs.kill_before(f'{retrain}/measure-*/epochs=2+seed1001.json',  # ... in its measure.
+                            present=(f'{retrain}/measure-*/epochs=1+seed1001.json',),
                             absent=('results.csv',))
-  assert '[train] all+seed2 done earlier' in output
+  assert '[train] all+seed1001 done earlier' in output
   output = runs.finish()
-  assert re.search(r'^\[seeds\] round 1: adding dense seed 2 to the whole run', output, re.M)
+  assert re.search(r'^\[seeds\] round 1: adding dense seed 1001 to the whole run', output, re.M)
   assert_same_tables(runs.workdir, tmp_path / 'reference')
 
 

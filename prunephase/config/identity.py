@@ -18,27 +18,27 @@ import hashlib
 import json
 from typing import Any
 
+from prunephase import metrics
+
 # Fields of deciding sections that change speed, memory or file locations, never a stored value
 # (beyond float rounding: `point_batching` maps or vmaps the same computation).
+# The measure fields' rules are the metric entries' (`metrics.identity_rules`), added below.
 SPEED_ONLY = ('dataset.data_dir', 'dense.resume_every', 'dense.init_from',
-              'retrain.resume_every', 'measure.pairs_per_call', 'measure.point_batching')
+              'retrain.resume_every')
 # Sections that decide no artifact: labels, logging, devices and dispatch, report layout.
-# `seeds` (adaptive dense seeds) adds artifacts under keys of their own and changes none.
+# `seeds` (adaptive dense seeds) and `search` (adaptive search of the grid) add artifacts under
+# keys of their own and change none.
 FREE_SECTIONS = ('regimes', 'report', 'tensorboard', 'mesh', 'distributed', 'cpu_devices',
-                 'train', 'seeds')
+                 'train', 'seeds', 'search')
 BRANCH_STAGES = ('prune', 'retrain', 'measure')  # Each a section of its own, in pipeline order.
 # Fields that decide nothing at this value (the behaviour before the field existed), so a
 # workdir made before it was added keeps its branch names.
-NEUTRAL = {'prune.schedule': 'one_shot', 'measure.hessian': False, 'measure.bezier_curve': False}
+NEUTRAL = {'prune.schedule': 'one_shot'}
 # Fields that decide something only when another field has a value.
 ONLY_WHEN = {'prune.rate_per_level': ('prune.schedule', 'iterative'),
              'prune.seed': ('prune.method', 'random'),
              'retrain.rewind_epoch': ('retrain.mode', 'weight_rewinding'),
-             'retrain.finetune_lr': ('retrain.mode', 'finetune'),
-             **{f'measure.{name}': ('measure.hessian', True)
-                for name in ('hessian_batches', 'hessian_iters', 'hessian_probes')},
-             **{f'measure.{name}': ('measure.bezier_curve', True)
-                for name in ('curve_epochs', 'curve_lr', 'curve_points')}}
+             'retrain.finetune_lr': ('retrain.mode', 'finetune')}
 ABSENT = '<absent>'
 
 
@@ -59,7 +59,7 @@ def _as_dict(config) -> dict:
 def stage_of(field: str) -> str | None:
   """'dense', a branch stage, or None (decides nothing) for a dotted field name."""
   section = field.split('.')[0]
-  if section in FREE_SECTIONS or field in SPEED_ONLY:
+  if section in FREE_SECTIONS or field in SPEED_ONLY or field in metrics.identity_rules()[2]:
     return None
   return section if section in BRANCH_STAGES else 'dense'
 
@@ -68,12 +68,14 @@ def fields(config, stage: str) -> dict[str, Any]:
   """The flattened fields that decide `stage`'s own artifacts (not its upstream ones), without
   those that decide nothing at their value (`NEUTRAL`, `ONLY_WHEN`)."""
   flat = flatten(_as_dict(config))
+  neutral, only_when, _ = metrics.identity_rules()
+  neutral, only_when = {**NEUTRAL, **neutral}, {**ONLY_WHEN, **only_when}
 
   def decides(key, value):
-    if key in NEUTRAL and value == NEUTRAL[key]:
+    if key in neutral and value == neutral[key]:
       return False
-    if key in ONLY_WHEN:
-      other, wanted = ONLY_WHEN[key]
+    if key in only_when:
+      other, wanted = only_when[key]
       return flat.get(other) == wanted
     return True
 

@@ -1,14 +1,14 @@
-"""The fixed names a config may use, and which way each temperature knob is hotter.
+"""The fixed names a config may use, and the temperature order of a knob.
 
 The one place these facts are stated: the kernel modules (`cka`, `data`, `landscape`, ...)
 read their name tuples from here, so a config can be validated without importing them (and
 JAX). Models, datasets, pruning methods and knobs are registered in `prunephase.registry`
-(users can add their own); the knob table is re-exported here. Importing this module imports
+(users can add their own); `hot_to_cold` asks the knob's entry. Importing this module imports
 nothing outside the standard library.
 """
 
-from prunephase.registry import KNOBS  # pylint: disable=unused-import  # Re-exported.
-from prunephase.registry import MOVES  # pylint: disable=unused-import  # Re-exported.
+from prunephase import metrics
+from prunephase import registry
 
 OPTIMIZERS = ('sgd', 'sam')
 RETRAIN_MODES = ('lr_rewinding', 'finetune', 'weight_rewinding')
@@ -21,13 +21,17 @@ REGIME_RULES = ('transition', 'threshold')
 CONFIDENCE_ESTIMATORS = ('replicate', 'bootstrap')  # prunephase/confidence.py
 STEPS_PER_CALL = ('auto', 'epoch')  # ... or a whole number of steps >= 1.
 MEMBERS_PER_CHUNK = ('auto',)  # ... or a whole number of members >= 0 (0 = all at once).
-# Phase-diagram panels (`report.panels`): cell means of results.csv columns, plus the test error
-# minus its column's minimum; the landscape ones need their measure flag.
-PANELS = ('test_error', 'normalized_test_error', 'train_error', 'lmc', 'cka_softmax',
-          'cka_logits', 'pruned_test_error', 'hessian_top_eigenvalue', 'hessian_trace',
-          'dense_hessian_top_eigenvalue', 'curve_mc')
-PANEL_NEEDS = {'hessian_top_eigenvalue': 'hessian', 'hessian_trace': 'hessian',
-               'dense_hessian_top_eigenvalue': 'hessian', 'curve_mc': 'bezier_curve'}
+
+
+def panels() -> tuple[str, ...]:
+  """Phase-diagram panels (`report.panels`): the metric entries' panels (`metrics.panels`),
+  cell means of results.csv columns plus the test error minus its column's minimum."""
+  return tuple(metrics.panels())
+
+
+def panel_needs() -> dict[str, str]:
+  """{panel: the measure switch it needs} (a switched metric's panels: hessian, ...)."""
+  return metrics.panel_needs()
 
 
 def _word_or_count(value: str | int, words: tuple[str, ...], minimum: int) -> str | int | None:
@@ -60,5 +64,6 @@ def parse_members_per_chunk(value: str | int) -> str | int:
 
 
 def hot_to_cold(knob: str, values) -> list[float]:
-  """Temperature values ordered from the hottest to the coldest."""
-  return sorted(values, reverse=KNOBS[knob])
+  """Temperature values ordered from the hottest to the coldest (the knob's entry says which
+  way is hotter; RegistryError for an unknown knob)."""
+  return registry.knob(knob).hot_to_cold(values)

@@ -8,6 +8,7 @@ against `prunephase.registry`, so names a config file registered are accepted.
 import json
 import os
 
+from prunephase import metrics
 from prunephase import registry
 from prunephase.config import identity
 from prunephase.config import names
@@ -92,9 +93,9 @@ def _check_landscape(config) -> None:
     _check(int(retrain.rewind_epoch) >= 0, 'retrain.rewind_epoch must be >= 0 (0 = the init)')
   panels = tuple(config.get('report', {}).get('panels', ()))
   for panel in panels:
-    _check(panel in names.PANELS,
-           f'unknown report.panels entry {panel!r}; choose from {", ".join(names.PANELS)}')
-    needs = names.PANEL_NEEDS.get(panel)
+    _check(panel in names.panels(),
+           f'unknown report.panels entry {panel!r}; choose from {", ".join(names.panels())}')
+    needs = names.panel_needs().get(panel)
     _check(needs is None or bool(measure.get(needs)),
            f'report.panels has {panel} but measure.{needs} is False')
 
@@ -140,19 +141,7 @@ def validate(config) -> None:
   _check_seeds('dense.seeds', config.dense.seeds, 1)
   _check_init_from(config)
   _check_seeds('retrain.seeds', config.retrain.seeds, 2)  # LMC and CKA need pairs.
-  if knob == 'epochs':
-    _check(all(float(v).is_integer() and 1 <= v <= config.dense.epochs for v in values),
-           f'temperature.grid (epochs) must be whole numbers in [1, dense.epochs='
-           f'{config.dense.epochs}], got {values}')
-  if knob == 'batch_size':
-    _check(all(float(v).is_integer() and v >= 1 for v in values),
-           f'temperature.grid (batch sizes) must be whole numbers >= 1, got {values}')
-    _check(config.dense.iterations > 0,
-           'temperature.knob=batch_size needs dense.iterations > 0 (a fixed step budget)')
-  if knob == 'sam_rho':
-    _check(config.dense.optimizer == 'sam', 'temperature.knob=sam_rho needs dense.optimizer=sam')
-  if knob in ('lr',):
-    _check(all(v > 0 for v in values), f'temperature.grid (lr) must be > 0, got {values}')
+  _check_knob(config, knob, values)
   measure = config.measure
   _check(measure.lmc_points >= 2, f'measure.lmc_points must be >= 2, got {measure.lmc_points}')
   _check(1 <= measure.test_error_epochs <= config.retrain.epochs,
@@ -179,6 +168,7 @@ def validate(config) -> None:
   _check(measure.cka_examples >= 4, 'measure.cka_examples must be >= 4')
   _check(measure.bn_batch_size >= 2, 'measure.bn_batch_size must be >= 2')
   _check_landscape(config)
+  _check_metrics(config)
   rule = config.regimes
   _check(rule.rule in names.REGIME_RULES,
          f'unknown regimes.rule {rule.rule!r}; choose one of {", ".join(names.REGIME_RULES)}')
@@ -191,6 +181,54 @@ def validate(config) -> None:
   _check(0 <= rule.min_confidence <= 1,
          f'regimes.min_confidence must be in [0, 1], got {rule.min_confidence}')
   _check_adaptive_seeds(config)
+  _check_search(config)
+
+
+def _check_search(config) -> None:
+  """The `search` section (absent in configs of earlier versions: every cell measured)."""
+  search = config.get('search')
+  if search is None:
+    return
+  mode, max_cells = search.get('mode', 'grid'), search.get('max_cells', 0)
+  _check(mode in ('grid', 'adaptive'),
+         f'unknown search.mode {mode!r}; choose one of grid, adaptive')
+  _check(isinstance(max_cells, int) and not isinstance(max_cells, bool) and max_cells >= 0,
+         f'search.max_cells must be a whole number >= 0 (0 = no limit), got {max_cells!r}')
+  if mode != 'adaptive':
+    return
+  _check(not (config.get('seeds') or {}).get('adaptive', False),
+         "search.mode='adaptive' does not combine with seeds.adaptive=True; run the search, "
+         'or add dense seeds on a grid run')
+  _check(config.prune.get('schedule', 'one_shot') == 'one_shot',
+         "search.mode='adaptive' needs prune.schedule='one_shot' (iterative pruning levels "
+         'depend on every density)')
+
+
+def _check_metrics(config) -> None:
+  """Each measured metric entry's own check (`metrics.Metric.check`): a one-line ConfigError."""
+  for entry in metrics.entries(config.measure):
+    if entry.check is None:
+      continue
+    try:
+      metrics.resolve(entry.check)(config)
+    except Exception as error:  # pylint: disable=broad-except  # A user's check: one line.
+      message = ' '.join(str(error).split()) or type(error).__name__
+      raise ConfigError(message if isinstance(error, ValueError) else
+                        f'the check of metric {entry.name!r} failed: {type(error).__name__}: '
+                        f'{message}') from None
+
+
+def _check_knob(config, knob: str, values) -> None:
+  """The knob entry's own checks (`registry.Knob.check`): any error is a one-line ConfigError."""
+  try:
+    registry.knob(knob).check_config(config, values)
+  except ConfigError:
+    raise
+  except Exception as error:  # pylint: disable=broad-except  # A user's check: one line.
+    message = ' '.join(str(error).split()) or type(error).__name__
+    raise ConfigError(message if isinstance(error, ValueError) else
+                      f'the check of knob {knob!r} failed: {type(error).__name__}: {message}'
+                      ) from None
 
 
 def _check_adaptive_seeds(config) -> None:
@@ -216,7 +254,7 @@ def _check_adaptive_seeds(config) -> None:
 def validate_against_data(config, num_train: int) -> None:
   """Checks that need the dataset size."""
   batches = [config.dense.batch_size, config.retrain.batch_size]
-  if config.temperature.knob == 'batch_size':
+  if registry.knob(config.temperature.knob).programs:  # The grid's values are batch sizes.
     batches += [int(v) for v in config.temperature.grid]
   for batch in batches:
     _check(batch <= num_train, f'batch size {batch} exceeds the {num_train} train examples')

@@ -2,7 +2,9 @@
 CKA of the outputs for every retrain-seed pair of every cell, pairs sharded over the mesh's
 member axis (`population.shard_members`); with `measure.hessian` and
 `measure.bezier_curve`, also the Hessian metrics and trained Bezier curves
-(`measure_landscape`)."""
+(`measure_landscape`); and every metric entry with a compute function (`prunephase.metrics`,
+`measure_metrics`). The built-in entries (errors, lmc, cka, hessian, bezier_curve) are measured
+here, their columns and switches declared in `prunephase.metrics`."""
 
 import functools
 
@@ -11,11 +13,13 @@ import numpy as np
 
 from prunephase import cka as cka_lib
 from prunephase import landscape
+from prunephase import metrics
 from prunephase import population
 from prunephase import train as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import measure_landscape
+from prunephase.stages import measure_metrics
 
 
 @functools.lru_cache(maxsize=4)
@@ -39,7 +43,8 @@ def warn_diverged(sweep: context.Sweep, stage: str, temperature: float, members:
 
 
 def run(sweep: context.Sweep) -> None:
-  """Test error, LMC curve and CKA for every retrain-seed pair of every cell."""
+  """Test error, LMC curve, CKA and the other measured metrics for every retrain-seed pair of
+  every cell."""
   config, store = sweep.config.measure, sweep.store
   progress = workdir_lib.Progress('measure', len(sweep.temperatures))
   chunk = population.forward_members_per_chunk(sweep.members_per_chunk)
@@ -86,9 +91,10 @@ def run(sweep: context.Sweep) -> None:
     extras = measure_landscape.pair_columns(
         pairs, sweep,
         measure_landscape.hessian_step(sweep, temperature, states, dataset)
-        if config.hessian else None,
+        if metrics.metric('hessian').enabled(config) else None,
         measure_landscape.curve_step(sweep, temperature, states, index_a, index_b, dataset)
-        if config.bezier_curve else None)
+        if metrics.metric('bezier_curve').enabled(config) else None)
+    computed = measure_metrics.pair_columns(sweep, states, pairs)
     rows = []
     for p, pair in enumerate(pairs):
       a, b = pair['index_a'], pair['index_b']
@@ -102,7 +108,7 @@ def run(sweep: context.Sweep) -> None:
           'diverged': bool(member_diverged[a] or member_diverged[b] or dense_diverged[
               sweep.dense_seeds.index(pair['dense_seed'])]),
           'curve': {k: curve[k][p] for k in curve if k not in ('lmc', 'lmc_index')},
-          **extras[p]})
+          **extras[p], **computed[p]})
     if sweep.is_primary:
       store.write_measurement(temperature, {
           'temperature': temperature, 'knob': sweep.knob, 'cka_examples': num_cka,

@@ -8,10 +8,20 @@ from prunephase.stages import context
 from prunephase.stages import rows as rows_lib
 
 
+def _searches(config) -> bool:
+  """Whether a config searches the grid adaptively (as `adaptive_cells.enabled`, without its
+  imports)."""
+  return str((config.get('search') or {}).get('mode', 'grid')) == 'adaptive'
+
+
 def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
   """One row per (temperature, density, dense seed, seed pair) of an `artifacts.Store`; with
   `seeds.adaptive`, the rows of the dense seeds added by finished rounds too (ordinary rows,
-  after the configured seeds of their temperature; `adaptive_seeds.replay`)."""
+  after the configured seeds of their temperature; `adaptive_seeds.replay`); with
+  `search.mode = 'adaptive'`, the rows of the measured cells (`adaptive_cells.replay`)."""
+  if _searches(store.config):
+    from prunephase import adaptive_cells  # pylint: disable=import-outside-toplevel
+    return adaptive_cells.replay(store, with_curves).table_rows()
   if rows_lib.adds_seeds(store.config):
     from prunephase import adaptive_seeds  # pylint: disable=import-outside-toplevel
     return adaptive_seeds.replay(store, with_curves).table_rows()
@@ -25,8 +35,13 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
   from prunephase import adaptive_seeds  # Needs regimes (numpy, the rule): report only.
   from prunephase import plots  # matplotlib: only the report needs it.
   from prunephase import report
-  plan = None  # Every process reads the rows: restoring is collective.
-  if rows_lib.adds_seeds(sweep.config):
+  plan = search = None  # Every process reads the rows: restoring is collective.
+  if _searches(sweep.config):
+    from prunephase import adaptive_cells  # pylint: disable=import-outside-toplevel
+    searched = adaptive_cells.replay(sweep.store, with_curves=True)
+    rows = searched.table_rows()
+    search = adaptive_cells.report_search(sweep.store, searched)
+  elif rows_lib.adds_seeds(sweep.config):
     plan = adaptive_seeds.replay(sweep.store, with_curves=True)
     rows = plan.table_rows()
   else:
@@ -35,13 +50,15 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
     return {}
   panels = (sweep.config.get('report') or {}).get('panels') or plots.DEFAULT_PANELS
   extra = adaptive_seeds.regimes_fields(sweep.store, plan) if plan is not None else None
+  extra = search['fields'] if search is not None else extra
   summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
                                 sweep.densities, sweep.config.regimes, with_curves=True,
                                 panels=panels, num_classes=sweep.store.facts.num_classes,
-                                regimes_extra=extra)
+                                regimes_extra=extra, search=search)
+  if search is not None:
+    summary['search'] = adaptive_cells.summary_lines(sweep.store, searched)
   if plan is not None:
     summary['seeds'] = adaptive_seeds.summary_lines(sweep.store, plan)
-  columns = rows_lib.RESULT_COLUMNS + [c for c in rows_lib.LANDSCAPE_COLUMNS
-                                       if any(c in row for row in rows)]
-  workdir_lib.write_csv(sweep.path / 'results.csv', rows, columns)  # With labels.
+  workdir_lib.write_csv(sweep.path / 'results.csv', rows,  # With labels.
+                        rows_lib.result_columns(rows))
   return summary

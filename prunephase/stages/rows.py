@@ -5,15 +5,14 @@ from typing import Any
 
 import numpy as np
 
-RESULT_COLUMNS = [
-    'knob', 'temperature', 'density', 'dense_seed', 'seed_a', 'seed_b', 'test_error',
-    'train_error', 'lmc', 'cka_softmax', 'cka_logits', 'regime', 'regime_confidence',
-    'test_error_a', 'test_error_b', 'train_error_a', 'train_error_b', 'pruned_test_error',
-    'dense_test_error', 'actual_density', 'diverged']
-# Written only where measured (`measure.hessian`, `measure.bezier_curve`).
-LANDSCAPE_COLUMNS = ['hessian_top_eigenvalue', 'hessian_trace', 'dense_hessian_top_eigenvalue',
-                     'curve_mc', 'hessian_top_eigenvalue_a', 'hessian_top_eigenvalue_b',
-                     'hessian_trace_a', 'hessian_trace_b', 'dense_hessian_trace']
+from prunephase import metrics
+
+
+def result_columns(rows: list[dict[str, Any]]) -> list[str]:
+  """results.csv's columns: every metric entry's (`prunephase.metrics`), a switched metric's
+  only where some row has them (it was measured)."""
+  return metrics.result_columns() + [c for c in metrics.optional_result_columns()
+                                     if any(c in row for row in rows)]
 
 
 def adds_seeds(config) -> bool:
@@ -43,7 +42,7 @@ def store_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
           actual_density=float(masks['density'][s, d]),
           diverged=bool(pair.get('diverged', False)))  # Absent in workdirs of <= 0.1.0.
       row['train_error'] = 0.5 * (row['train_error_a'] + row['train_error_b'])
-      for name in ('hessian_top_eigenvalue', 'hessian_trace'):  # Pair means, as test_error.
+      for name in metrics.member_columns():  # Pair means of member metrics, as test_error.
         if f'{name}_a' in pair:
           row[name] = 0.5 * (pair[f'{name}_a'] + pair[f'{name}_b'])
       row = {k: (np.nan if v is None else v) for k, v in row.items()}

@@ -1,17 +1,19 @@
 """Stage 1, train: the dense family, one program per dense group (equal shapes), resumable.
 
-The epoch family's temperatures are checkpoints of one run; every other knob trains one member
-per (temperature, dense seed). `dense.init_from=OTHER_WORKDIR` imports the finished dense models
-of a workdir whose dense fields are the same instead of training them again.
+The epoch family's temperatures are checkpoints of one run, the batch size's one program per
+value; every other knob trains one member per (temperature, dense seed), its entry
+(`registry.Knob`) setting each member's training fields and, optionally, the loss.
+`dense.init_from=OTHER_WORKDIR` imports the finished dense models of a workdir whose dense
+fields are the same instead of training them again.
 """
 
 import pathlib
 import shutil
 
-import jax.numpy as jnp
-
 from prunephase import checkpoints
 from prunephase import grid
+from prunephase import knobs
+from prunephase import registry
 from prunephase import train as train_lib
 from prunephase import trainer
 from prunephase import workdir as workdir_lib
@@ -19,16 +21,11 @@ from prunephase.stages import context
 
 
 def dense_hparams(config, group: grid.DenseGroup) -> train_lib.Hparams:
-  """Per-member lr, weight decay and SAM rho of a dense group (the knob's value where it is one
-  of them, the dense section's value otherwise)."""
-  knob = config.temperature.knob
-  values = {'lr': config.dense.lr, 'weight_decay': config.dense.weight_decay,
-            'sam_rho': config.dense.sam_rho}
-  columns = {}
-  for name, default in values.items():
-    per_member = [t if knob == name else default for t in group.temperatures]
-    columns[name] = jnp.asarray(per_member, jnp.float32)
-  return train_lib.Hparams(**columns)
+  """Per-member training fields of a dense group (shape (M,) each): the knob entry's fields
+  set to each member's value, the dense section's lr, weight decay and SAM rho otherwise
+  (`knobs.dense_member_fields`)."""
+  columns = knobs.dense_member_fields(config, group.temperatures)
+  return train_lib.Hparams.for_members(len(group.temperatures), **columns)
 
 
 def save_epochs(config, group: grid.DenseGroup) -> tuple[int, ...]:
@@ -70,7 +67,8 @@ def run(sweep: context.Sweep) -> None:
   plans = []
   for group in store.dense_groups():
     spec, total = trainer.train_spec(config.dense, num_train, group.total_steps,
-                                     group.batch_size, use_sam=config.dense.optimizer == 'sam')
+                                     group.batch_size, use_sam=config.dense.optimizer == 'sam',
+                                     loss=registry.knob(config.temperature.knob).loss_fn())
     plans.append((group, spec, total))
   if config.dense.get('init_from'):
     import_dense(sweep, config.dense.init_from, plans)
