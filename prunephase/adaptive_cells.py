@@ -178,15 +178,6 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
       rows = rows + rows_lib.store_rows(unit_store, with_curves)
 
 
-def unit_sweep(sweep: context.Sweep, unit: Unit) -> context.Sweep:
-  """A Sweep over one unit's store, sharing the sweep's dataset, mesh and metrics log."""
-  store = CellStore(sweep.store, unit.temperature, unit.densities)
-  out = context.Sweep(store.config, sweep.path, device=sweep.device, _dataset=sweep.dataset)
-  out.__dict__.update(store=store, mesh=sweep.mesh, members_per_chunk=sweep.members_per_chunk,
-                      metrics_log=sweep.metrics_log)
-  return out
-
-
 def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep], Any]]) -> Plan:
   """Measures the cells the search asks for, round by round; returns the final plan.
 
@@ -205,7 +196,7 @@ def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep],
     if not plan.pending:
       break
     for unit in plan.pending:
-      one = unit_sweep(sweep, unit)
+      one = context.sweep_over(sweep, CellStore(sweep.store, unit.temperature, unit.densities))
       for stage in UNIT_STAGES:
         context.sync(f'adaptive search {one.key(unit.temperature)} {stage}')
         stage_runs[stage](one)

@@ -261,15 +261,6 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
         seeds[temperatures.index(temperature)].append(addition.seed)
 
 
-def unit_sweep(sweep: context.Sweep, addition: Addition) -> context.Sweep:
-  """A Sweep over one added seed's store, sharing the sweep's dataset, mesh and metrics log."""
-  store = SeedStore(sweep.store, addition.temperatures, addition.seed, addition.index)
-  unit = context.Sweep(store.config, sweep.path, device=sweep.device, _dataset=sweep.dataset)
-  unit.__dict__.update(store=store, mesh=sweep.mesh, members_per_chunk=sweep.members_per_chunk,
-                       metrics_log=sweep.metrics_log)
-  return unit
-
-
 def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep], Any]]) -> Plan:
   """Adds dense seeds round by round (see the module docstring); returns the final plan.
 
@@ -289,7 +280,8 @@ def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep],
     if not plan.pending:
       break
     for addition in plan.pending:
-      unit = unit_sweep(sweep, addition)
+      unit = context.sweep_over(sweep, SeedStore(sweep.store, addition.temperatures,
+                                                       addition.seed, addition.index))
       for stage in UNIT_STAGES:
         context.sync(f'adaptive seed {addition.seed} {stage}')
         stage_runs[stage](unit)

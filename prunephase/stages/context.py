@@ -117,6 +117,16 @@ class Sweep:
                                   bool(self.config.get('tensorboard', False)))
 
 
+def sweep_over(sweep: Sweep, store) -> Sweep:
+  """A Sweep over a view of the sweep's store (an added seed's, a searched cell's: `store`),
+  sharing the sweep's dataset, mesh, chunking and metrics log, so the stages run on it as on
+  the sweep."""
+  out = Sweep(store.config, sweep.path, device=sweep.device, _dataset=sweep.dataset)
+  out.__dict__.update(store=store, mesh=sweep.mesh, members_per_chunk=sweep.members_per_chunk,
+                      metrics_log=sweep.metrics_log)
+  return out
+
+
 def sync(name: str) -> None:
   """Waits for every process of a multi-host run (no-op with one process).
 
