@@ -181,7 +181,7 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
 def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep], Any]]) -> Plan:
   """Measures the cells the search asks for, round by round; returns the final plan.
 
-  `stage_runs` maps a stage name to its run function (`prunephase.stages.RUN`; passed in, so
+  `stage_runs` maps a stage name to its run function (`prunephase.sweep.RUN`; passed in, so
   that this module, which the report stage reads, does not import the stages).
   """
   store, announced = sweep.store, 0

@@ -19,18 +19,24 @@ from prunephase import adaptive_cells
 from prunephase import adaptive_seeds
 from prunephase import artifacts
 from prunephase import config as config_lib
-from prunephase import stages as stages_lib
 from prunephase import workdir as workdir_lib
+from prunephase.stages import measure
+from prunephase.stages import prune
+from prunephase.stages import report
+from prunephase.stages import retrain
+from prunephase.stages import train
 from prunephase.stages.context import Sweep
 from prunephase.stages.context import sync
 
-STAGES = stages_lib.STAGES
+STAGES = ('train', 'prune', 'retrain', 'measure', 'report')  # Pipeline order.
+RUN = {'train': train.run, 'prune': prune.run, 'retrain': retrain.run, 'measure': measure.run,
+       'report': report.run}
 # OS errors of a stage that mean a full or unwritable filesystem, not a bug: one line naming
 # the path (`workdir.write_failure_message`) instead of a traceback.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 SweepError = artifacts.ArtifactError  # A stage cannot run: a missing or unreadable artifact.
 
-__all__ = ['STAGES', 'Sweep', 'SweepError', 'run_stages', 'run_sweep']
+__all__ = ['RUN', 'STAGES', 'Sweep', 'SweepError', 'run_stages', 'run_sweep']
 
 
 def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
@@ -44,13 +50,13 @@ def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
       # Each round's cells through train..measure: stages naming any of them run the search.
       sync('adaptive search')
       start, searched = time.time(), True
-      adaptive_cells.run(sweep, stages_lib.RUN)
+      adaptive_cells.run(sweep, RUN)
       sweep.timings['search'] = time.time() - start
     if stage in adaptive_cells.UNIT_STAGES and adaptive_cells.enabled(sweep.config):
       continue
     sync(f'stage {stage}')
     start = time.time()
-    result = stages_lib.RUN[stage](sweep)
+    result = RUN[stage](sweep)
     sweep.timings[stage] = time.time() - start
     if stage == 'report':
       summary = result
@@ -58,7 +64,7 @@ def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
       # Rounds of added dense seeds, each through train..measure, before the report reads them.
       sync('adaptive seeds')
       start = time.time()
-      adaptive_seeds.run(sweep, stages_lib.RUN)
+      adaptive_seeds.run(sweep, RUN)
       sweep.timings['seeds'] = time.time() - start
   return summary
 

@@ -34,10 +34,10 @@ pytestmark = pytest.mark.xdist_group('adaptive_sweep')
 OUTPUTS = ('results.csv', 'cells.csv', 'regimes.json', 'findings.json')
 # Stops the command in the measure stage of the first unit after the coarse subgrid (round 2).
 STOPPING = '''import sys
-from prunephase import adaptive_search, stages
+from prunephase import adaptive_search, sweep
 from prunephase.cli import main
 coarse = set(adaptive_search.coarse_cells({t}, {d}))
-measure = stages.RUN['measure']
+measure = sweep.RUN['measure']
 temperatures, densities = {temperatures}, {densities}
 def stopping(sweep):
   cells = {{(temperatures.index(t), densities.index(d))
@@ -45,7 +45,7 @@ def stopping(sweep):
   if not cells <= coarse:
     raise KeyboardInterrupt('stopped in round 2')
   return measure(sweep)
-stages.RUN['measure'] = stopping
+sweep.RUN['measure'] = stopping
 sys.argv[0] = 'prunephase'
 main.run()
 '''

@@ -2,8 +2,9 @@
 
 Every `import prunephase...` and `from prunephase... import ...` counts, at module level or
 inside a function (a deferred import is still a dependency: it only hides the circle until the
-function runs). `from prunephase.stages import report` is an edge to prunephase.stages.report;
-a package's __init__ is its own node.
+function runs). `from prunephase.stages import report` is an edge to prunephase.stages.report
+and to the package prunephase.stages, whose __init__ runs first (unless the importer lives in
+that package); a package's __init__ is its own node.
 """
 
 import ast
@@ -35,7 +36,11 @@ def import_graph() -> dict[str, set[str]]:
           edges.add(target if target in modules else node.module)
       elif isinstance(node, ast.Import):
         edges.update(alias.name for alias in node.names)
-    graph[name] = {e for e in edges if e in modules and e != name}
+    # Importing a module runs its packages' __init__ first: an edge to each of them too, except
+    # to the importer's own packages (a submodule is only ever imported inside its package's).
+    own = {'.'.join(name.split('.')[:k]) for k in range(1, name.count('.') + 1)}
+    edges |= {'.'.join(e.split('.')[:k]) for e in edges for k in range(2, e.count('.') + 1)}
+    graph[name] = {e for e in edges if e in modules and e != name and e not in own}
   return graph
 
 

@@ -8,14 +8,6 @@
 
 Every stage reads only what earlier stages wrote (`artifacts.Store`), skips finished artifacts
 and writes its own atomically, so a killed run resumes where it stopped with the same numbers.
+The order and the table of run functions are `prunephase.sweep.STAGES` and `RUN`: importing a
+stage's helper module (e.g. `stages.context`) imports no stage.
 """
-
-from prunephase.stages import measure
-from prunephase.stages import prune
-from prunephase.stages import report
-from prunephase.stages import retrain
-from prunephase.stages import train
-
-STAGES = ('train', 'prune', 'retrain', 'measure', 'report')
-RUN = {'train': train.run, 'prune': prune.run, 'retrain': retrain.run, 'measure': measure.run,
-       'report': report.run}
