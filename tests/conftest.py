@@ -7,6 +7,7 @@ import sys
 _UNDER_PYTEST = 'pytest' in sys.modules
 
 import contextlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import csv
 import importlib.util
 import os
 import pathlib
@@ -84,6 +85,19 @@ def run_command(command: str, *args: str, timeout: float = 300, prefix: tuple[st
   return subprocess.run([*prefix, sys.executable, '-m', COMMANDS[command], *map(str, args)],
                         cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
                         **kwargs)
+
+
+# Flags that shrink an example config file (examples/*.py) to seconds of training.
+EXAMPLE_FLAGS = ('--config.dataset.num_samples=600', '--config.dense.iterations=40',
+                 '--config.retrain.epochs=2', '--config.measure.cka_examples=100',
+                 '--config.measure.lmc_points=3', '--config.regimes.bootstrap=2',
+                 '--config.temperature.grid=(16,)')  # One temperature: half the compiling.
+
+
+def read_results(workdir: pathlib.Path) -> list[dict]:
+  """The rows of a workdir's results.csv, as strings."""
+  with open(pathlib.Path(workdir) / 'results.csv', encoding='utf-8', newline='') as file:
+    return list(csv.DictReader(file))
 
 
 def error_lines(result: subprocess.CompletedProcess) -> list[str]:

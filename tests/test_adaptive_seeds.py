@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error  # pylint: disable=g-bad-import-order
+from conftest import read_results
 from conftest import run_command
 from conftest import tiny_config
 from prunephase import adaptive_seeds
@@ -150,11 +151,6 @@ def _run(config, path):
   return out.getvalue(), summary
 
 
-def _rows(path):
-  with open(path / 'results.csv') as f:
-    return list(csv.DictReader(f))
-
-
 @pytest.fixture(scope='module')
 def adaptive_run(finished_run, tmp_path_factory):
   """(workdir, artifacts before, printed output, summary) of `adaptive_config()` run on a copy of
@@ -174,7 +170,7 @@ def test_added_seeds_reuse_every_existing_artifact(adaptive_run, finished_run):
   assert re.search(r'^\[seeds\] round 1: adding dense seed 1001 to the whole run \(epochs: one run '
                    r'gives every temperature\) \(unconfident cells: epochs=1 at 20%, 60%; '
                    r'epochs=2 at 20%, 60%\)$', output, re.M), output
-  rows, base = _rows(path), _rows(finished_run[0])
+  rows, base = read_results(path), read_results(finished_run[0])
   assert len(rows) == 2 * len(base)
   assert {r['dense_seed'] for r in rows} == {'1', '1001'}
   key = lambda r: (r['temperature'], r['density'], r['dense_seed'], r['seed_a'], r['seed_b'])
@@ -254,7 +250,7 @@ def test_rounds_are_replayed_from_the_stored_results_after_a_kill(adaptive_run, 
   assert re.search(r'^\[seeds\] round 1: adding dense seed 1001 .*\(done earlier\)$', output, re.M)
   assert re.search(r'^\[seeds\] round 2: adding dense seed 1002 to the whole run', output, re.M)
   assert (killed / 'results.csv').read_text() == (uninterrupted / 'results.csv').read_text()
-  assert {r['dense_seed'] for r in _rows(killed)} == {'1', '1001', '1002'}
+  assert {r['dense_seed'] for r in read_results(killed)} == {'1', '1001', '1002'}
 
 
 def test_a_per_temperature_knob_adds_seeds_per_temperature(tmp_path):
@@ -266,7 +262,7 @@ def test_a_per_temperature_knob_adds_seeds_per_temperature(tmp_path):
                    r'cells: 20%, 60%\); dense seed 1001 to batch_size=64 \(', output, re.M), output
   assert {p.name for p in (tmp_path / 'dense').iterdir()} == {
       'batch_size=16', 'batch_size=64', 'batch_size=16+seed1001', 'batch_size=64+seed1001'}
-  rows = _rows(tmp_path)
+  rows = read_results(tmp_path)
   assert sorted({(r['temperature'], r['dense_seed']) for r in rows}) == [
       ('16', '1'), ('16', '1001'), ('64', '1'), ('64', '1001')]
   assert summary['num_rows'] == len(rows) == 2 * 2 * 2 * 3
@@ -296,7 +292,7 @@ def test_a_command_killed_inside_an_added_seed_resumes_to_identical_results(tmp_
 
 def test_without_adaptive_seeds_the_tables_are_the_configured_seeds_only(finished_run):
   path, _, _ = finished_run
-  assert {r['dense_seed'] for r in _rows(path)} == {'1'}
+  assert {r['dense_seed'] for r in read_results(path)} == {'1'}
   assert 'dense_seeds' not in json.loads((path / 'regimes.json').read_text())
 
 

@@ -2,15 +2,14 @@
 examples/own_knob.py) through training, the `prunephase` command and prunephase-advise, and the
 one-line errors of bad knobs and bad knob configs."""
 
-import csv
 import json
-import pathlib
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 from conftest import one_line_error
+from conftest import read_results
 from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config
@@ -164,11 +163,6 @@ def test_label_smoothing_changes_the_dense_loss(own_knob):
   assert abs(loss(spec, 0.3) - plain) > 1e-3
 
 
-def _rows(workdir: pathlib.Path) -> list[dict]:
-  with open(workdir / 'results.csv', encoding='utf-8') as file:
-    return list(csv.DictReader(file))
-
-
 def test_own_knob_runs_through_the_command_and_advise_uses_its_words(tmp_path):
   workdir = tmp_path / 'own_knob'
   result = run_command(
@@ -178,7 +172,7 @@ def test_own_knob_runs_through_the_command_and_advise_uses_its_words(tmp_path):
       '--config.measure.test_error_epochs=2', '--config.measure.cka_examples=100',
       '--config.measure.lmc_points=3', '--config.regimes.bootstrap=2', timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
-  rows = _rows(workdir)
+  rows = read_results(workdir)
   assert {r['knob'] for r in rows} == {'label_smoothing'}
   temperatures = list(dict.fromkeys(float(r['temperature']) for r in rows))
   assert temperatures == [0.3, 0.0]  # Hottest (most smoothing) first.

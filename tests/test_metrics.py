@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO  # pylint: disable=g-bad-import-order
+from conftest import EXAMPLE_FLAGS  # pylint: disable=g-bad-import-order
+from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config
 from prunephase import analysis
@@ -132,11 +133,8 @@ def test_the_example_runs_through_the_prunephase_command(tmp_path, clean_metrics
   del clean_metrics
   workdir = tmp_path / 'own'
   result = run_command(
-      'prunephase', f'--config={EXAMPLE}', f'--workdir={workdir}',
-      '--config.dataset.num_samples=600', '--config.dense.iterations=40',
-      '--config.retrain.epochs=2', '--config.measure.cka_examples=100',
-      '--config.measure.lmc_points=3', '--config.regimes.bootstrap=2',
-      '--config.temperature.grid=(16,)', timeout=300)  # One temperature: half the compiling.
+      'prunephase', f'--config={EXAMPLE}', f'--workdir={workdir}', *EXAMPLE_FLAGS,
+      timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   with open(workdir / 'results.csv', encoding='utf-8') as file:
     assert 'disagreement' in next(csv.reader(file))

@@ -1,7 +1,6 @@
 """Tests for prunephase.registry: built-in and user models, datasets and pruning methods by
 name, the one-line errors, and examples/own_model.py through the `prunephase` command."""
 
-import csv
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,9 @@ import numpy as np
 import pytest
 
 from conftest import error_lines  # pylint: disable=g-bad-import-order
+from conftest import EXAMPLE_FLAGS
 from conftest import make_params
+from conftest import read_results
 from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config
@@ -307,29 +308,21 @@ def test_own_model_dataset_and_method_run_the_sweep(tmp_path, clean_registry):
   config.retrain.seeds = (1, 2)
   config.measure.lmc_points = 3
   sweep_lib.run_sweep(config, tmp_path)
-  rows = _results(tmp_path)
+  rows = read_results(tmp_path)
   assert len(rows) == 2
   for row in rows:
     assert abs(float(row['actual_density']) - float(row['density'])) < 0.01
     assert float(row['lmc']) == float(row['lmc']) and row['diverged'] == 'False'
 
 
-def _results(workdir):
-  with open(workdir / 'results.csv', encoding='utf-8') as file:
-    return list(csv.DictReader(file))
-
-
 def test_the_example_runs_through_the_prunephase_command(tmp_path):
   workdir = tmp_path / 'own'
   result = run_command(
-      'prunephase', f'--config={EXAMPLE}', f'--workdir={workdir}',
-      '--config.dataset.num_samples=600', '--config.dense.iterations=40',
-      '--config.retrain.epochs=2', '--config.measure.cka_examples=100',
-      '--config.measure.lmc_points=3', '--config.regimes.bootstrap=2',
-      '--config.temperature.grid=(16,)', timeout=300)  # One temperature: half the compiling.
+      'prunephase', f'--config={EXAMPLE}', f'--workdir={workdir}', *EXAMPLE_FLAGS,
+      timeout=300)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'model two_layer_mlp on mnist1d' in result.stdout
-  rows = _results(workdir)
+  rows = read_results(workdir)
   # 1 batch size x 2 densities x 3 seed pairs (retrain seeds 1, 2, 3).
   assert sorted((r['temperature'], r['density'], r['seed_a'], r['seed_b']) for r in rows) == [
       ('16', d, a, b) for d in ('0.06', '0.4') for a, b in (('1', '2'), ('1', '3'), ('2', '3'))]
