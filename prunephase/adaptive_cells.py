@@ -184,26 +184,10 @@ def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep],
   `stage_runs` maps a stage name to its run function (`prunephase.sweep.RUN`; passed in, so
   that this module, which the report stage reads, does not import the stages).
   """
-  store, announced = sweep.store, 0
-  while True:
-    context.sync('adaptive search replay')  # Every process reads the same measurements.
-    plan = replay(store)
-    for number in range(announced + 1, len(plan.rounds) + 1):
-      finished = number < len(plan.rounds) or not plan.pending
-      if sweep.is_primary:
-        print(round_line(store, number, plan.rounds[number - 1], finished), flush=True)
-    announced = len(plan.rounds)
-    if not plan.pending:
-      break
-    for unit in plan.pending:
-      one = context.sweep_over(sweep, CellStore(sweep.store, unit.temperature, unit.densities))
-      for stage in UNIT_STAGES:
-        context.sync(f'adaptive search {one.key(unit.temperature)} {stage}')
-        stage_runs[stage](one)
-  if sweep.is_primary:
-    for line in summary_lines(store, plan):
-      print(line, flush=True)
-  return plan
+  return context.run_rounds(
+      sweep, 'adaptive search', replay, round_line,
+      lambda base, unit: CellStore(base, unit.temperature, unit.densities), stage_runs,
+      UNIT_STAGES, summary_lines)
 
 
 # ----------------------------------------------------------------------------- what it tells

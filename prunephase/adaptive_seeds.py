@@ -267,28 +267,10 @@ def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep],
   `stage_runs` maps a stage name to its run function (`prunephase.sweep.RUN`; passed in, so
   that this module, which the report stage reads, does not import the stages).
   """
-  store, announced = sweep.store, 0
-  while True:
-    context.sync('adaptive seeds replay')  # Every process reads the same measurements.
-    plan = replay(store)
-    for number in range(announced + 1, len(plan.rounds) + 1):
-      finished = number < len(plan.rounds) or not plan.pending
-      line = round_line(store, number, plan.rounds[number - 1], finished)
-      if line and sweep.is_primary:
-        print(line, flush=True)
-    announced = len(plan.rounds)
-    if not plan.pending:
-      break
-    for addition in plan.pending:
-      unit = context.sweep_over(sweep, SeedStore(sweep.store, addition.temperatures,
-                                                       addition.seed, addition.index))
-      for stage in UNIT_STAGES:
-        context.sync(f'adaptive seed {addition.seed} {stage}')
-        stage_runs[stage](unit)
-  if sweep.is_primary:
-    for line in summary_lines(store, plan):
-      print(line, flush=True)
-  return plan
+  return context.run_rounds(
+      sweep, 'adaptive seeds', replay, round_line,
+      lambda base, a: SeedStore(base, a.temperatures, a.seed, a.index), stage_runs,
+      UNIT_STAGES, summary_lines)
 
 
 # ----------------------------------------------------------------------------- what it tells

@@ -127,6 +127,39 @@ def sweep_over(sweep: Sweep, store) -> Sweep:
   return out
 
 
+def run_rounds(sweep: Sweep, what: str, replay, round_line, unit_store, stage_runs,
+               stages, summary_lines):
+  """Runs a round-by-round addition of work units (added dense seeds, searched cells).
+
+  Each pass replays the rounds from stored measurements (`replay(store)` -> a plan with
+  `rounds` and `pending` units), prints the new rounds (`round_line(store, number, round,
+  finished)`), and runs `stages` of `stage_runs` on a Sweep over each pending unit's store
+  (`unit_store(base_store, unit)`), until nothing is pending; then prints `summary_lines(store,
+  plan)` and returns the plan. `what` names the barriers of multi-process runs.
+  """
+  store, announced = sweep.store, 0
+  while True:
+    sync(f'{what} replay')  # Every process reads the same measurements.
+    plan = replay(store)
+    for number in range(announced + 1, len(plan.rounds) + 1):
+      finished = number < len(plan.rounds) or not plan.pending
+      line = round_line(store, number, plan.rounds[number - 1], finished)
+      if line and sweep.is_primary:
+        print(line, flush=True)
+    announced = len(plan.rounds)
+    if not plan.pending:
+      break
+    for index, unit in enumerate(plan.pending):
+      unit_sweep = sweep_over(sweep, unit_store(store, unit))
+      for stage in stages:
+        sync(f'{what} unit {len(plan.rounds)}.{index} {stage}')
+        stage_runs[stage](unit_sweep)
+  if sweep.is_primary:
+    for line in summary_lines(store, plan):
+      print(line, flush=True)
+  return plan
+
+
 def sync(name: str) -> None:
   """Waits for every process of a multi-host run (no-op with one process).
 
