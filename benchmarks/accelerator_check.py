@@ -56,13 +56,13 @@ import prunephase
 from prunephase import config as config_lib
 from prunephase import data as data_lib
 from prunephase import dispatch
-from prunephase import landscape
+from prunephase import lmc
 from prunephase import models
 from prunephase import population as population_lib
 from prunephase import pruning
 from prunephase import sweep as sweep_lib
 from prunephase import tfds_data
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase import workdir as workdir_lib
 from benchmarks import cifar_population
 from benchmarks import measures
@@ -342,16 +342,16 @@ def measure_lmc(sizes: Sizes) -> float:
   a, b = take(0), take(1)
   timings = {}
   for mode in ('vmap', 'map'):
-    fn = landscape.make_pair_measurer(model, sizes.lmc_points, sizes.bn_batch, mode, True)
+    fn = lmc.make_pair_measurer(model, sizes.lmc_points, sizes.bn_batch, mode, True)
     timings[mode] = timed(lambda fn=fn: jax.block_until_ready(
         fn(a.params, b.params, a.batch_stats, dataset)), sizes.repeats)
   point_fn = jax.jit(jax.vmap(
-      lambda pa, pb, s, t, ds: landscape.path_point(model, pa, pb, s, ds, t, sizes.bn_batch),
+      lambda pa, pb, s, t, ds: lmc.path_point(model, pa, pb, s, ds, t, sizes.bn_batch),
       in_axes=(0, 0, 0, None, None)))
   ts = np.linspace(0, 1, sizes.lmc_points)
   timings['loop'] = timed(lambda: [jax.block_until_ready(point_fn(
       a.params, b.params, a.batch_stats, t, dataset)) for t in ts], sizes.repeats)
-  auto = landscape.resolve_point_batching('auto')
+  auto = lmc.resolve_point_batching('auto')
   print(f'LMC, {sizes.model}, {sizes.lmc_points} points x {pairs} pairs, '
         f'{sizes.lmc_train} train + {sizes.lmc_test} test images: '
         + ', '.join(f'{k} {v[0]:.2f} s (first {v[1]:.1f} s)' for k, v in timings.items())

@@ -33,7 +33,7 @@ from prunephase import curves  # pylint: disable=wrong-import-position
 from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import hessian  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
-from prunephase import train as train_lib  # pylint: disable=wrong-import-position
+from prunephase import train_steps as train_lib  # pylint: disable=wrong-import-position
 from benchmarks.common import timed  # pylint: disable=wrong-import-position
 
 # The default grid's population (36 members, 18 pairs per temperature); the metric settings are

@@ -38,11 +38,11 @@ import numpy as np  # pylint: disable=wrong-import-position
 from configs import default as default_config  # pylint: disable=wrong-import-position
 from prunephase import data as data_lib  # pylint: disable=wrong-import-position
 from prunephase import dispatch  # pylint: disable=wrong-import-position
-from prunephase import landscape  # pylint: disable=wrong-import-position
+from prunephase import lmc  # pylint: disable=wrong-import-position
 from prunephase import models  # pylint: disable=wrong-import-position
 from prunephase import population as population_lib  # pylint: disable=wrong-import-position
 from prunephase import pruning  # pylint: disable=wrong-import-position
-from prunephase import train as train_lib  # pylint: disable=wrong-import-position
+from prunephase import train_steps as train_lib  # pylint: disable=wrong-import-position
 from benchmarks import measures  # pylint: disable=wrong-import-position
 from benchmarks.common import time_epochs  # pylint: disable=wrong-import-position
 from benchmarks.common import timed  # pylint: disable=wrong-import-position
@@ -92,7 +92,8 @@ def main():
   spe = dataset.num_train // config.dense.batch_size
   spec = train_lib.TrainSpec(config.dense.batch_size, spe)
   m = args.members
-  print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()} ({os.cpu_count()} CPU cores); '
+  print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()} '
+        f'({os.cpu_count()} CPU cores); '
         f'model {config.model.name} {tuple(config.model.widths)}; batch {spec.batch_size}; '
         f'{spe} steps/epoch')
 
@@ -183,12 +184,12 @@ def main():
   states, _ = population(model, spec, dataset, 2)
   take = lambda i: jax.tree.map(lambda leaf: jnp.repeat(leaf[i:i + 1], pairs, axis=0), states)
   a, b = take(0), take(1)
-  mode = landscape.resolve_point_batching(config.measure.point_batching)
-  kernel_fn = landscape.make_pair_measurer(model, 11, 64, mode, True)
+  mode = lmc.resolve_point_batching(config.measure.point_batching)
+  kernel_fn = lmc.make_pair_measurer(model, 11, 64, mode, True)
   run_kernel = lambda: jax.block_until_ready(kernel_fn(a.params, b.params, a.batch_stats,
                                                        dataset))
   point_fn = jax.jit(jax.vmap(
-      lambda pa, pb, s, t, ds: landscape.path_point(model, pa, pb, s, ds, t),
+      lambda pa, pb, s, t, ds: lmc.path_point(model, pa, pb, s, ds, t),
       in_axes=(0, 0, 0, None, None)))
   ts = np.linspace(0, 1, 11)
   run_loop = lambda: [jax.block_until_ready(point_fn(a.params, b.params, a.batch_stats, t,
@@ -196,7 +197,7 @@ def main():
   timings = {'kernel': timed(run_kernel, args.repeats), 'loop': timed(run_loop, args.repeats)}
   for other in ('vmap', 'map'):
     if other != mode:
-      fn = landscape.make_pair_measurer(model, 11, 64, other, True)
+      fn = lmc.make_pair_measurer(model, 11, 64, other, True)
       timings[other] = timed(lambda fn=fn: jax.block_until_ready(
           fn(a.params, b.params, a.batch_stats, dataset)), args.repeats)
   print(f'LMC, 11 points x {pairs} pairs: kernel ({mode}) {timings["kernel"]:.2f} s, '

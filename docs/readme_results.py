@@ -43,7 +43,7 @@ from prunephase import findings as findings_lib
 from prunephase import out_of_sample
 from prunephase import regimes
 from prunephase import replication
-from prunephase import report
+from prunephase import report_files
 from prunephase import workdir as workdir_lib
 
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
@@ -71,7 +71,7 @@ def machine() -> str:
 def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any]) -> dict[str, Any]:
   """A run labelled by the current code under `overrides`, with its dense seeds and findings.
 
-  The findings are checked anew, as the report stage checks them (`prunephase/report.py`),
+  The findings are checked anew, as the report stage checks them (`prunephase/report_files.py`),
   not read from the run's findings.json, which an older version may have written.
   """
   run = cases.load_labelled(workdir=workdir, out=str(out), overrides=overrides)
@@ -84,7 +84,7 @@ def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any]) -> dict[str
       labelled['means'], labelled['stds'], run['temperatures'], run['densities'],
       labelled['labels'], regimes.RegimeRule.from_config(run['config']),
       labelled['num_units'],
-      report.diverged_cells(run['rows'], run['temperatures'], run['densities']), num_classes)
+      report_files.diverged_cells(run['rows'], run['temperatures'], run['densities']), num_classes)
   return run
 
 
@@ -225,16 +225,16 @@ def section(*workdirs: str) -> str:
     labelled = first['labelled']
     lines += ['', f'Regimes of set 1 (`prunephase-regimes --workdir=...`; parentheses: '
               f'confidence below {min_confidence:g}):', '', '```',
-              report.label_text_grid(first['temperatures'], first['densities'],
-                                     labelled['labels'], labelled['confidence'], first['knob'],
-                                     min_confidence), '```', '']
+              report_files.label_text_grid(first['temperatures'], first['densities'],
+                                           labelled['labels'], labelled['confidence'],
+                                           first['knob'], min_confidence), '```', '']
     lines += replication_lines(runs, earlier)
     lines.append('')
     lines += case_study_lines(runs)
-    cells = report.cell_rows(first['knob'], first['temperatures'], first['densities'],
-                             labelled)
+    cells = report_files.cell_rows(first['knob'], first['temperatures'], first['densities'],
+                                   labelled)
     lines += ['', '<details><summary>Set 1\'s grids</summary>', '',
-              report.markdown_grids(cells), '', '</details>']
+              report_files.markdown_grids(cells), '', '</details>']
   return '\n'.join(lines)
 
 

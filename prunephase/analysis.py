@@ -40,7 +40,7 @@ from prunephase import data as data_lib
 from prunephase import metrics
 from prunephase import pruning
 from prunephase import tables
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase import workdir as workdir_lib
 
 

@@ -37,7 +37,7 @@ from prunephase import grid
 from prunephase import models
 from prunephase import pruning
 from prunephase import registry
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.config import identity
 

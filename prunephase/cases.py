@@ -31,7 +31,7 @@ import numpy as np
 from prunephase import adaptive_search
 from prunephase import regimes as regimes_lib
 from prunephase import registry
-from prunephase import report
+from prunephase import report_files
 from prunephase import tables
 from prunephase import workdir as workdir_lib
 from prunephase.config import names
@@ -126,7 +126,7 @@ def searched_axes(workdir: str) -> tuple[list[float], list[float]] | None:
 
 
 def _search_of(loaded: dict[str, Any]) -> dict[str, Any] | None:
-  """`report.write_report`'s `search` for an adaptive search's table (else None)."""
+  """`report_files.write_report`'s `search` for an adaptive search's table (else None)."""
   inferred = loaded.get('inferred')
   if inferred is None or not searched_axes_known(loaded):
     return None
@@ -248,21 +248,21 @@ def regimes(loaded: dict[str, Any], compare: str | None = None) -> dict[str, Any
   and prints the label grid; with `compare` (a labels CSV) also the agreement with it.
 
   Returns:
-    The report summary (report.write_report's), with 'agreement' when compared.
+    The report summary (report_files.write_report's), with 'agreement' when compared.
   """
   out = loaded['out']
   reference = read_reference(compare) if compare else None  # Fails before anything is written.
   make_out(out)
-  summary = report.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
-                                loaded['densities'], loaded['config'],
-                                cells_name='regimes.csv', search=_search_of(loaded))
+  summary = report_files.write_report(out, loaded['rows'], loaded['knob'], loaded['temperatures'],
+                                      loaded['densities'], loaded['config'],
+                                      cells_name='regimes.csv', search=_search_of(loaded))
   rule = regimes_lib.RegimeRule.from_config(loaded['config'])
   print(f'regimes of {loaded["source"]} ({rule.describe()}; prunephase\'s rule, not the '
         'paper\'s; parentheses: confidence below '
         f'{loaded["config"].min_confidence:g})')
-  print(report.label_text_grid(loaded['temperatures'], loaded['densities'], summary['labels'],
-                               summary['confidence'], loaded['knob'],
-                               float(loaded['config'].min_confidence)))
+  print(report_files.label_text_grid(loaded['temperatures'], loaded['densities'], summary['labels'],
+                                     summary['confidence'], loaded['knob'],
+                                     float(loaded['config'].min_confidence)))
   counts = summary['counts']
   unlabelled = ', '.join(f'{loaded["knob"]}={cell["temperature"]:g} density '
                          f'{cell["density"]:g}' for cell in summary['unlabelled'])

@@ -8,7 +8,7 @@ its middle control point (the bend) theta trained so that the whole curve has lo
 
 over ALL parameters (kernels, biases, BatchNorm scale and shift). It is evaluated in the
 equivalent form w(t) = [(1 - t) w_a + t w_b] + 2 t (1 - t) (theta - (w_a + w_b) / 2): the bracket
-is exactly `landscape.interpolate`, so with theta at its initial value (w_a + w_b) / 2 the curve
+is exactly `lmc.interpolate`, so with theta at its initial value (w_a + w_b) / 2 the curve
 is bit for bit the straight line of LMC, and the ends are exactly w_a and w_b.
 
 Training (`train_bend`), one pair: `epochs` epochs over the train set in a seeded shuffled order
@@ -23,8 +23,8 @@ coordinates of theta stay exactly 0 and every point of the curve has the pair's 
 
 Evaluation (`curve_metrics`) is that of LMC (`landscape`): at `num_points` evenly spaced t in
 [0, 1] (ends included) BatchNorm statistics are recalibrated exactly as
-`landscape.recalibrate_batch_stats` does, then the eval-mode train error (and optionally test
-error) is measured; 'mc' is the same signed statistic as LMC (`landscape.lmc_statistic`) on the
+`lmc.recalibrate_batch_stats` does, then the eval-mode train error (and optionally test
+error) is measured; 'mc' is the same signed statistic as LMC (`lmc.lmc_statistic`) on the
 train error: negative = a barrier along the trained curve, ~0 = connected by the curve.
 """
 
@@ -38,10 +38,10 @@ import jax.numpy as jnp
 import optax
 
 from prunephase import data as data_lib
-from prunephase import landscape
+from prunephase import lmc
 from prunephase import optim
 from prunephase import pruning
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +56,7 @@ class CurveSpec:
     weight_decay: coupled weight decay on theta.
     num_points: points on the curve at evaluation, ends included.
     bn_batch_size: BatchNorm recalibration batch size at every point.
-    point_batching: 'auto', 'vmap' or 'map' over the points (see `landscape.lmc_curve`).
+    point_batching: 'auto', 'vmap' or 'map' over the points (see `lmc.lmc_curve`).
     with_test: also record the test loss and error along the curve.
     augmentation: of the training batches, 'none' or 'crop_flip' (see `data.augment`).
   """
@@ -84,7 +84,7 @@ def bezier(params_a, theta, params_b, t: jax.Array):
   Computed as interpolate(a, b, t) + 2 t (1 - t) (theta - midpoint(a, b)): exactly the ends at
   t = 0 and 1, and exactly the straight line when theta is the midpoint.
   """
-  line = landscape.interpolate(params_a, params_b, t)
+  line = lmc.interpolate(params_a, params_b, t)
   offset = jax.tree.map(lambda c, m: c - m, theta, midpoint(params_a, params_b))
   return jax.tree.map(lambda w, d: w + (2.0 * t * (1.0 - t)) * d, line, offset)
 
@@ -154,9 +154,9 @@ def curve_point(model: nn.Module, params_a, theta, params_b, batch_stats,
                 dataset: data_lib.Dataset, t: jax.Array, bn_batch_size: int = 64,
                 with_test: bool = True) -> dict[str, jax.Array]:
   """Metrics at one point t of the curve, BatchNorm recalibrated there (as
-  `landscape.path_point`): scalars 'train_error', 'train_loss' and maybe 'test_*'."""
-  return landscape.recalibrated_metrics(model, bezier(params_a, theta, params_b, t),
-                                        batch_stats, dataset, bn_batch_size, with_test)
+  `lmc.path_point`): scalars 'train_error', 'train_loss' and maybe 'test_*'."""
+  return lmc.recalibrated_metrics(model, bezier(params_a, theta, params_b, t),
+                                  batch_stats, dataset, bn_batch_size, with_test)
 
 
 def curve_metrics(model: nn.Module, spec: CurveSpec, params_a, theta, params_b, batch_stats,
@@ -165,20 +165,20 @@ def curve_metrics(model: nn.Module, spec: CurveSpec, params_a, theta, params_b, 
 
   Returns:
     Dict of (K,) arrays 't' and the metrics of `curve_point`, plus scalars 'mc' and 'mc_index':
-    `landscape.lmc_statistic` of the train misclassification counts (exact).
+    `lmc.lmc_statistic` of the train misclassification counts (exact).
   """
   if spec.num_points < 2:
     raise ValueError(f'a curve needs at least 2 points, got {spec.num_points}')
   ts = jnp.linspace(0.0, 1.0, spec.num_points)
   at = functools.partial(curve_point, model, params_a, theta, params_b, batch_stats, dataset,
                          bn_batch_size=spec.bn_batch_size, with_test=spec.with_test)
-  if landscape.resolve_point_batching(spec.point_batching) == 'vmap':
+  if lmc.resolve_point_batching(spec.point_batching) == 'vmap':
     curve = jax.vmap(at)(ts)
   else:
     curve = jax.lax.map(at, ts)
   curve = {'t': ts, **curve}
-  curve['mc'], curve['mc_index'] = landscape.lmc_statistic(curve['train_mistakes'],
-                                                           dataset.num_train)
+  curve['mc'], curve['mc_index'] = lmc.lmc_statistic(curve['train_mistakes'],
+                                                     dataset.num_train)
   return curve
 
 

@@ -33,7 +33,7 @@ import jax.flatten_util
 import jax.numpy as jnp
 
 from prunephase import data as data_lib
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 
 
 def train_batches(dataset: data_lib.Dataset, num_batches: int,

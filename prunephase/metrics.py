@@ -27,7 +27,7 @@ value per seed pair; a member column gives results.csv `<name>_a`, `<name>_b` an
 over the dense seeds.
 
 The built-ins (errors, lmc, cka, hessian, bezier_curve) are measured by the measure stage's own
-code (`compute` None: `stages/measure.py`, `stages/measure_landscape.py`); their entries declare
+code (`compute` None: `stages/measure.py`, `stages/measure_hessian_curve.py`); their entries declare
 their fields, columns and panels. A metric with a `switch` (a boolean field, default False) is
 measured only where it is True, and its columns are written only where measured. Nothing here
 imports outside the standard library (the registry, validation and `--help` import no JAX).

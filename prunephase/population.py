@@ -18,14 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from prunephase import data as data_lib
-from prunephase.train import epoch_metrics
-from prunephase.train import evaluate
-from prunephase.train import Hparams
-from prunephase.train import MemberState
-from prunephase.train import STEP_METRICS
-from prunephase.train import train_epoch
-from prunephase.train import train_steps
-from prunephase.train import TrainSpec
+from prunephase.train_steps import epoch_metrics
+from prunephase.train_steps import evaluate
+from prunephase.train_steps import Hparams
+from prunephase.train_steps import MemberState
+from prunephase.train_steps import STEP_METRICS
+from prunephase.train_steps import train_epoch
+from prunephase.train_steps import train_steps
+from prunephase.train_steps import TrainSpec
 
 MEMBERS, DATA = 'members', 'data'
 

@@ -13,10 +13,10 @@ from conftest import run_command
 
 
 def test_every_command_and_the_library_import_in_one_process():
-  # Used to fail: prunephase.main and prunephase.cases both defined --workdir at import.
+  # Used to fail: prunephase.pipeline and prunephase.cases both defined --workdir at import.
   script = textwrap.dedent("""
       from absl import flags
-      import prunephase.main, prunephase.cases  # The library defines no flags ...
+      import prunephase.pipeline, prunephase.cases  # The library defines no flags ...
       assert not any(name in flags.FLAGS for name in ('workdir', 'config', 'results')), \\
           sorted(flags.FLAGS)
       import prunephase.cli.main, prunephase.cli.regimes, prunephase.cli.advise

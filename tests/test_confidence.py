@@ -20,7 +20,7 @@ from prunephase import cases
 from prunephase import confidence as confidence_lib
 from prunephase import plots
 from prunephase import regimes
-from prunephase import report
+from prunephase import report_files
 
 RULE = regimes.RegimeRule()
 MIN_CONFIDENCE = 0.7
@@ -102,8 +102,8 @@ def test_zero_resamples_is_not_computed_rather_than_zero():
                             estimator=ESTIMATOR)
   assert out['labels'].tolist() == LABELS  # The labels do not depend on the bootstrap.
   assert np.isnan(out['confidence']).all()
-  grid = report.label_text_grid(TEMPERATURES, DENSITIES, out['labels'], out['confidence'],
-                                'epochs', MIN_CONFIDENCE)
+  grid = report_files.label_text_grid(TEMPERATURES, DENSITIES, out['labels'], out['confidence'],
+                                      'epochs', MIN_CONFIDENCE)
   assert '(' not in grid  # n/a is not uncertain: no label is marked.
   lmc = [[np.array(UNITS[int(t), d][0]) for d in DENSITIES] for t in TEMPERATURES]
   cka = [[np.array(UNITS[int(t), d][1]) for d in DENSITIES] for t in TEMPERATURES]

@@ -15,11 +15,11 @@ import pytest
 from conftest import half_mask  # pylint: disable=g-bad-import-order
 from prunephase import curves
 from prunephase import data
-from prunephase import landscape
+from prunephase import lmc
 from prunephase import models
 from prunephase import population
 from prunephase import pruning
-from prunephase import train
+from prunephase import train_steps
 
 MODEL = models.MLP(4, (16,))
 DIM = 16
@@ -48,17 +48,18 @@ def dataset(num_train=256, num_test=64, seed=0):
 def endpoints():
   """(member_a, member_b): MemberStates trained 30 epochs from init seeds 1 and 2."""
   ds = dataset()
-  spec = train.TrainSpec(16, ds.num_train // 16)
+  spec = train_steps.TrainSpec(16, ds.num_train // 16)
   program = population.PopulationProgram(MODEL, spec, masked=False)
-  # Eager init: compiling `train.init_population` costs more than it saves here.
-  states = train.stack_members([
-      train.member_state(*models.init_variables(MODEL, jax.random.PRNGKey(seed), ds.input_shape),
-                         train.data_key(seed)) for seed in (1, 2)])
-  hparams = train.Hparams(lr=jnp.full((2,), 0.1), weight_decay=jnp.full((2,), 1e-4),
-                          sam_rho=jnp.zeros(2))
+  # Eager init: compiling `train_steps.init_population` costs more than it saves here.
+  states = train_steps.stack_members([
+      train_steps.member_state(
+          *models.init_variables(MODEL, jax.random.PRNGKey(seed), ds.input_shape),
+          train_steps.data_key(seed)) for seed in (1, 2)])
+  hparams = train_steps.Hparams(lr=jnp.full((2,), 0.1), weight_decay=jnp.full((2,), 1e-4),
+                                sam_rho=jnp.zeros(2))
   for epoch in range(30):
     states, _ = program.epoch(states, hparams, None, ds, epoch)
-  return train.unstack_member(states, 0), train.unstack_member(states, 1)
+  return train_steps.unstack_member(states, 0), train_steps.unstack_member(states, 1)
 
 
 @functools.cache
@@ -80,7 +81,7 @@ def test_bezier_ends_are_exact_and_the_midpoint_bend_is_the_line():
   middle = curves.midpoint(a, b)
   for t in ts:
     got = curves.bezier(a, middle, b, t)
-    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(landscape.interpolate(a, b, t))):
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(lmc.interpolate(a, b, t))):
       np.testing.assert_array_equal(x, y)
     # The Bernstein form, in float64.
     t64 = float(t)
@@ -98,13 +99,13 @@ def test_untrained_curve_is_the_lmc_curve():
   for x, y in zip(jax.tree.leaves(theta),
                   jax.tree.leaves(curves.midpoint(member_a.params, member_b.params))):
     np.testing.assert_array_equal(x, y)
-  want = jax.jit(functools.partial(landscape.lmc_curve, MODEL, num_points=5, bn_batch_size=32,
+  want = jax.jit(functools.partial(lmc.lmc_curve, MODEL, num_points=5, bn_batch_size=32,
                                    point_batching='auto'))(
                                        member_a.params, member_b.params, member_a.batch_stats, ds)
   for key, value in want.items():
     np.testing.assert_allclose(got[key], value, rtol=1e-6, atol=1e-7, err_msg=key)
-  lmc, index = landscape.lmc_statistic(want['train_mistakes'], ds.num_train)
-  np.testing.assert_allclose(got['mc'], lmc, atol=1e-7)
+  statistic, index = lmc.lmc_statistic(want['train_mistakes'], ds.num_train)
+  np.testing.assert_allclose(got['mc'], statistic, atol=1e-7)
   assert int(got['mc_index']) == int(index)
   assert got['bend_loss'].shape == (0,)
 
@@ -175,10 +176,10 @@ def test_pairs_vmapped_equal_one_by_one():
   pairs[1] = pairs[1][::-1]  # The second pair runs from b to a.
   keys = jax.random.split(jax.random.PRNGKey(5), 2)
   connector = curves.make_pair_connector(MODEL, MASKED, masked=True)
-  thetas, got = connector(train.stack_members([p[0] for p in pairs]),
-                          train.stack_members([p[1] for p in pairs]),
-                          train.stack_members([member_a.batch_stats] * 2),
-                          train.stack_members(masks), keys, dataset())
+  thetas, got = connector(train_steps.stack_members([p[0] for p in pairs]),
+                          train_steps.stack_members([p[1] for p in pairs]),
+                          train_steps.stack_members([member_a.batch_stats] * 2),
+                          train_steps.stack_members(masks), keys, dataset())
   single = connect_fn(MASKED)
   for i, ((a, b), mask) in enumerate(zip(pairs, masks)):
     theta, want = single(a, b, member_a.batch_stats, mask, dataset(), keys[i])

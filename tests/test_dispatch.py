@@ -15,7 +15,7 @@ from prunephase import dispatch
 from prunephase import models
 from prunephase import population
 from prunephase import pruning
-from prunephase import train
+from prunephase import train_steps
 from prunephase.config import identity
 
 
@@ -91,14 +91,14 @@ def test_chunked_epochs_equal_whole_epoch_scans():
   # 40 examples / batch 8 = 5 steps per epoch: chunks of 2 leave a shorter last call. Masked,
   # augmented, with an lr decay inside epoch 1 and two members with their own data orders.
   model, dataset = TinyConvNet(), image_dataset()
-  spec = train.TrainSpec(batch_size=8, steps_per_epoch=5, lr_boundaries=(7,),
-                         augmentation='crop_flip')
-  start = train.init_population(model, IMAGE_SHAPE, [0, 1], [10, 11])
-  params = train.unstack_member(start, 0).params
+  spec = train_steps.TrainSpec(batch_size=8, steps_per_epoch=5, lr_boundaries=(7,),
+                               augmentation='crop_flip')
+  start = train_steps.init_population(model, IMAGE_SHAPE, [0, 1], [10, 11])
+  params = train_steps.unstack_member(start, 0).params
   masks = pruning.make_masks(params, models.prunable_tree(params), (0.5, 0.3))
   start = start.replace(params=pruning.apply_mask(start.params, masks))
-  hparams = train.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
-                          sam_rho=jnp.zeros(2))
+  hparams = train_steps.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
+                                sam_rho=jnp.zeros(2))
   results = {}
   program = population.PopulationProgram(model, spec, masked=True)
   for steps_per_call in (None, 1, 2):
@@ -128,10 +128,10 @@ def test_a_shorter_last_epoch_runs_in_the_same_program():
   # whole-epoch program skips steps 3 and 4 and averages the metrics over steps 0-2: like a
   # program compiled for 3-step epochs (the old way) and the chunked path, with one compile.
   model, dataset = TinyConvNet(), image_dataset()
-  spec = train.TrainSpec(batch_size=8, steps_per_epoch=5, lr_boundaries=(7,))
-  start = train.init_population(model, IMAGE_SHAPE, [0, 1], [10, 11])
-  hparams = train.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
-                          sam_rho=jnp.zeros(2))
+  spec = train_steps.TrainSpec(batch_size=8, steps_per_epoch=5, lr_boundaries=(7,))
+  start = train_steps.init_population(model, IMAGE_SHAPE, [0, 1], [10, 11])
+  hparams = train_steps.Hparams(lr=jnp.asarray([0.1, 0.05]), weight_decay=jnp.asarray([1e-4, 0.0]),
+                                sam_rho=jnp.zeros(2))
   program = population.PopulationProgram(model, spec, masked=False)
   after_one, _ = program.epoch(jax.tree.map(jnp.copy, start), hparams, None, dataset, 0)
   after_one = jax.device_get(after_one)
@@ -210,12 +210,12 @@ def test_member_chunks_train_like_one_vmapped_population():
   dataset = data.Dataset(x_train=jnp.asarray(x[:32]), y_train=jnp.asarray(y[:32]),
                          x_test=jnp.asarray(x[32:]), y_test=jnp.asarray(y[32:]),
                          mean=jnp.zeros((1,)), std=jnp.ones((1,)), name='t')
-  spec = train.TrainSpec(batch_size=8, steps_per_epoch=4)
-  start = train.init_population(model, (12, 1), [0, 1, 2, 3], [4, 5, 6, 7])
-  params = train.unstack_member(start, 0).params
+  spec = train_steps.TrainSpec(batch_size=8, steps_per_epoch=4)
+  start = train_steps.init_population(model, (12, 1), [0, 1, 2, 3], [4, 5, 6, 7])
+  params = train_steps.unstack_member(start, 0).params
   masks = pruning.make_masks(params, models.prunable_tree(params), (0.5, 0.4, 0.3, 0.2))
-  hparams = train.Hparams(lr=jnp.full((4,), 0.1), weight_decay=jnp.full((4,), 1e-4),
-                          sam_rho=jnp.zeros(4))
+  hparams = train_steps.Hparams(lr=jnp.full((4,), 0.1), weight_decay=jnp.full((4,), 1e-4),
+                                sam_rho=jnp.zeros(4))
   results = {}
   # Whole epochs (chunks in one call) and calls of 2 steps (chunks in calls of their own; all
   # members in one chunk: test_chunked_epochs_equal_whole_epoch_scans).

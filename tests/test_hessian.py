@@ -18,7 +18,7 @@ from conftest import half_mask  # pylint: disable=g-bad-import-order
 from prunephase import data
 from prunephase import hessian
 from prunephase import models
-from prunephase import train
+from prunephase import train_steps
 
 # D = 9*4 (dense0) + 4 + 4 (bn0) + 4*4 + 4 (head) = 64 parameters: a Hadamard size.
 MLP = models.MLP(4, (4,))
@@ -155,8 +155,9 @@ def test_population_matches_members_one_by_one():
   masks = [half_mask(p, seed=s) for s, (p, _) in enumerate(members)]
   keys = jax.random.split(jax.random.PRNGKey(7), 3)
   population = hessian.make_population_hessian(model, num_iters=10, num_probes=4, masked=True)
-  got = population(train.stack_members([p for p, _ in members]),
-                   train.stack_members([s for _, s in members]), train.stack_members(masks),
+  got = population(train_steps.stack_members([p for p, _ in members]),
+                   train_steps.stack_members([s for _, s in members]),
+                   train_steps.stack_members(masks),
                    x, y, keys)
   assert all(value.shape == (3,) for value in got.values())
   # One by one, each metric on its own: `hessian_metrics` documents the same numbers from the

@@ -18,7 +18,7 @@ from prunephase import knobs
 from prunephase import models
 from prunephase import plots
 from prunephase import registry
-from prunephase import train
+from prunephase import train_steps
 from prunephase import workdir as workdir_lib
 
 EXAMPLE = REPO / 'examples' / 'own_knob.py'
@@ -92,10 +92,10 @@ def test_an_apply_hook_sets_several_fields_of_a_member():
 
 
 def test_hparams_fields_have_defaults_broadcast_to_the_members():
-  assert train.Hparams().weight_decay == 0.0 and train.Hparams().extra == {}
-  hparams = train.Hparams.for_members(3, lr=[0.1, 0.2, 0.3], smoothing=0.5)
+  assert train_steps.Hparams().weight_decay == 0.0 and train_steps.Hparams().extra == {}
+  hparams = train_steps.Hparams.for_members(3, lr=[0.1, 0.2, 0.3], smoothing=0.5)
   assert hparams.sam_rho.shape == (3,) and hparams.extra['smoothing'].tolist() == [0.5] * 3
-  broadcast = train.broadcast_members(train.Hparams(lr=jnp.ones(2)), 2)
+  broadcast = train_steps.broadcast_members(train_steps.Hparams(lr=jnp.ones(2)), 2)
   assert broadcast.weight_decay.shape == (2,)
 
 
@@ -150,15 +150,15 @@ def test_label_smoothing_changes_the_dense_loss(own_knob):
   assert entry.larger_is_hotter and entry.label == 'Label smoothing'
   assert config_lib.hot_to_cold('label_smoothing', [0.0, 0.3, 0.1]) == [0.3, 0.1, 0.0]
   model = models.make_model(own_knob.model, 10)
-  state = train.init_population(model, (40, 1), [0], [0])
+  state = train_steps.init_population(model, (40, 1), [0], [0])
   state = jax.tree.map(lambda a: a[0], state)
   x = jax.random.normal(jax.random.PRNGKey(0), (8, 40, 1))
   y = jnp.arange(8) % 10
-  spec = train.TrainSpec(batch_size=8, steps_per_epoch=1, loss=entry.loss_fn())
-  loss = lambda spec, a: float(train.train_step(
-      model, spec, state, train.Hparams(extra={'label_smoothing': jnp.float32(a)}), None, x,
+  spec = train_steps.TrainSpec(batch_size=8, steps_per_epoch=1, loss=entry.loss_fn())
+  loss = lambda spec, a: float(train_steps.train_step(
+      model, spec, state, train_steps.Hparams(extra={'label_smoothing': jnp.float32(a)}), None, x,
       y)[1]['loss'])
-  plain = loss(train.TrainSpec(batch_size=8, steps_per_epoch=1), 0.0)
+  plain = loss(train_steps.TrainSpec(batch_size=8, steps_per_epoch=1), 0.0)
   assert loss(spec, 0.0) == pytest.approx(plain, rel=1e-6)
   assert abs(loss(spec, 0.3) - plain) > 1e-3
 

@@ -21,7 +21,7 @@ from conftest import matmul_dtypes  # pylint: disable=g-bad-import-order
 from conftest import tiny_config  # pylint: disable=g-bad-import-order
 from prunephase import models
 from prunephase import sweep as sweep_lib
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 
 # Largest |bf16 - f32| over results.csv's rows (same temperature, density and seed pair) of the
 # tiny grid. Measured (XLA:CPU, jax of this checkout): LMC max 0.041 (mean 0.023), CKA of

@@ -15,7 +15,7 @@ from conftest import xla_flags_with  # pylint: disable=g-bad-import-order
 from prunephase import data as data_lib
 from prunephase import models
 from prunephase import population
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 
 SCRIPT = textwrap.dedent('''
     import sys

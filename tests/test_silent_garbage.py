@@ -22,9 +22,9 @@ from conftest import run_command
 from conftest import tiny_config
 from prunephase import checkpoints
 from prunephase import findings
-from prunephase import main as main_lib
+from prunephase import pipeline
 from prunephase import regimes
-from prunephase import report
+from prunephase import report_files
 from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
 
@@ -171,8 +171,8 @@ def test_report_and_printed_summary_name_the_left_out_cells(tmp_path, capsys):
   config = types.SimpleNamespace(rule='threshold', min_drop=0.05, noise_factor=1.0,
                                  lmc_threshold=-0.05, cka_tolerance=0.001, bootstrap=2,
                                  seed=0, min_confidence=0.7)
-  summary = report.write_report(tmp_path, _rows((40.0, 0.1)), 'epochs', TEMPERATURES,
-                                DENSITIES, config, num_classes=10)
+  summary = report_files.write_report(tmp_path, _rows((40.0, 0.1)), 'epochs', TEMPERATURES,
+                                      DENSITIES, config, num_classes=10)
   assert summary['left_out'] == [
       {'temperature': 40.0, 'density': 0.1, 'reason': 'a member diverged'}]
   written = workdir_lib.read_json(tmp_path / 'findings.json')
@@ -186,7 +186,7 @@ def test_report_and_printed_summary_name_the_left_out_cells(tmp_path, capsys):
       temperatures=TEMPERATURES, densities=DENSITIES, knob='epochs', dense_seeds=[1, 2],
       retrain_seeds=[1, 2], path=tmp_path,
       store=types.SimpleNamespace(measure_dir=tmp_path / 'branch'), timings={'report': 1.0})
-  main_lib.print_summary(sweep, summary, 1.0)
+  pipeline.print_summary(sweep, summary, 1.0)
   printed = capsys.readouterr().out.splitlines()
   assert 'left out of the findings: (T=40, d=0.1): a member diverged' in printed
   assert ('finding transition: not assessed -- too few cells left at density 0.1 (needs the '

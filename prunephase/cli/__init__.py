@@ -1,6 +1,6 @@
 """Command-line entry points: absl flags and one-line errors only; the work is in the library.
 
-  main       prunephase           the sweep (prunephase.main, prunephase.sweep)
+  main       prunephase           the sweep (prunephase.pipeline, prunephase.sweep)
   regimes    prunephase-regimes   label and plot any results table (prunephase.cases)
   advise     prunephase-advise    case study 1: which way to move the temperature
   select     prunephase-select    case studies 2 and 3: which dense model to prune

@@ -26,8 +26,8 @@ flags.adopt_module_key_flags(table_flags)
 
 
 def _probe_errors() -> tuple[type[Exception], ...]:
-  from prunephase import main as main_lib  # pylint: disable=import-outside-toplevel
-  return table_flags.ERRORS + main_lib.user_errors()
+  from prunephase import pipeline  # pylint: disable=import-outside-toplevel
+  return table_flags.ERRORS + pipeline.user_errors()
 
 
 def main(argv) -> None:

@@ -18,7 +18,7 @@ import sys
 from absl import flags
 from absl import logging
 
-from prunephase import main as main_lib
+from prunephase import pipeline
 from prunephase import runtime
 from prunephase.cli import common
 from prunephase.config import args as config_args
@@ -63,7 +63,7 @@ def main(argv) -> None:
   if not common.WORKDIR.value:
     runtime.fail('--workdir is required')
   try:
-    common.fail_on(main_lib.user_errors(), main_lib.run_and_summarise, config,
+    common.fail_on(pipeline.user_errors(), pipeline.run_and_summarise, config,
                    common.WORKDIR.value, STAGES.value)
   except SystemExit as stop:
     # The one-line error is out. A failed checkpoint read can leave TensorStore reads finishing

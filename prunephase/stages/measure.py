@@ -2,7 +2,7 @@
 CKA of the outputs for every retrain-seed pair of every cell, pairs sharded over the mesh's
 member axis (`population.shard_members`); with `measure.hessian` and
 `measure.bezier_curve`, also the Hessian metrics and trained Bezier curves
-(`measure_landscape`); and every metric entry with a compute function (`prunephase.metrics`,
+(`measure_hessian_curve`); and every metric entry with a compute function (`prunephase.metrics`,
 `measure_metrics`). The built-in entries (errors, lmc, cka, hessian, bezier_curve) are measured
 here, their columns and switches declared in `prunephase.metrics`."""
 
@@ -12,13 +12,13 @@ import jax
 import numpy as np
 
 from prunephase import cka as cka_lib
-from prunephase import landscape
+from prunephase import lmc
 from prunephase import metrics
 from prunephase import population
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
-from prunephase.stages import measure_landscape
+from prunephase.stages import measure_hessian_curve
 from prunephase.stages import measure_metrics
 
 
@@ -48,10 +48,10 @@ def run(sweep: context.Sweep) -> None:
   config, store = sweep.config.measure, sweep.store
   progress = workdir_lib.Progress('measure', len(sweep.temperatures))
   chunk = population.forward_members_per_chunk(sweep.members_per_chunk)
-  measure_pairs = landscape.make_pair_measurer(sweep.model, config.lmc_points,
-                                               config.bn_batch_size, config.point_batching,
-                                               config.lmc_test, chunk,
-                                               population.member_devices(sweep.mesh))
+  measure_pairs = lmc.make_pair_measurer(sweep.model, config.lmc_points,
+                                         config.bn_batch_size, config.point_batching,
+                                         config.lmc_test, chunk,
+                                         population.member_devices(sweep.mesh))
   estimator = config.cka_estimator
   pair_cka = jax.jit(jax.vmap(functools.partial(cka_lib.output_cka, estimator=estimator)))
   pairs = store.pair_indices()
@@ -88,11 +88,11 @@ def run(sweep: context.Sweep) -> None:
       chunks.append({k: population.to_host(v)[:count] for k, v in measured.items()})
     curve = {k: np.concatenate([c[k] for c in chunks]) for k in chunks[0]}
     cka = {k: curve.pop(k) for k in ('cka_softmax', 'cka_logits')}
-    extras = measure_landscape.pair_columns(
+    extras = measure_hessian_curve.pair_columns(
         pairs, sweep,
-        measure_landscape.hessian_step(sweep, temperature, states, dataset)
+        measure_hessian_curve.hessian_step(sweep, temperature, states, dataset)
         if metrics.metric('hessian').enabled(config) else None,
-        measure_landscape.curve_step(sweep, temperature, states, index_a, index_b, dataset)
+        measure_hessian_curve.curve_step(sweep, temperature, states, index_a, index_b, dataset)
         if metrics.metric('bezier_curve').enabled(config) else None)
     computed = measure_metrics.pair_columns(sweep, states, pairs)
     rows = []

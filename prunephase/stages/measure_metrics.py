@@ -14,9 +14,9 @@ import numpy as np
 
 from prunephase import metrics
 from prunephase import population
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase.stages import context
-from prunephase.stages import measure_landscape
+from prunephase.stages import measure_hessian_curve
 
 _PROGRAMS: dict[Any, Any] = {}
 
@@ -74,7 +74,7 @@ def pair_columns(sweep: context.Sweep, states, pairs: list[dict[str, Any]]
   index_a = np.array([p['index_a'] for p in pairs])
   index_b = np.array([p['index_b'] for p in pairs])
   size = int(config.pairs_per_call) or len(pairs)
-  chunked = measure_landscape._chunked  # pylint: disable=protected-access
+  chunked = measure_hessian_curve._chunked  # pylint: disable=protected-access
   for entry in entries:
     fn = _metric_fn(entry, entry.settings(config))
     if entry.on == 'pairs':

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from prunephase import pruning
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import prune_iterative

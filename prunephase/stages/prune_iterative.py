@@ -24,8 +24,8 @@ import jax.numpy as jnp
 from prunephase import checkpoints
 from prunephase import imp
 from prunephase import pruning
-from prunephase import train as train_lib
-from prunephase import trainer
+from prunephase import train_steps as train_lib
+from prunephase import training_loop
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 
@@ -67,8 +67,8 @@ def start_variables(sweep: context.Sweep, temperature: float, level: int) -> dic
 
 def _train_level(sweep: context.Sweep, temperature: float, level: int, masks, progress) -> None:
   config = sweep.config.retrain
-  spec, total, hparams = trainer.retrain_setup(config, sweep.dataset.num_train,
-                                               len(sweep.dense_seeds))
+  spec, total, hparams = training_loop.retrain_setup(config, sweep.dataset.num_train,
+                                                     len(sweep.dense_seeds))
   start = start_variables(sweep, temperature, level)
   params = pruning.apply_mask(start['params'], masks)
   key = train_lib.data_key(sweep.retrain_seeds[0], 1)
@@ -76,7 +76,7 @@ def _train_level(sweep: context.Sweep, temperature: float, level: int, masks, pr
       params, start['batch_stats'])
   info = [{'temperature': temperature, 'imp_level': level, 'dense_seed': s}
           for s in sweep.dense_seeds]
-  trainer.train_resumably(
+  training_loop.train_resumably(
       sweep, stage='prune', directory=level_dir(sweep, temperature, level) / 'train', spec=spec,
       total_steps=total, states=states, hparams=hparams, masks=masks, save_epochs=(),
       resume_every=config.resume_every, member_info=info,
@@ -89,7 +89,7 @@ def trajectory(sweep: context.Sweep, temperature: float) -> dict[float, object]:
   method = sweep.config.prune.method
   dense = sweep.store.dense_models(temperature)['params']
   template = jax.tree.map(lambda a: a[0], dense)
-  _, total, _ = trainer.retrain_setup(sweep.config.retrain, sweep.dataset.num_train, 1)
+  _, total, _ = training_loop.retrain_setup(sweep.config.retrain, sweep.dataset.num_train, 1)
   progress = workdir_lib.Progress(  # Member-steps of the levels that are trained.
       'prune', (len(densities) - 1) * len(sweep.dense_seeds) * total)
   masks = imp.full_mask(dense, sweep.store.prunable(template))

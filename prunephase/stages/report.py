@@ -34,7 +34,7 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
   # pylint: disable=import-outside-toplevel
   from prunephase import adaptive_seeds  # Needs regimes (numpy, the rule): report only.
   from prunephase import plots  # matplotlib: only the report needs it.
-  from prunephase import report
+  from prunephase import report_files
   plan = search = None  # Every process reads the rows: restoring is collective.
   if _searches(sweep.config):
     from prunephase import adaptive_cells  # pylint: disable=import-outside-toplevel
@@ -51,10 +51,10 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
   panels = (sweep.config.get('report') or {}).get('panels') or plots.DEFAULT_PANELS
   extra = adaptive_seeds.regimes_fields(sweep.store, plan) if plan is not None else None
   extra = search['fields'] if search is not None else extra
-  summary = report.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
-                                sweep.densities, sweep.config.regimes, with_curves=True,
-                                panels=panels, num_classes=sweep.store.facts.num_classes,
-                                regimes_extra=extra, search=search)
+  summary = report_files.write_report(sweep.path, rows, sweep.knob, sweep.temperatures,
+                                      sweep.densities, sweep.config.regimes, with_curves=True,
+                                      panels=panels, num_classes=sweep.store.facts.num_classes,
+                                      regimes_extra=extra, search=search)
   if search is not None:
     summary['search'] = adaptive_cells.summary_lines(sweep.store, searched)
   if plan is not None:

@@ -8,8 +8,8 @@ import jax.numpy as jnp
 
 from prunephase import grid
 from prunephase import pruning
-from prunephase import train as train_lib
-from prunephase import trainer
+from prunephase import train_steps as train_lib
+from prunephase import training_loop
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import prune as prune_stage
@@ -19,8 +19,8 @@ from prunephase.stages import prune_iterative
 def setup(sweep: context.Sweep):
   """(spec, total steps, per-member hparams, member list) of the retrain population."""
   members = sweep.store.retrain_members()
-  spec, total, hparams = trainer.retrain_setup(sweep.config.retrain, sweep.dataset.num_train,
-                                               len(members))
+  spec, total, hparams = training_loop.retrain_setup(sweep.config.retrain, sweep.dataset.num_train,
+                                                     len(members))
   return spec, total, hparams, members
 
 
@@ -71,7 +71,7 @@ def run(sweep: context.Sweep) -> None:
       continue
     states, masks = start_population(sweep, temperature)
     info = [{'temperature': temperature, **m} for m in members]
-    trainer.train_resumably(
+    training_loop.train_resumably(
         sweep, stage='retrain', directory=sweep.store.retrain_run_dir(temperature), spec=spec,
         total_steps=total, states=states, hparams=hparams, masks=masks,
         save_epochs=(num_epochs,), resume_every=sweep.config.retrain.resume_every,

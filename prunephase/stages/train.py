@@ -14,8 +14,8 @@ from prunephase import checkpoints
 from prunephase import grid
 from prunephase import knobs
 from prunephase import registry
-from prunephase import train as train_lib
-from prunephase import trainer
+from prunephase import train_steps as train_lib
+from prunephase import training_loop
 from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 
@@ -66,9 +66,10 @@ def run(sweep: context.Sweep) -> None:
     store.write_facts()
   plans = []
   for group in store.dense_groups():
-    spec, total = trainer.train_spec(config.dense, num_train, group.total_steps,
-                                     group.batch_size, use_sam=config.dense.optimizer == 'sam',
-                                     loss=registry.knob(config.temperature.knob).loss_fn())
+    spec, total = training_loop.train_spec(
+        config.dense, num_train, group.total_steps, group.batch_size,
+        use_sam=config.dense.optimizer == 'sam',
+        loss=registry.knob(config.temperature.knob).loss_fn())
     plans.append((group, spec, total))
   if config.dense.get('init_from'):
     import_dense(sweep, config.dense.init_from, plans)
@@ -83,7 +84,7 @@ def run(sweep: context.Sweep) -> None:
                                        group.seeds, config.dense.momentum)
     info = [{'group': group.name, 'temperature': t, 'dense_seed': s}
             for t, s in zip(group.temperatures, group.seeds)]
-    trainer.train_resumably(
+    training_loop.train_resumably(
         sweep, stage='train', directory=directory, spec=spec, total_steps=total,
         states=states, hparams=dense_hparams(config, group), masks=None,
         save_epochs=save_epochs(config, group), resume_every=config.dense.resume_every,

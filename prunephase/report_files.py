@@ -185,7 +185,7 @@ def markdown_grids(cells: list[dict], fields=(('test_error', 'Test error', '{:.3
 
 
 if __name__ == '__main__':
-  # python -m prunephase.report DIR/cells.csv: the grids as Markdown (docs/default_search.md).
+  # python -m prunephase.report_files DIR/cells.csv: the grids as Markdown (docs/default_search.md).
   import csv  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
   with open(sys.argv[1]) as f:

@@ -1,7 +1,7 @@
 """The sweep as one call with the command's printed lines: `prunephase`'s library side.
 
-  from prunephase import main
-  sweep, summary = main.run_and_summarise(config, 'runs/default', ['train', 'prune'])
+  from prunephase import pipeline
+  sweep, summary = pipeline.run_and_summarise(config, 'runs/default', ['train', 'prune'])
 
 The command line (`prunephase --config=... --workdir=...`) is `prunephase.cli.main`; this module
 defines no flags, so it imports next to the case studies and in notebooks. Heavy modules (JAX)

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import tiny_config  # pylint: disable=g-bad-import-order
 from prunephase import hessian
-from prunephase.stages import measure_landscape
+from prunephase.stages import measure_hessian_curve
 from prunephase.stages import retrain as retrain_stage
 
 # One xdist worker for every user of the session fixture `beyond_run` (the landscape run,
@@ -39,7 +39,7 @@ def test_stage_hessian_equals_the_kernel_for_one_member(beyond_run):
   m = members.index({'dense_seed': 1, 'density': 0.6, 'retrain_seed': 3})
   mask = jax.tree.map(lambda a: a[m], retrain_stage.member_masks(sweep, 2))
   x, y = hessian.train_batches(sweep.dataset, 2, sweep.config.measure.bn_batch_size)
-  key = jax.random.fold_in(jax.random.PRNGKey(measure_landscape.HESSIAN_SEED), m)
+  key = jax.random.fold_in(jax.random.PRNGKey(measure_hessian_curve.HESSIAN_SEED), m)
   one = hessian.hessian_metrics(sweep.model, jax.tree.map(lambda a: a[m], states.params),
                                 jax.tree.map(lambda a: a[m], states.batch_stats), x, y, key,
                                 mask, 8, 4)

@@ -1,4 +1,4 @@
-"""Tests for prunephase.train: masked, population and SAM training, data order, evaluation."""
+"""Tests for prunephase.train_steps: masked, population and SAM training, data order, evaluation."""
 
 import functools
 
@@ -12,7 +12,7 @@ from prunephase import data
 from prunephase import models
 from prunephase import population
 from prunephase import pruning
-from prunephase import train
+from prunephase import train_steps
 
 INPUT_SHAPE = (40, 1)
 # Small models: a CNN (BatchNorm over batch and length, Conv1D under vmap) and a cheaper MLP.
@@ -20,8 +20,8 @@ CNN = models.CNN1D(10, (8, 8), (3, 3), (2, 2))
 MLP = models.MLP(10, (16, 16))
 # Shared specs, so that tests share compiled programs (compiles dominate on a small CPU).
 # 64 train examples / batch 16 = 4 steps per epoch; the lr decays at step 6 (inside epoch 1).
-SGD_SPEC = train.TrainSpec(batch_size=16, steps_per_epoch=4, lr_boundaries=(6,))
-SAM_SPEC = train.TrainSpec(batch_size=16, steps_per_epoch=4, lr_boundaries=(6,), use_sam=True)
+SGD_SPEC = train_steps.TrainSpec(batch_size=16, steps_per_epoch=4, lr_boundaries=(6,))
+SAM_SPEC = train_steps.TrainSpec(batch_size=16, steps_per_epoch=4, lr_boundaries=(6,), use_sam=True)
 
 
 @functools.cache
@@ -31,7 +31,7 @@ def population_program(model, spec, masked):
 
 @functools.cache
 def step_fn(model, spec):
-  return jax.jit(functools.partial(train.train_step, model, spec))
+  return jax.jit(functools.partial(train_steps.train_step, model, spec))
 
 
 def random_dataset(num_train=64, num_test=37, seed=0):
@@ -48,8 +48,8 @@ def random_dataset(num_train=64, num_test=37, seed=0):
 def hparams(lr, weight_decay, sam_rho=None):
   """Population Hparams from per-member lists (sam_rho defaults to zeros)."""
   column = lambda v: jnp.asarray(v, jnp.float32)
-  return train.Hparams(lr=column(lr), weight_decay=column(weight_decay),
-                       sam_rho=column(sam_rho if sam_rho is not None else [0.0] * len(lr)))
+  return train_steps.Hparams(lr=column(lr), weight_decay=column(weight_decay),
+                             sam_rho=column(sam_rho if sam_rho is not None else [0.0] * len(lr)))
 
 
 @functools.cache
@@ -85,11 +85,12 @@ def numpy_variables(model, seed):
 
 def init_member(model, init_seed, data_seed):
   params, stats = numpy_variables(model, init_seed)
-  return train.member_state(params, stats, train.data_key(data_seed))
+  return train_steps.member_state(params, stats, train_steps.data_key(data_seed))
 
 
 def init_members(model, init_seeds, data_seeds):
-  return train.stack_members([init_member(model, i, d) for i, d in zip(init_seeds, data_seeds)])
+  return train_steps.stack_members(
+      [init_member(model, i, d) for i, d in zip(init_seeds, data_seeds)])
 
 
 def to_numpy(tree):
@@ -110,10 +111,10 @@ def test_masked_training_keeps_pruned_weights_exactly_zero(spec):
   dataset = random_dataset()
   states = init_members(model, (0, 1), (3, 4))
   densities = (0.3, 0.5)  # One density per member.
-  masks = train.stack_members([
+  masks = train_steps.stack_members([
       pruning.mask_select(pruning.make_masks(
-          train.unstack_member(states.params, m),
-          models.prunable_tree(train.unstack_member(states.params, m)), densities), m)
+          train_steps.unstack_member(states.params, m),
+          models.prunable_tree(train_steps.unstack_member(states.params, m)), densities), m)
       for m in range(2)])
   states = states.replace(params=pruning.apply_mask(states.params, masks))
   start = to_numpy(states.params)
@@ -165,9 +166,11 @@ def test_population_equals_members_trained_alone():
   step = step_fn(model, spec)
   for m in range(3):
     alone = init_member(model, init_seeds[m], data_seeds[m])
-    member_hparams = train.Hparams(*(jnp.asarray(v[m], jnp.float32) for v in (lrs, wds, rhos)))
+    member_hparams = train_steps.Hparams(
+        *(jnp.asarray(v[m], jnp.float32) for v in (lrs, wds, rhos)))
     for epoch in range(2):
-      order = np.asarray(data.epoch_order(train.data_key(data_seeds[m]), jnp.asarray(epoch), 64))
+      order = np.asarray(
+          data.epoch_order(train_steps.data_key(data_seeds[m]), jnp.asarray(epoch), 64))
       step_metrics = []
       for i in range(spec.steps_per_epoch):
         batch = order[i * 16:(i + 1) * 16]
@@ -180,7 +183,7 @@ def test_population_equals_members_trained_alone():
                                    rtol=1e-5, atol=1e-6)
       np.testing.assert_allclose(population_metrics[epoch]['lr'][m], step_metrics[-1]['lr'],
                                  rtol=1e-6)
-    member = train.unstack_member(states, m)
+    member = train_steps.unstack_member(states, m)
     assert_trees_close(member.params, alone.params)
     assert_trees_close(member.batch_stats, alone.batch_stats)
     assert_trees_close(member.opt_state, alone.opt_state)
@@ -189,16 +192,16 @@ def test_population_equals_members_trained_alone():
   # The lr decayed at step 6, inside epoch 1.
   np.testing.assert_allclose(population_metrics[1]['lr'], np.asarray(lrs) * 0.1, rtol=1e-6)
   # Members really differ (the comparison above is not vacuous).
-  assert max_abs_difference(train.unstack_member(states.params, 0),
-                            train.unstack_member(states.params, 1)) > 1e-2
+  assert max_abs_difference(train_steps.unstack_member(states.params, 0),
+                            train_steps.unstack_member(states.params, 1)) > 1e-2
 
 
 def test_stack_and_unstack_members_round_trip():
   trees = [{'a': jnp.full((2,), float(i)), 'b': {'c': jnp.asarray(i)}} for i in range(3)]
-  stacked = train.stack_members(trees)
+  stacked = train_steps.stack_members(trees)
   assert stacked['a'].shape == (3, 2) and stacked['b']['c'].shape == (3,)
   for i, tree in enumerate(trees):
-    assert_trees_close(train.unstack_member(stacked, i), tree, rtol=0, atol=0)
+    assert_trees_close(train_steps.unstack_member(stacked, i), tree, rtol=0, atol=0)
 
 
 # ----------------------------------------------------------------------------------------- SAM
@@ -225,7 +228,7 @@ def test_sam_step_equals_hand_computation():
   state = state.replace(batch_stats=jax.tree.map(lambda s: s + 0.5, state.batch_stats))
   lr, wd, rho = 0.1, 5e-3, 0.5
   new_state, metrics = step_fn(model, SAM_SPEC)(
-      state, train.Hparams(*map(jnp.float32, (lr, wd, rho))), None, x, y)
+      state, train_steps.Hparams(*map(jnp.float32, (lr, wd, rho))), None, x, y)
 
   grad_fn = jax.jit(jax.value_and_grad(functools.partial(hand_loss, model), has_aux=True))
   (first_loss, stats1), g1 = grad_fn(state.params, state.batch_stats, x, y)
@@ -251,7 +254,7 @@ def test_sam_step_equals_hand_computation():
   assert int(new_state.step) == 1
   # rho = 0: the perturbation vanishes and the step is the plain SGD step.
   zero_rho_state, _ = step_fn(model, SAM_SPEC)(
-      state, train.Hparams(*map(jnp.float32, (lr, wd, 0.0))), None, x, y)
+      state, train_steps.Hparams(*map(jnp.float32, (lr, wd, 0.0))), None, x, y)
   assert_trees_close(zero_rho_state.params, plain, rtol=1e-5, atol=1e-6)
   assert_trees_close(zero_rho_state.batch_stats, stats1, rtol=1e-6, atol=1e-7)
 
@@ -262,7 +265,7 @@ def test_sam_step_equals_hand_computation():
 def test_epoch_order_depends_on_the_data_seed_and_epoch():
   n = 50
   order = lambda seed, epoch, stage=0: np.asarray(
-      data.epoch_order(train.data_key(seed, stage), jnp.asarray(epoch), n))
+      data.epoch_order(train_steps.data_key(seed, stage), jnp.asarray(epoch), n))
   for seed in (1, 2):
     for epoch in (0, 3):
       assert sorted(order(seed, epoch)) == list(range(n))  # A permutation.
@@ -271,7 +274,7 @@ def test_epoch_order_depends_on_the_data_seed_and_epoch():
   assert not np.array_equal(order(1, 0), order(1, 1))
   assert not np.array_equal(order(1, 0), order(1, 0, stage=1))
   # Under vmap (as in a population), each member gets its own seed's order.
-  keys = jnp.stack([train.data_key(s) for s in (1, 2, 1)])
+  keys = jnp.stack([train_steps.data_key(s) for s in (1, 2, 1)])
   orders = np.asarray(jax.vmap(lambda k: data.epoch_order(k, jnp.asarray(0), n))(keys))
   np.testing.assert_array_equal(orders[0], order(1, 0))
   np.testing.assert_array_equal(orders[1], order(2, 0))
@@ -283,7 +286,7 @@ def test_members_with_the_same_data_seed_train_identically():
   states = init_members(CNN, (0, 0, 0), (1, 1, 2))
   program = population_program(CNN, SAM_SPEC, False)
   states, _ = program.epoch(states, hparams([0.1] * 3, [1e-4] * 3, [0.1] * 3), None, dataset, 0)
-  members = [train.unstack_member(states.params, m) for m in range(3)]
+  members = [train_steps.unstack_member(states.params, m) for m in range(3)]
   assert max_abs_difference(members[0], members[1]) == 0.0
   assert max_abs_difference(members[0], members[2]) > 1e-3
 
@@ -300,7 +303,7 @@ def test_batched_apply_covers_every_example_once(n, batch_size):
     calls.append(batch.shape[0])
     return {'rows': batch, 'double_sum': 2.0 * batch.sum(-1)}
 
-  got = train.batched_apply(fn, x, batch_size)
+  got = train_steps.batched_apply(fn, x, batch_size)
   np.testing.assert_array_equal(got['rows'], x)  # In order, each example exactly once.
   np.testing.assert_array_equal(got['double_sum'], 2.0 * np.asarray(x).sum(-1))
   full, remainder = divmod(n, batch_size)
@@ -313,7 +316,7 @@ def test_batched_apply_equals_applying_a_model_to_all_at_once():
   state = init_member(CNN, 1, 0)
   apply = lambda b: CNN.apply({'params': state.params, 'batch_stats': state.batch_stats}, b,
                               train=False)
-  got, want = jax.jit(lambda x: (train.batched_apply(apply, x, 4), apply(x)))(dataset.x_train)
+  got, want = jax.jit(lambda x: (train_steps.batched_apply(apply, x, 4), apply(x)))(dataset.x_train)
   assert got.shape == (10, 10)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
 
@@ -326,7 +329,7 @@ def test_evaluate_matches_numpy_error_and_loss():
                        state.batch_stats)
   apply = jax.jit(lambda x: CNN.apply({'params': state.params, 'batch_stats': stats}, x,
                                       train=False))
-  got = jax.jit(lambda p, s, d: {split: train.evaluate(CNN, p, s, d, split, batch_size=8)
+  got = jax.jit(lambda p, s, d: {split: train_steps.evaluate(CNN, p, s, d, split, batch_size=8)
                                  for split in ('train', 'test')})(state.params, stats, dataset)
   for split, (x, y) in {'test': (dataset.x_test, dataset.y_test),
                         'train': (dataset.x_train, dataset.y_train)}.items():
@@ -349,8 +352,8 @@ def test_diverged_members():
                    [1.0, 0.4]])
   # 10 classes: chance error 0.9, "at chance" from 0.88.
   final_test_error = np.array([0.2, 0.2, 0.89, 0.89, np.nan])
-  np.testing.assert_array_equal(train.diverged(loss, final_test_error, 10),
+  np.testing.assert_array_equal(train_steps.diverged(loss, final_test_error, 10),
                                 [False, True, True, False, True])  # Row 3 still learns.
   no_loss = np.zeros((2, 0))
-  np.testing.assert_array_equal(train.diverged(no_loss, np.array([0.87, 0.885]), 10),
+  np.testing.assert_array_equal(train_steps.diverged(no_loss, np.array([0.87, 0.885]), 10),
                                 [False, True])

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from prunephase import data as data_lib
 from prunephase import models
 from prunephase import population
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase.config import names
 
 POINT_BATCHING = names.POINT_BATCHING

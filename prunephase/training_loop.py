@@ -18,7 +18,7 @@ from prunephase import dispatch
 from prunephase import grid
 from prunephase import optim
 from prunephase import population
-from prunephase import train as train_lib
+from prunephase import train_steps as train_lib
 from prunephase import workdir as workdir_lib
 
 HISTORY_KEYS = workdir_lib.METRIC_KEYS

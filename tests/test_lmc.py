@@ -1,4 +1,4 @@
-"""Tests for prunephase.landscape: BN recalibration, interpolation, LMC curves and statistic."""
+"""Tests for prunephase.lmc: BN recalibration, interpolation, LMC curves and statistic."""
 
 import functools
 
@@ -9,9 +9,9 @@ import pytest
 
 from conftest import assert_trees_close  # pylint: disable=g-bad-import-order
 from prunephase import data
-from prunephase import landscape
+from prunephase import lmc
 from prunephase import models
-from prunephase import train
+from prunephase import train_steps
 
 INPUT_SHAPE = (40, 1)
 MLP = models.MLP(10, (16, 12))
@@ -74,13 +74,13 @@ def numpy_recalibration(params, x, batch_size):
 
 @functools.cache
 def recalibrate_fn(batch_size):
-  return jax.jit(functools.partial(landscape.recalibrate_batch_stats, MLP,
+  return jax.jit(functools.partial(lmc.recalibrate_batch_stats, MLP,
                                    batch_size=batch_size))
 
 
 @functools.cache
 def curve_fn(num_points, point_batching):
-  return jax.jit(functools.partial(landscape.lmc_curve, MLP, num_points=num_points,
+  return jax.jit(functools.partial(lmc.lmc_curve, MLP, num_points=num_points,
                                    bn_batch_size=8, point_batching=point_batching))
 
 
@@ -131,10 +131,10 @@ def test_interpolate_endpoints_are_exact():
   a, _ = numpy_variables(MLP, 3)
   b, _ = numpy_variables(MLP, 4)
   for t, want in ((0.0, a), (1.0, b)):
-    got = landscape.interpolate(a, b, jnp.asarray(t, jnp.float32))
+    got = lmc.interpolate(a, b, jnp.asarray(t, jnp.float32))
     for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
       np.testing.assert_array_equal(x, y)
-  quarter = landscape.interpolate(a, b, jnp.asarray(0.25, jnp.float32))
+  quarter = lmc.interpolate(a, b, jnp.asarray(0.25, jnp.float32))
   want = jax.tree.map(lambda x, y: 0.75 * np.asarray(x) + 0.25 * np.asarray(y), a, b)
   assert_trees_close(quarter, want, rtol=1e-6, atol=1e-7)
 
@@ -142,8 +142,8 @@ def test_interpolate_endpoints_are_exact():
 @jax.jit
 def endpoint_metrics(params, stats, dataset):
   """Recalibrate one endpoint, then evaluate it: what the curve must give at t = 0 and 1."""
-  recalibrated = landscape.recalibrate_batch_stats(MLP, params, stats, dataset, batch_size=8)
-  return {split: train.evaluate(MLP, params, recalibrated, dataset, split)
+  recalibrated = lmc.recalibrate_batch_stats(MLP, params, stats, dataset, batch_size=8)
+  return {split: train_steps.evaluate(MLP, params, recalibrated, dataset, split)
           for split in ('train', 'test')}
 
 
@@ -152,7 +152,7 @@ def test_lmc_curve_endpoints_and_point_batching():
   a, stats = numpy_variables(MLP, 5)
   b, _ = numpy_variables(MLP, 6)
   curves = {mode: jax.tree.map(np.asarray, curve_fn(5, mode)(a, b, stats, dataset))
-            for mode in landscape.POINT_BATCHING}
+            for mode in lmc.POINT_BATCHING}
   vmapped = curves['vmap']
   np.testing.assert_allclose(vmapped['t'], [0.0, 0.25, 0.5, 0.75, 1.0], atol=1e-7)
   assert set(vmapped) == {'t', 'train_error', 'train_loss', 'train_mistakes', 'test_error',
@@ -179,20 +179,21 @@ def test_pair_measurer_matches_single_curves():
   dataset = random_dataset()
   a, stats = numpy_variables(MLP, 5)
   b, _ = numpy_variables(MLP, 6)
-  measure = landscape.make_pair_measurer(MLP, num_points=5, bn_batch_size=8,
-                                         point_batching='vmap', with_test=True)
+  measure = lmc.make_pair_measurer(MLP, num_points=5, bn_batch_size=8,
+                                   point_batching='vmap', with_test=True)
   # Pair 0 = (a, b), pair 1 = (b, a): the second curve is the first one reversed.
-  got = jax.tree.map(np.asarray, measure(train.stack_members([a, b]), train.stack_members([b, a]),
-                                         train.stack_members([stats, stats]), dataset))
+  stack = train_steps.stack_members
+  got = jax.tree.map(np.asarray, measure(stack([a, b]), stack([b, a]), stack([stats, stats]),
+                                         dataset))
   single = jax.tree.map(np.asarray, curve_fn(5, 'vmap')(a, b, stats, dataset))
   for key, value in single.items():
     assert got[key].shape == (2, 5)
     np.testing.assert_allclose(got[key][0], value, rtol=1e-5, atol=1e-6, err_msg=key)
   np.testing.assert_allclose(got['train_loss'][1], single['train_loss'][::-1], rtol=1e-4)
-  lmc, k = landscape.lmc_statistic(jnp.asarray(got['train_mistakes']), dataset.num_train)
+  statistic, k = lmc.lmc_statistic(jnp.asarray(got['train_mistakes']), dataset.num_train)
   np.testing.assert_allclose(got['train_mistakes'] / dataset.num_train, got['train_error'],
                              atol=1e-7)
-  np.testing.assert_allclose(got['lmc'], lmc, atol=1e-7)
+  np.testing.assert_allclose(got['lmc'], statistic, atol=1e-7)
   np.testing.assert_array_equal(got['lmc_index'], k)
   assert got['lmc'].shape == got['lmc_index'].shape == (2,)
 
@@ -201,10 +202,10 @@ def test_lmc_curve_rejects_bad_arguments():
   dataset = random_dataset()
   a, stats = numpy_variables(MLP, 0)
   with pytest.raises(ValueError, match='point_batching'):
-    landscape.lmc_curve(MLP, a, a, stats, dataset, point_batching='pmap')
+    lmc.lmc_curve(MLP, a, a, stats, dataset, point_batching='pmap')
   for num_points in (1, 0):
     with pytest.raises(ValueError, match='at least 2 points'):
-      landscape.lmc_curve(MLP, a, a, stats, dataset, num_points=num_points)
+      lmc.lmc_curve(MLP, a, a, stats, dataset, num_points=num_points)
 
 
 # ---------------------------------------------------------------------------- LMC statistic
@@ -214,13 +215,13 @@ def numpy_lmc(errors):
   """The paper's notebook statistic, one curve at a time."""
   errors = np.asarray(errors, np.float64)
   flat = errors.reshape(-1, errors.shape[-1])
-  lmc, index = [], []
+  statistic, index = [], []
   for e in flat:
     m = (e[0] + e[-1]) / 2
     k = int(np.argmax(np.abs(m - e)))
-    lmc.append(m - e[k])
+    statistic.append(m - e[k])
     index.append(k)
-  return np.reshape(lmc, errors.shape[:-1]), np.reshape(index, errors.shape[:-1])
+  return np.reshape(statistic, errors.shape[:-1]), np.reshape(index, errors.shape[:-1])
 
 
 N = 64  # Hand-made errors are fractions of 64 examples.
@@ -228,7 +229,7 @@ N = 64  # Hand-made errors are fractions of 64 examples.
 
 def _stat(errors):
   counts = np.rint(np.asarray(errors, np.float64) * N).astype(np.int32)
-  return landscape.lmc_statistic(jnp.asarray(counts), N)
+  return lmc.lmc_statistic(jnp.asarray(counts), N)
 
 
 def test_lmc_statistic_on_hand_made_curves():
@@ -244,11 +245,11 @@ def test_lmc_statistic_on_hand_made_curves():
       'two_points': ([0.75, 0.25], -0.25, 0),
   }
   for name, (curve, want_lmc, want_k) in cases.items():
-    lmc, k = _stat(curve)
-    np.testing.assert_allclose(lmc, want_lmc, atol=1e-6, err_msg=name)
+    statistic, k = _stat(curve)
+    np.testing.assert_allclose(statistic, want_lmc, atol=1e-6, err_msg=name)
     assert int(k) == want_k, name
     ref_lmc, ref_k = numpy_lmc(curve)
-    np.testing.assert_allclose(lmc, ref_lmc, atol=1e-6, err_msg=name)
+    np.testing.assert_allclose(statistic, ref_lmc, atol=1e-6, err_msg=name)
     assert int(k) == int(ref_k), name
   barrier, _ = _stat(cases['barrier'][0])
   better, _ = _stat(cases['interior_better'][0])
@@ -260,11 +261,11 @@ def test_lmc_statistic_exact_on_float_unrepresentable_ties():
   # 1 for k = 0, 1, 2, 3, 4, 5, 6, 9, 10. As float32 fractions (0.00075 ...), rounding broke the
   # tie and the statistic took k = 9 (+0.00025); exactly, the first index k = 0 gives -0.00025.
   counts = jnp.asarray([3, 3, 2, 2, 3, 3, 3, 2, 2, 1, 1], jnp.int32)
-  lmc, k = landscape.lmc_statistic(counts, 4000)
+  statistic, k = lmc.lmc_statistic(counts, 4000)
   assert int(k) == 0
-  np.testing.assert_allclose(float(lmc), -0.00025, rtol=1e-6)
+  np.testing.assert_allclose(float(statistic), -0.00025, rtol=1e-6)
   with pytest.raises(TypeError, match='integer'):
-    landscape.lmc_statistic(counts / 4000, 4000)
+    lmc.lmc_statistic(counts / 4000, 4000)
 
 
 @pytest.mark.parametrize('shape', [(11,), (7, 11), (2, 3, 5)])
