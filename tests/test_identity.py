@@ -140,3 +140,42 @@ def test_legacy_layout_is_read_in_place_and_moved_on_resume(finished_run, tmp_pa
   sweep_lib.run_sweep(tiny_config(), copy)
   assert not (copy / 'masks').exists() and store.has_measurement(1) and store.has_retrained(2)
   assert (copy / 'results.csv').read_text() == before
+
+
+def _dense(knob: str, optimizer: str = 'sgd', **dense) -> dict:
+  return {'temperature': {'knob': knob, 'grid': [16, 64]},
+          'dense': {'optimizer': optimizer, 'lr': 0.1, 'weight_decay': 1e-4, 'sam_rho': 0.05,
+                    'batch_size': 64, 'epochs': 24, 'iterations': 1500, **dense}}
+
+
+def test_dense_fields_the_knob_leaves_unused_decide_nothing():
+  cases = {  # knob: (fields that may change, a field that still decides)
+      'batch_size': (('batch_size', 'epochs'), 'iterations'),
+      'epochs': (('iterations',), 'epochs'),
+      'lr': (('lr', 'iterations'), 'weight_decay'),
+      'weight_decay': (('weight_decay', 'iterations'), 'lr'),
+  }
+  for knob, (free, deciding) in cases.items():
+    for field in free:
+      changed = identity.changed_dense_fields(_dense(knob), _dense(knob, **{field: 7}))
+      assert not changed, (knob, field, changed)
+    changed = identity.changed_dense_fields(_dense(knob), _dense(knob, **{deciding: 7}))
+    assert changed and changed[0].startswith(f'dense.{deciding}:'), (knob, changed)
+  # SAM's radius decides only under SAM; under the sam_rho knob it is the temperature.
+  assert not identity.changed_dense_fields(_dense('lr'), _dense('lr', sam_rho=0.1))
+  assert identity.changed_dense_fields(_dense('lr', 'sam'), _dense('lr', 'sam', sam_rho=0.1))
+  assert not identity.changed_dense_fields(_dense('sam_rho', 'sam'),
+                                           _dense('sam_rho', 'sam', sam_rho=0.1))
+  # Another knob is a change in itself, and the old knob's unused fields decide again.
+  changed = identity.changed_dense_fields(_dense('lr'), _dense('batch_size', lr=0.2))
+  assert changed == ['dense.lr: 0.1 -> 0.2', "temperature.knob: lr -> batch_size"]
+
+
+def test_a_workdir_reopens_with_a_field_its_knob_leaves_unused(tmp_path):
+  config = tiny_config()  # The epoch knob: dense.iterations decides nothing.
+  workdir_lib.Workdir(tmp_path, config.to_dict()).release()
+  config.dense.iterations = 12345
+  workdir_lib.Workdir(tmp_path, config.to_dict()).release()  # Accepted: an unused field.
+  config.dense.lr = config.dense.lr * 2
+  with pytest.raises(workdir_lib.WorkdirError, match='dense.lr'):
+    workdir_lib.Workdir(tmp_path, config.to_dict())

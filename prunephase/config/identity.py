@@ -2,7 +2,8 @@
 
 A workdir holds one dense family and, beside each other, any number of branches below it:
 
-  dense    decided by dataset, model, dense, temperature (and every section not named below)
+  dense    decided by dataset, model, dense, temperature (and every section not named below),
+           less the dense fields the chosen knob leaves unused (`unused_dense_fields`)
   prune    + prune                  -> directory prune-<method>-<hash>/
   retrain  + retrain                -> prune-.../retrain-<mode>-<hash>/
   measure  + measure                -> prune-.../retrain-.../measure-<hash>/
@@ -19,6 +20,7 @@ import json
 from typing import Any
 
 from prunephase import metrics
+from prunephase import registry
 
 # Fields of deciding sections that change speed, memory or file locations, never a stored value
 # (beyond float rounding: `point_batching` maps or vmaps the same computation).
@@ -99,11 +101,40 @@ def branch_path(config) -> tuple[str, str, str]:
   return tuple(branch_name(config, stage) for stage in BRANCH_STAGES)
 
 
+def unused_dense_fields(flat: dict[str, Any]) -> set[str]:
+  """The dense fields that decide nothing for a flattened config's knob and optimizer.
+
+  A knob that sets per-member training fields (`registry.Knob.sets`, e.g. ('lr',)) overrides
+  the dense section's value of each; the batch-size knob (one program per value) trains every
+  value for `dense.iterations` steps, so `dense.batch_size` and `dense.epochs` decide nothing,
+  while every other knob's run length is `dense.epochs` and `dense.iterations` decides nothing;
+  `dense.sam_rho` decides nothing unless the optimizer is SAM. A knob known only from a
+  workdir's record (or an `apply` function) leaves every field deciding.
+  """
+  name = flat.get('temperature.knob')
+  entry = registry.knob(name) if name in registry.names(registry.KNOB) else None
+  unused = set()
+  if entry is not None and entry.sets is not None:
+    if entry.programs:
+      unused |= {'dense.batch_size', 'dense.epochs'}
+    else:
+      unused.add('dense.iterations')
+    if isinstance(entry.sets, tuple):
+      unused |= {f'dense.{field}' for field in entry.sets}
+  if flat.get('dense.optimizer') != 'sam':
+    unused.add('dense.sam_rho')
+  return unused
+
+
 def changed_dense_fields(old, new) -> list[str]:
-  """'field: old -> new' for every changed field that decides the dense models."""
+  """'field: old -> new' for every changed field that decides the dense models (in either
+  config: a field unused by both configs' knob and optimizer may change freely)."""
   old_flat, new_flat = flatten(_as_dict(old)), flatten(_as_dict(new))
+  unused = unused_dense_fields(old_flat) & unused_dense_fields(new_flat)
   changed = []
   for key in sorted(set(old_flat) | set(new_flat)):
+    if key in unused:
+      continue
     if stage_of(key) == 'dense' and old_flat.get(key, ABSENT) != new_flat.get(key, ABSENT):
       changed.append(f'{key}: {old_flat.get(key, ABSENT)} -> {new_flat.get(key, ABSENT)}')
   return changed
