@@ -22,7 +22,7 @@ import os, sys
 sys.path.insert(0, {repo!r})
 import jax, jax.numpy as jnp
 from configs import default as default_config
-from prunephase import data as data_lib, models, population, train as train_lib
+from prunephase import data as data_lib, models, population, train_steps as train_lib
 members, repeats = {members}, {repeats}
 config = default_config.get_config()
 dataset = data_lib.load_mnist1d(config.dataset.num_samples)

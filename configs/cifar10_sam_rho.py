@@ -12,7 +12,7 @@ Command (prepare the tfds data first, see `prunephase/tfds_data.py`):
 
 Settings (the others as `configs/paper.py`): dense training with SAM (SGD base: lr 0.1, momentum
 0.9, weight decay 1e-4) for rho in {0.1, 0.2, ..., 0.8} (larger = hotter, as presumed in
-`prunephase/registry.py`'s knob table), 160 epochs at batch 64 with lr x0.1 after epochs 80 and
+`prunephase/knobs.py`'s knob table), 160 epochs at batch 64 with lr x0.1 after epochs 80 and
 120; the final (epoch-160) model of each rho is pruned (which epoch the paper used is not known;
 the final one is the natural reading); all rho values train as ONE vmapped population.
 Retraining with plain SGD, lr rewinding, as `configs/cifar10_epochs.py`. Seeds: 3 dense x 3

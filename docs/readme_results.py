@@ -38,7 +38,9 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=wrong-import-position
+from prunephase import advice as advice_lib  # `advice`: a local name here.
 from prunephase import cases
+from prunephase import files
 from prunephase import findings as findings_lib
 from prunephase import out_of_sample
 from prunephase import regimes
@@ -75,10 +77,10 @@ def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any]) -> dict[str
   not read from the run's findings.json, which an older version may have written.
   """
   run = cases.load_labelled(workdir=workdir, out=str(out), overrides=overrides)
-  stored = workdir_lib.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
+  stored = files.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
   run['seeds'] = tuple(stored.get('dense', {}).get('seeds', ()))
   data = pathlib.Path(workdir) / 'data.json'
-  num_classes = workdir_lib.read_json(data).get('num_classes') if data.exists() else None
+  num_classes = files.read_json(data).get('num_classes') if data.exists() else None
   labelled = run['labelled']
   run['findings'] = findings_lib.check(
       labelled['means'], labelled['stds'], run['temperatures'], run['densities'],
@@ -172,11 +174,11 @@ def case_study_lines(runs: list[dict[str, Any]]) -> list[str]:
   others = f'sets 2–{len(runs)}'
   level = f'{100 * replication.INTERVAL_LEVEL:g} %'
   kinds = {'every_move': 'every move',
-           'significant_moves': f'significant moves (> {cases.SIGNIFICANCE_Z:g} SE)'}
+           'significant_moves': f'significant moves (> {advice_lib.SIGNIFICANCE_Z:g} SE)'}
   lines = [f'**CS1 out of sample** (`prunephase-advise --evaluate --replicate`): set 1\'s '
            'advice (Regime I: raise the temperature; II-A: lower it; II-B: keep it; no advice '
            f'where the confidence is below {float(runs[0]["config"].min_confidence):g}: '
-           f'{cases.count_text(int(cases.uncertain_cells(runs[0]).sum()))} of set 1) judged '
+           f'{cases.count_text(int(advice_lib.uncertain_cells(runs[0]).sum()))} of set 1) judged '
            f'on the test errors of {others}: how often the move lowers the test error, with '
            f'{level} bootstrap intervals over cells.', '',
            '| move | ' + ' | '.join(kinds.values()) + ' |', '|---' * (1 + len(kinds)) + '|']

@@ -9,7 +9,7 @@ trains on targets smoothed by its temperature (more smoothing = hotter: a noisie
 the whole study (prune, retrain, measure, report) runs as for a built-in knob, on a CPU in
 about a minute. `--config.temperature.grid=(0.0,0.1,0.3)` picks other values.
 
-What prunephase needs of a knob (the contract in `prunephase/registry.py`, `Knob`): which way
+What prunephase needs of a knob (the contract in `prunephase/knobs.py`, `Knob`): which way
 is hotter, the words for a move (`prunephase-advise` prints them), the figures' axis label, the
 training field(s) a member's value sets, and optionally a config check and a loss. A field that
 is not one of `train.Hparams`'s (lr, weight_decay, sam_rho) reaches the loss per member in
@@ -23,7 +23,7 @@ import jax
 import optax
 
 from prunephase import config as config_lib
-from prunephase import registry
+from prunephase import knobs
 
 
 def smoothed_cross_entropy(logits: jax.Array, labels: jax.Array, hparams) -> jax.Array:
@@ -46,7 +46,7 @@ def check_label_smoothing(config, values) -> None:
     raise ValueError(f'temperature.grid (label_smoothing) must be in [0, 1), got {values}')
 
 
-registry.register_knob(
+knobs.register_knob(
     'label_smoothing', larger_is_hotter=True, increase='smooth the labels more',
     decrease='smooth the labels less', label='Label smoothing', sets='label_smoothing',
     check=check_label_smoothing, loss=smoothed_cross_entropy)

@@ -23,7 +23,6 @@ import jax.numpy as jnp
 
 from prunephase import config as config_lib
 from prunephase import metrics
-from prunephase import registry
 
 
 def disagreement(logits_a, logits_b, labels, settings: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +43,7 @@ def disagreement(logits_a, logits_b, labels, settings: dict[str, Any]) -> dict[s
   return {'disagreement': jnp.mean(differ.astype(jnp.float32))}
 
 
-registry.register_metric(
+metrics.register_metric(
     'disagreement', on='pairs', needs=('test_logits',), compute=disagreement,
     fields={'disagreement_examples': 0},
     columns=[metrics.Column('disagreement', title='Prediction disagreement of seed pairs',

@@ -41,8 +41,8 @@ import numpy as np
 
 from prunephase import artifacts
 from prunephase import grid
+from prunephase import knobs
 from prunephase import regimes
-from prunephase import registry
 from prunephase.stages import context
 from prunephase.stages import prune_iterative
 from prunephase.stages import rows as rows_lib
@@ -246,7 +246,7 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
     next_round = decide(labelled['labels'], labelled['confidence'], temperatures,
                         store.densities, seeds, float(store.config.regimes.min_confidence),
                         int(section.max_dense_seeds),
-                        whole_run=registry.knob(store.knob).checkpoints,
+                        whole_run=knobs.knob(store.knob).checkpoints,
                         first_added=first_added_seed(store.dense_seeds))
     if not next_round.additions:
       return Plan(temperatures, rounds, [], seeds, rows, labelled)
@@ -290,7 +290,7 @@ def round_line(store: artifacts.Store, number: int, decided: Round, finished: bo
   """'[seeds] round 1: adding dense seed 4 to batch_size=256 (unconfident cells: 4%, 6%)'."""
   parts = []
   for a in decided.additions:
-    if len(a.temperatures) > 1 or registry.knob(store.knob).checkpoints:
+    if len(a.temperatures) > 1 or knobs.knob(store.knob).checkpoints:
       parts.append(f'dense seed {a.seed} to the whole run (epochs: one run gives every '
                    f'temperature) (unconfident cells: {_cells_text(store, a.cells, True)})')
     else:
@@ -313,7 +313,7 @@ def member_steps(store: artifacts.Store, counts: Sequence[int]) -> int:
   if config.prune.get('schedule', 'one_shot') == 'iterative':  # One member per dense seed.
     per_temperature += (len(prune_iterative.levels(config)) - 1) * retrain_total
   groups = store.dense_groups()
-  if registry.knob(store.knob).checkpoints:
+  if knobs.knob(store.knob).checkpoints:
     return int(counts[0]) * (groups[0].total_steps + len(store.temperatures) * per_temperature)
   dense = {float(t): g.total_steps for g in groups for t in g.temperatures}
   return sum(int(n) * (dense[float(t)] + per_temperature)

@@ -37,6 +37,7 @@ import pandas as pd
 
 from prunephase import artifacts
 from prunephase import data as data_lib
+from prunephase import files
 from prunephase import metrics
 from prunephase import pruning
 from prunephase import tables
@@ -282,5 +283,5 @@ def load_run(path: str, cache_size: int = 2) -> Run:
   config_file = path / workdir_lib.CONFIG_FILE
   if not config_file.exists():
     raise FileNotFoundError(f'{path} holds no {workdir_lib.CONFIG_FILE}: not a prunephase run')
-  config = ml_collections.ConfigDict(workdir_lib.read_json(config_file))
+  config = ml_collections.ConfigDict(files.read_json(config_file))
   return Run(path, config, cache_size)

@@ -5,7 +5,10 @@
   dense/<group>/resume/<epoch>/                  optional mid-run resume point
   <prune>/spec.json                              the prune fields that name the branch
   <prune>/masks/<temperature>/0/                 orbax: masks (S, D, ...), pre-retrain errors
+  <prune>/levels/<temperature>/<level>/mask/0/   orbax: an IMP level's masks (S, ...)
+  <prune>/levels/<temperature>/<level>/train/    an IMP level's training run (epochs/, resume/)
   <prune>/<retrain>/<temperature>/epochs/<E>/    orbax: retrained population + per-epoch history
+  <prune>/<retrain>/<temperature>/resume/<E>/    optional mid-run resume point
   <prune>/<retrain>/<measure>/<temperature>.json per-pair LMC curves and CKA
   config.json, results.csv, cells.csv, *.png     the latest run's config and report
 
@@ -33,12 +36,12 @@ import numpy as np
 from prunephase import checkpoints
 from prunephase import config as config_lib
 from prunephase import data as data_lib
+from prunephase import files
 from prunephase import grid
+from prunephase import knobs
 from prunephase import models
 from prunephase import pruning
-from prunephase import registry
 from prunephase import train_steps as train_lib
-from prunephase import workdir as workdir_lib
 from prunephase.config import identity
 
 DATA_FILE = 'data.json'
@@ -114,6 +117,27 @@ def migrate_legacy_layout(path: str | pathlib.Path, previous_config: dict | None
   return True
 
 
+@dataclasses.dataclass(frozen=True)
+class RunDir:
+  """The directory of one resumable training run (a dense group, a retrain population, an IMP
+  level's training), from `Store`: `epochs/<epoch>/` holds its saved epochs (artifacts, with
+  the per-epoch history), `resume/<epoch>/` its newest mid-run resume point.
+
+  Attributes:
+    path: the run's directory.
+  """
+
+  path: pathlib.Path
+
+  @property
+  def epochs(self) -> pathlib.Path:
+    return self.path / 'epochs'
+
+  @property
+  def resume(self) -> pathlib.Path:
+    return self.path / 'resume'
+
+
 class Store:
   """One workdir's artifacts for one config (its branch), restored onto `device`.
 
@@ -180,13 +204,13 @@ class Store:
       file = self.path / DATA_FILE
       if not file.exists():
         raise ArtifactError(f'{file} is missing: run the train stage (or pass the dataset)')
-      stored = workdir_lib.read_json(file)
+      stored = files.read_json(file)
       self._facts = DataFacts(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in stored.items()})
     return self._facts
 
   def write_facts(self) -> None:
-    workdir_lib.write_json(self.path / DATA_FILE, dataclasses.asdict(self.facts))
+    files.write_json(self.path / DATA_FILE, dataclasses.asdict(self.facts))
 
   @functools.cached_property
   def model(self):
@@ -219,7 +243,7 @@ class Store:
       return
     for directory, stage in ((self.prune_dir.parent, 'prune'), (self.retrain_dir, 'retrain'),
                              (self.measure_dir, 'measure')):
-      workdir_lib.write_json(directory / SPEC_FILE, identity.fields(self.config, stage))
+      files.write_json(directory / SPEC_FILE, identity.fields(self.config, stage))
 
   # --------------------------------------------------------------------------- populations
 
@@ -255,12 +279,16 @@ class Store:
   def dense_dir(self, group: grid.DenseGroup) -> pathlib.Path:
     return self.path / 'dense' / group.name
 
+  def dense_run(self, group: grid.DenseGroup) -> RunDir:
+    """The training run of a dense group (its population's epochs and resume points)."""
+    return RunDir(self.dense_dir(group))
+
   def dense_models(self, temperature: float, epoch: int | None = None) -> dict[str, Any]:
     """The dense models of one temperature, one per dense seed: {'params', 'batch_stats'} with
     leading axis len(dense.seeds), in seed order; at `epoch` of their run if given (the rewind
     point of weight rewinding; 0 = the initialisation)."""
     for group in self.dense_groups():
-      if registry.knob(self.knob).checkpoints:
+      if knobs.knob(self.knob).checkpoints:
         step, members = int(temperature), list(range(len(group.seeds)))
       elif temperature in group.temperatures:
         step = max(group.save_epochs)
@@ -268,7 +296,7 @@ class Store:
       else:
         continue
       step = step if epoch is None else int(epoch)
-      directory = self.dense_dir(group) / 'epochs'
+      directory = self.dense_run(group).epochs
       if step not in checkpoints.steps(directory):
         raise ArtifactError(f'missing dense checkpoint {directory}/{step}: run the train stage '
                             'first')
@@ -307,6 +335,20 @@ class Store:
       tree['masks'] = pruning.unflatten_mask(tree['masks'], self.prunable(template))
     return tree
 
+  # --------------------------------------------------------------------------- IMP levels
+
+  def imp_level_dir(self, temperature: float, level: int) -> pathlib.Path:
+    """One IMP level's artifacts (`prune.schedule='iterative'`): its mask and training run."""
+    return self.prune_dir.parent / 'levels' / self.key(temperature) / str(level)
+
+  def imp_mask_dir(self, temperature: float, level: int) -> pathlib.Path:
+    """The level's masks (S, ...), one checkpoint at step 0."""
+    return self.imp_level_dir(temperature, level) / 'mask'
+
+  def imp_run(self, temperature: float, level: int) -> RunDir:
+    """The training run of the level's masked population (the dense seeds)."""
+    return RunDir(self.imp_level_dir(temperature, level) / 'train')
+
   # --------------------------------------------------------------------------- retrained
 
   def retrain_epochs(self) -> int:
@@ -318,12 +360,16 @@ class Store:
   def retrain_run_dir(self, temperature: float) -> pathlib.Path:
     return self.retrain_dir / self.key(temperature)
 
+  def retrain_run(self, temperature: float) -> RunDir:
+    """The training run of one temperature's retrain population."""
+    return RunDir(self.retrain_run_dir(temperature))
+
   def has_retrained(self, temperature: float) -> bool:
-    return self.retrain_epochs() in checkpoints.steps(self.retrain_run_dir(temperature) / 'epochs')
+    return self.retrain_epochs() in checkpoints.steps(self.retrain_run(temperature).epochs)
 
   def retrained(self, temperature: float) -> tuple[train_lib.MemberState, dict]:
     """The retrained population of one temperature and its per-epoch history (M, epochs)."""
-    directory = self.retrain_run_dir(temperature) / 'epochs'
+    directory = self.retrain_run(temperature).epochs
     if not self.has_retrained(temperature):
       raise ArtifactError(f'missing retrained models {directory}/{self.retrain_epochs()}: run '
                           'the retrain stage first')
@@ -338,11 +384,11 @@ class Store:
     return self.measure_file(temperature).exists()
 
   def write_measurement(self, temperature: float, value: dict[str, Any]) -> None:
-    workdir_lib.write_json(self.measure_file(temperature), value)
+    files.write_json(self.measure_file(temperature), value)
 
   def measurement(self, temperature: float) -> dict[str, Any]:
     """{'temperature', 'knob', 'cka_examples', 'cka_estimator', 'pairs': [...]}."""
     path = self.measure_file(temperature)
     if not path.exists():
       raise ArtifactError(f'missing {path}: run the measure stage first')
-    return workdir_lib.read_json(path)
+    return files.read_json(path)

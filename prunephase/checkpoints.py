@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from prunephase import workdir as workdir_lib
+from prunephase import files
 
 
 class CheckpointError(RuntimeError):
@@ -97,7 +97,7 @@ class _HeldWriteFailures(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     error = record.exc_info[1] if record.exc_info else None
-    if error is None or workdir_lib.storage_failure(error) is None:
+    if error is None or files.storage_failure(error) is None:
       return True
     if not self.dropping:
       self.records.append(record)
@@ -146,7 +146,7 @@ def save(directory: str | os.PathLike, step: int, tree: Any, max_to_keep: int | 
       manager.save(step, args=ocp.args.StandardSave(tree), force=True)
       manager.wait_until_finished()
   except Exception as error:  # pylint: disable=broad-except  # Orbax wraps OS errors variously.
-    message = workdir_lib.write_failure_message(pathlib.Path(directory) / str(step), error)
+    message = files.write_failure_message(pathlib.Path(directory) / str(step), error)
     if message is not None:
       # The filter stays: the save's other threads may still fail and log the same error.
       hold.dropping = True

@@ -10,7 +10,7 @@ import dataclasses
 import itertools
 import math
 
-from prunephase import registry
+from prunephase import knobs
 
 
 def temperature_key(knob: str, value: float) -> str:
@@ -58,7 +58,7 @@ def epochs_of(total_steps: int, steps_per_epoch: int) -> int:
 def dense_groups(config, num_train: int) -> list[DenseGroup]:
   """How the dense family splits into programs: one per batch size (a PROGRAMS knob), else one
   (a CHECKPOINTS knob's members are the seeds, any other's every (temperature, seed))."""
-  knob, dense = registry.knob(config.temperature.knob), config.dense
+  knob, dense = knobs.knob(config.temperature.knob), config.dense
   values = knob.hot_to_cold(config.temperature.grid)
   seeds = tuple(dense.seeds)
   if knob.programs:  # The batch size: each value its own program.

@@ -7,7 +7,7 @@ columns (results.csv, cells.csv) and the phase-diagram panels of those columns. 
 stage, the results and cells tables, the report's panels and figures, config validation,
 branch identity and `analysis.load_run` build their lists from the entries.
 
-  registry.register_metric(
+  metrics.register_metric(
       'disagreement', on='pairs', needs=('test_logits',), compute=disagreement,
       fields={'disagreement_examples': 0},
       columns=[metrics.Column('disagreement', title='Prediction disagreement',

@@ -8,8 +8,9 @@
 `loaded` is `cases.load_labelled(...)` of the first run; the commands are `prunephase-regimes
 --replicate`, `prunephase-advise --evaluate --replicate` and `prunephase-select --replicate`.
 The statistics (agreement, reliability, bootstrap intervals) are `prunephase.replication`; the
-case-study rules are `prunephase.cases`. Each function prints what its command prints and writes
-JSON into the first run's `out`; bad input raises cases.CaseError with a one-line message.
+case-study rules are `prunephase.advice` (CS1) and `prunephase.selection` (CS2). Each function
+prints what its command prints and writes JSON into the first run's `out`; bad input raises
+cases.CaseError with a one-line message.
 """
 
 import pathlib
@@ -17,11 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from prunephase import advice as advice_lib  # `advice`: a local name here.
 from prunephase import cases
+from prunephase import files
 from prunephase import regimes as regimes_lib
 from prunephase import replication
+from prunephase import selection
 from prunephase import tables
-from prunephase import workdir as workdir_lib
 
 
 def _table_knob(rows: list[dict[str, Any]]) -> str | None:
@@ -68,15 +71,16 @@ def load_replicates(loaded: dict[str, Any], paths: list[str]) -> list[dict[str, 
 
 
 def column_means(means: dict[str, np.ndarray], d: int) -> dict[str, np.ndarray]:
-  """The (T,) arrays cases.select_column reads, of density column d."""
+  """The (T,) arrays selection.select_column reads, of density column d."""
   return {f: means[f][:, d] for f in ('lmc', 'cka_softmax', 'test_error', 'dense_test_error')}
 
 
 def _rule_picks(run: dict[str, Any]) -> np.ndarray:
   """(D,) the temperature index CS2's three-regime rule picks per density; -1 for none."""
   labelled = run['labelled']
-  picks = [cases.select_column(run['knob'], run['temperatures'], column_means(labelled['means'], d),
-                         labelled['labels'][:, d])['three-regime rule']
+  picks = [selection.select_column(run['knob'], run['temperatures'],
+                                   column_means(labelled['means'], d),
+                                   labelled['labels'][:, d])['three-regime rule']
            for d in range(len(run['densities']))]
   return np.array([-1 if pick is None else pick for pick in picks])
 
@@ -106,7 +110,7 @@ def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
   # NaN (no confidence: one dense seed) is never confident.
   confident = [mask & (np.nan_to_num(c, nan=-1.0) >= min_confidence)
                for mask, c in zip(labelled, confidence)]
-  advice = [np.vectorize(cases.advice_for, otypes=[object])(grid) for grid in labels]
+  advice = [np.vectorize(advice_lib.advice_for, otypes=[object])(grid) for grid in labels]
   picks = [_rule_picks(run) for run in runs]
   statistics = dict(zip(REPLICATION_LINES, (
       replication.pairwise_agreement(labels, labelled),
@@ -170,7 +174,7 @@ def replicate(runs: list[dict[str, Any]]) -> dict[str, Any]:
                       'bins': table},
       'picks': [[None if p < 0 else temperatures[p] for p in run_picks] for run_picks in picks],
       'disagreements': disagreements}
-  workdir_lib.write_json(out / 'replication.json', result)
+  files.write_json(out / 'replication.json', result)
   print(f'wrote {out / "replication.json"}')
   return result
 
@@ -214,11 +218,11 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
   out = first['out']
   cases.make_out(out)
   labels = cases.evidence_labels(first)  # An adaptive search's inferred cells: no advice.
-  uncertain = cases.uncertain_cells(first)
+  uncertain = advice_lib.uncertain_cells(first)
   tables_out = {}
   for kind in ('every_move', 'significant_moves'):
-    outcomes = {k: [] for k in cases.EVALUATION_KEYS}
-    left_out = {k: {} for k in cases.EVALUATION_KEYS}
+    outcomes = {k: [] for k in advice_lib.EVALUATION_KEYS}
+    left_out = {k: {} for k in advice_lib.EVALUATION_KEYS}
     for run in runs[1:]:
       labelled = run['labelled']
       units = labelled['num_units']
@@ -226,9 +230,9 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
       if kind == 'significant_moves':
         standard_error = np.where(units > 1, labelled['stds']['test_error']
                                   / np.sqrt(np.maximum(units, 1)), np.nan)
-      result, why = cases.advice_outcomes(labelled['means']['test_error'], labels,
-                                          standard_error, uncertain)
-      for k in cases.EVALUATION_KEYS:
+      result, why = advice_lib.advice_outcomes(labelled['means']['test_error'], labels,
+                                               standard_error, uncertain)
+      for k in advice_lib.EVALUATION_KEYS:
         outcomes[k].append(result[k].ravel())
         for reason, count in why[k].items():
           left_out[k][reason] = left_out[k].get(reason, 0) + count
@@ -236,25 +240,26 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
     tables_out[kind] = {
         k: {'right': int(np.nansum(np.stack(outcomes[k]))), 'cells': intervals[k]['judged'],
             'accuracy': intervals[k]['estimate'], 'low': intervals[k]['low'],
-            'high': intervals[k]['high'], 'left_out': left_out[k]} for k in cases.EVALUATION_KEYS}
-  in_sample = cases.evaluate_advice(first['labelled']['means']['test_error'], labels,
-                                    uncertain=uncertain)
+            'high': intervals[k]['high'], 'left_out': left_out[k]}
+        for k in advice_lib.EVALUATION_KEYS}
+  in_sample = advice_lib.evaluate_advice(first['labelled']['means']['test_error'], labels,
+                                         uncertain=uncertain)
   others = ', '.join(f'run {i + 2}' for i in range(len(runs) - 1))
   print(f'CS1 out of sample: the advice of run 1\'s labels, judged on the test errors of '
         f'{others} ({_runs_header(runs)}; every cell counted once per judging run)')
   level = f'{100 * replication.INTERVAL_LEVEL:g}% interval'
   titles = {'every_move': 'every move',
             'significant_moves': f'significant moves only (|change in test error| > '
-                                 f'{cases.SIGNIFICANCE_Z:g} standard errors of the judging run\'s '
-                                 'dense seeds, both cells)'}
+                                 f'{advice_lib.SIGNIFICANCE_Z:g} standard errors of the judging '
+                                 'run\'s dense seeds, both cells)'}
   verdicts = {}
   for kind, title in titles.items():
     rows = tables_out[kind]
     cases.print_table(title, ['move', 'cells judged', 'right', 'accuracy', level],
                  [[name, rows[k]['cells'], rows[k]['right'], cases.format_value(rows[k]['accuracy'], 3),
                    replication.interval_text(rows[k]['low'], rows[k]['high'])]
-                  for k, name in cases.EVALUATION_ROWS.items()])
-    why = cases.left_out_text(rows['advice']['left_out'])
+                  for k, name in advice_lib.EVALUATION_ROWS.items()])
+    why = advice_lib.left_out_text(rows['advice']['left_out'])
     if why:
       print(f'the advice left out: {why}')
     verdicts[kind] = advice_verdict(rows)
@@ -265,18 +270,20 @@ def evaluate_out_of_sample(runs: list[dict[str, Any]]) -> dict[str, Any]:
         f'{cases.format_value(advice["accuracy"], 3)} ({advice["right"]}/{advice["cells"]})')
   result = {'labels_from': str(first['source']),
             'test_errors_from': [str(run['source']) for run in runs[1:]],
-            'significance': f'|change in test error| > {cases.SIGNIFICANCE_Z:g} x sqrt(se_a^2 + '
-                            'se_b^2), se = std over the judging run\'s dense seeds / sqrt(n)',
+            'significance': f'|change in test error| > {advice_lib.SIGNIFICANCE_Z:g} x '
+                            'sqrt(se_a^2 + se_b^2), se = std over the judging run\'s dense seeds '
+                            '/ sqrt(n)',
             'interval': {'level': replication.INTERVAL_LEVEL, 'method': 'percentile bootstrap',
                          'units': 'cells', 'resamples': replication.INTERVAL_RESAMPLES,
                          'seed': replication.INTERVAL_SEED},
             **tables_out, 'verdict': verdicts, 'in_sample': in_sample}
-  workdir_lib.write_json(out / 'advise_out_of_sample.json', result)
+  files.write_json(out / 'advise_out_of_sample.json', result)
   print(f'wrote {out / "advise_out_of_sample.json"}')
   return result
 
 
-FIRST_RUN_ORACLE = 'best test error in run 1'  # cases.select_column's oracle, scored elsewhere.
+# selection.select_column's oracle, scored elsewhere.
+FIRST_RUN_ORACLE = 'best test error in run 1'
 
 
 def select_out_of_sample(runs: list[dict[str, Any]],
@@ -288,12 +295,12 @@ def select_out_of_sample(runs: list[dict[str, Any]],
   first = runs[0]
   knob, temperatures, densities = first['knob'], first['temperatures'], first['densities']
   means, labels = first['labelled']['means'], cases.evidence_labels(first)  # Measured only.
-  chosen = cases.chosen_densities(densities, density)
+  chosen = selection.chosen_densities(densities, density)
   out = first['out']
   cases.make_out(out)
   gaps, in_sample, records = {}, {}, []
   for d in chosen:
-    picks = cases.select_column(knob, temperatures, column_means(means, d), labels[:, d])
+    picks = selection.select_column(knob, temperatures, column_means(means, d), labels[:, d])
     picks[FIRST_RUN_ORACLE] = picks.pop('oracle')
     own = means['test_error'][:, d]
     lines = []
@@ -346,6 +353,6 @@ def select_out_of_sample(runs: list[dict[str, Any]],
                          'units': 'densities', 'resamples': replication.INTERVAL_RESAMPLES,
                          'seed': replication.INTERVAL_SEED},
             'summary': summary, 'records': records}
-  workdir_lib.write_json(out / 'select_out_of_sample.json', result)
+  files.write_json(out / 'select_out_of_sample.json', result)
   print(f'wrote {out / "select_out_of_sample.json"}')
   return result

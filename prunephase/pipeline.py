@@ -17,13 +17,14 @@ def user_errors() -> tuple[type[Exception], ...]:
   from prunephase import checkpoints
   from prunephase import config as config_lib
   from prunephase import data as data_lib
+  from prunephase import files
+  from prunephase import metrics
   from prunephase import models
   from prunephase import registry
   from prunephase import sweep as sweep_lib
-  from prunephase import workdir as workdir_lib
   return (config_lib.ConfigError, data_lib.DataError, sweep_lib.SweepError,
-          workdir_lib.WorkdirError, checkpoints.CheckpointError, models.ModelError,
-          registry.RegistryError, registry.MetricError)
+          files.WorkdirError, checkpoints.CheckpointError, models.ModelError,
+          registry.RegistryError, metrics.MetricError)
 
 
 def check_stages(stages) -> list[str]:
@@ -40,7 +41,7 @@ def check_stages(stages) -> list[str]:
 
 def print_summary(sweep, summary: dict, total_seconds: float) -> None:
   """The closing lines: grid, time per stage, outputs, regimes, findings."""
-  from prunephase import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  from prunephase import progress  # pylint: disable=import-outside-toplevel
   config = sweep.config
   print('\n=== prunephase summary ===')
   print(f'grid: {len(sweep.temperatures)} temperatures ({sweep.knob}) x '
@@ -49,8 +50,8 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
         f'{config.dataset.name}; pruning {config.prune.method}')
   store = sweep.store
   print(f'branch: {store.measure_dir.relative_to(sweep.path)} (spec.json in each directory)')
-  times = ', '.join(f'{k} {workdir_lib.format_seconds(v)}' for k, v in sweep.timings.items())
-  print(f'time: {times}; total {workdir_lib.format_seconds(total_seconds)}')
+  times = ', '.join(f'{k} {progress.format_seconds(v)}' for k, v in sweep.timings.items())
+  print(f'time: {times}; total {progress.format_seconds(total_seconds)}')
   if summary:
     print(f'figure: {sweep.path / "phase_diagram.png"}  (curves: lmc_curves.png)')
     print(f'tables: {sweep.path / "results.csv"} ({summary["num_rows"]} rows), cells.csv')

@@ -12,15 +12,15 @@ from matplotlib import patheffects  # pylint: disable=g-import-not-at-top,wrong-
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from prunephase import knobs  # pylint: disable=g-import-not-at-top
 from prunephase import metrics  # pylint: disable=g-import-not-at-top
 from prunephase import regimes as regimes_lib  # pylint: disable=g-import-not-at-top
-from prunephase import registry  # pylint: disable=g-import-not-at-top
 
 
 def knob_label(knob: str) -> str:
-  """The temperature axis label of a knob (its registry entry's `label`; the name itself for a
+  """The temperature axis label of a knob (its `knobs.Knob` entry's `label`; the name itself for a
   knob this process does not know)."""
-  return registry.knob(knob).label if knob in registry.names(registry.KNOB) else knob
+  return knobs.knob(knob).label if knob in knobs.names() else knob
 
 
 # The LMC colour scale (and the Bezier-curve MC's, same units) is symmetric around 0 and spans

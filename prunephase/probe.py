@@ -2,7 +2,7 @@
 dense seed and two retrain seeds, run as an ordinary sweep into a new workdir.
 
   probe.run_probe(config, 'NEW_DIR', temperature=128, density=0.06)
-  cases.advise(cases.load_labelled(workdir='NEW_DIR'), 128, 0.06)
+  advice.advise(cases.load_labelled(workdir='NEW_DIR'), 128, 0.06)
 
 `prunephase-advise --probe` does both.
 """

@@ -1,7 +1,7 @@
 """Does an answer replicate? Statistics comparing independent runs of one grid.
 
-Pure NumPy functions on the arrays the case studies already compute (prunephase.cases puts
-them together, prints them and writes them; `prunephase-regimes --replicate`,
+Pure NumPy functions on the arrays the case studies already compute (prunephase.out_of_sample
+puts them together, prints them and writes them; `prunephase-regimes --replicate`,
 `prunephase-advise --evaluate --replicate`, `prunephase-select --replicate`).
 
 A *run* is one results table of a temperature x density grid (e.g. a sweep with other dense

@@ -245,5 +245,5 @@ def start_distributed() -> None:
               'num_processes': int(os.environ['PRUNEPHASE_NUM_PROCESSES']),
               'process_id': int(os.environ['PRUNEPHASE_PROCESS_ID'])}
   jax.distributed.initialize(**kwargs)
-  from prunephase import workdir  # pylint: disable=import-outside-toplevel
-  workdir.Progress.silent = jax.process_index() != 0  # Progress lines from process 0 only.
+  from prunephase import progress  # pylint: disable=import-outside-toplevel
+  progress.Progress.silent = jax.process_index() != 0  # Progress lines from process 0 only.

@@ -19,6 +19,8 @@ from prunephase import adaptive_cells
 from prunephase import adaptive_seeds
 from prunephase import artifacts
 from prunephase import config as config_lib
+from prunephase import files
+from prunephase import metrics_log
 from prunephase import workdir as workdir_lib
 from prunephase.stages import measure
 from prunephase.stages import prune
@@ -32,7 +34,7 @@ STAGES = ('train', 'prune', 'retrain', 'measure', 'report')  # Pipeline order.
 RUN = {'train': train.run, 'prune': prune.run, 'retrain': retrain.run, 'measure': measure.run,
        'report': report.run}
 # OS errors of a stage that mean a full or unwritable filesystem, not a bug: one line naming
-# the path (`workdir.write_failure_message`) instead of a traceback.
+# the path (`files.write_failure_message`) instead of a traceback.
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS)
 SweepError = artifacts.ArtifactError  # A stage cannot run: a missing or unreadable artifact.
 
@@ -84,7 +86,7 @@ def run_sweep(config, workdir: str | pathlib.Path,
   Raises:
     config.ConfigError, models.ModelError, data.DataError, registry.RegistryError: bad input,
       before anything is written.
-    workdir.WorkdirError, checkpoints.CheckpointError: the workdir cannot be used, or a write
+    files.WorkdirError, checkpoints.CheckpointError: the workdir cannot be used, or a write
       failed (a full disk, no permission): one line naming the path; rerunning resumes.
     SweepError: a missing or unreadable artifact.
   """
@@ -95,7 +97,7 @@ def run_sweep(config, workdir: str | pathlib.Path,
     sweep.mesh  # pylint: disable=pointless-statement  # A mesh that does not fit the devices.
     sweep.check_model()  # A user's model: its outputs against the classes, shapes only.
     if config.get('tensorboard', False):
-      workdir_lib.require_tensorboard()  # Not after the first epoch's checkpoint.
+      metrics_log.require_tensorboard()  # Not after the first epoch's checkpoint.
   # Process 0 holds the workdir (lock, config check, config.json); the others wait for it.
   opened = workdir_lib.Workdir(workdir, config.to_dict()) if sweep.is_primary else None
   try:
@@ -112,8 +114,8 @@ def run_sweep(config, workdir: str | pathlib.Path,
     # catches the rest (e.g. a figure) the same way. Other OS errors keep their traceback.
     if error.errno not in WRITE_ERRNOS:
       raise
-    raise workdir_lib.WorkdirError(
-        workdir_lib.write_failure_message(error.filename or sweep.path, error)) from error
+    raise files.WorkdirError(
+        files.write_failure_message(error.filename or sweep.path, error)) from error
   finally:
     if opened is not None:
       opened.release()

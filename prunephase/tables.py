@@ -11,7 +11,7 @@ import math
 import os
 from typing import Any
 
-from prunephase import registry
+from prunephase import knobs
 from prunephase.config import names
 
 REQUIRED = ('temperature', 'density', 'lmc')
@@ -71,18 +71,18 @@ def axes(rows: list[dict], knob: str | None = None) -> tuple[str, list[float], l
   """(knob, temperatures hottest first, densities ascending) of a table.
 
   The knob comes from the argument or the table's `knob` column; it says which direction is
-  hotter (its `registry.Knob` entry).
+  hotter (its `knobs.Knob` entry).
   """
-  knobs = {row.get('knob') for row in rows if row.get('knob')}
+  column_knobs = {row.get('knob') for row in rows if row.get('knob')}
   if knob is None:
-    if len(knobs) != 1:
+    if len(column_knobs) != 1:
       raise TableError('cannot tell which temperatures are hotter: the table needs one value in '
                        'a knob column or pass --knob (one of '
-                       f'{", ".join(registry.names(registry.KNOB))})')
-    knob = knobs.pop()
-  if knob not in registry.names(registry.KNOB):
+                       f'{", ".join(knobs.names())})')
+    knob = column_knobs.pop()
+  if knob not in knobs.names():
     raise TableError(f'unknown knob {knob!r}; choose one of '
-                     f'{", ".join(registry.names(registry.KNOB))}')
+                     f'{", ".join(knobs.names())}')
   temperatures = names.hot_to_cold(knob, sorted({row['temperature'] for row in rows}))
   densities = sorted({row['density'] for row in rows})
   return knob, temperatures, densities

@@ -41,7 +41,7 @@ class TrainSpec:
     use_sam: SAM (two gradients per step) instead of SGD.
     augmentation: 'none' or 'crop_flip' (see `data.augment`).
     loss: `loss(logits, labels, hparams) -> scalar` in place of the mean cross-entropy (a knob's
-      hook, `registry.Knob.loss`: logits (batch, classes) float32, labels (batch,) int32,
+      hook, `knobs.Knob.loss`: logits (batch, classes) float32, labels (batch,) int32,
       hparams this member's `Hparams`), or None. Dense training only.
   """
 
@@ -63,7 +63,7 @@ class Hparams:
   a population's defaults are broadcast to (M,) by `for_members` and the trainer. Dense
   members take the dense section's lr, weight decay and SAM rho where the knob does not set
   them (`knobs.dense_member_fields`), retrain members the retrain section's. `extra` holds the
-  per-member values of fields a user's knob sets (`registry.register_knob(sets=...)`), by
+  per-member values of fields a user's knob sets (`knobs.register_knob(sets=...)`), by
   name, for its loss hook (`TrainSpec.loss`); empty for the built-in knobs.
   """
 

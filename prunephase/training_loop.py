@@ -1,34 +1,89 @@
 """The resumable population trainer: a population trained to a step count over a workdir
 directory, with epoch checkpoints, resume points, a metrics log and progress lines.
 
-Used by the train stage (dense family) and the retrain stage (masked populations). A killed run
-resumes from the newest checkpoint in `directory/epochs` or `directory/resume` and gives the same
-numbers (data order and augmentation are functions of the member's key and the epoch).
+Used by the train stage (dense family), the retrain stage and IMP's levels (masked
+populations). A killed run resumes from the newest checkpoint of its run directory
+(`artifacts.RunDir`: saved epochs or a resume point) and gives the same numbers (data order and
+augmentation are functions of the member's key and the epoch).
+
+The trainer knows no sweep and reads no config: what it runs on (`Runtime`) is resolved once
+per sweep (`stages.context.Sweep.training`), where to save comes from the artifact store.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+import dataclasses
 import functools
-import pathlib
+from typing import Any
 
 import jax
 import numpy as np
 
+from prunephase import artifacts
 from prunephase import checkpoints
-from prunephase import dispatch
+from prunephase import data as data_lib
 from prunephase import grid
+from prunephase import metrics_log
 from prunephase import optim
 from prunephase import population
+from prunephase import progress as progress_lib
 from prunephase import train_steps as train_lib
-from prunephase import workdir as workdir_lib
 
-HISTORY_KEYS = workdir_lib.METRIC_KEYS
+HISTORY_KEYS = metrics_log.METRIC_KEYS
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+  """What a sweep's populations train on and where they go, resolved once per sweep
+  (`stages.context.Sweep.training`), so that the trainer reads no config.
+
+  Attributes:
+    model: the Flax module.
+    dataset: the training and test data.
+    mesh: the ('members', 'data') mesh, or None on a single device.
+    automatic_layout: whether the mesh is the automatic one (no `mesh.members`, one data
+      shard); each population then trims its member axis so that no member is a padded copy
+      (`population.mesh_without_padding`).
+    steps_per_call: training steps per jitted call, resolved for the backend and model (None =
+      a whole epoch; `dispatch.resolve_steps_per_call`).
+    members_per_chunk: members vmapped together per device (None = all at once).
+    is_primary: whether this process writes the metrics log and prints (process 0 of a run).
+    write_metrics: appends rows to the sweep's metrics log (which opens on the first write).
+    store: the artifact store that saves and restores the populations.
+  """
+
+  model: Any
+  dataset: data_lib.Dataset
+  mesh: jax.sharding.Mesh | None
+  automatic_layout: bool
+  steps_per_call: int | None
+  members_per_chunk: int | None
+  is_primary: bool
+  write_metrics: Callable[[list[dict]], None]
+  store: artifacts.Store
+
+
+@dataclasses.dataclass(frozen=True)
+class Members:
+  """A population to train, with a leading member axis M.
+
+  Attributes:
+    states: the members' `train_steps.MemberState`.
+    hparams: their `train_steps.Hparams` (fields of shape (M,), or defaults broadcast to it).
+    masks: their pruning masks; None when dense.
+    info: one dict per member for the metrics log (M of them).
+  """
+
+  states: train_lib.MemberState
+  hparams: train_lib.Hparams
+  masks: Any
+  info: list[dict]
 
 
 def train_spec(section, num_train: int, total_steps: int | None = None,
                batch_size: int | None = None, use_sam: bool = False,
                decays: bool = True, loss=None) -> tuple[train_lib.TrainSpec, int]:
   """TrainSpec of a dense or retrain section (batch size overridable), and the total steps;
-  `loss` is the knob's dense loss hook (`registry.Knob.loss_fn`), None for cross-entropy."""
+  `loss` is the knob's dense loss hook (`knobs.Knob.loss_fn`), None for cross-entropy."""
   batch_size = int(batch_size or section.batch_size)
   spe = grid.steps_per_epoch(num_train, batch_size)
   total = total_steps or section.epochs * spe
@@ -95,30 +150,31 @@ def resume_line(label: str, start: int, until: int, num_epochs: int, source: str
           'whatever a stopped run trained after it)')
 
 
-def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_steps: int,
-                    states, hparams, masks, save_epochs: Sequence[int], resume_every: int,
-                    member_info: list[dict], label: str, progress: workdir_lib.Progress
+def train_resumably(runtime: Runtime, run: artifacts.RunDir, members: Members, *, stage: str,
+                    spec: train_lib.TrainSpec, total_steps: int, save_epochs: Sequence[int],
+                    resume_every: int, label: str, progress: progress_lib.Progress
                     ) -> tuple[train_lib.MemberState, dict]:
   """Trains a population to `total_steps`, saving `save_epochs` and resume points.
 
   Args:
-    sweep: the `stages.context.Sweep` (dataset, model, mesh, store, metrics log).
-    stage: 'train' or 'retrain' (metrics-log rows and progress lines).
-    directory: where `epochs/<epoch>` and `resume/<epoch>` checkpoints go.
+    runtime: what the sweep trains on (model, data, mesh, layout, metrics log, store).
+    run: the run's directory, from the store (`Store.dense_run`, `retrain_run`, `imp_run`):
+      its saved epochs and resume points.
+    members: the population (leading member axis M) and its metrics-log fields.
+    stage: 'train', 'prune' (IMP levels) or 'retrain' (metrics-log rows and progress lines).
     spec, total_steps: from `train_spec`.
-    states, hparams, masks: the population (leading member axis M); masks None when dense.
     save_epochs: epochs whose checkpoints are artifacts (the last epoch always is; 0 = the
       initial states). Where a later epoch is saved but an earlier one is missing (e.g. a
       rewind point asked for after the run finished), training restarts from the newest
-      checkpoint before it, or from `states`, and stops once it is saved: data order and
-      augmentation depend only on each member's key and the epoch, so it is the same state.
+      checkpoint before it, or from `members.states`, and stops once it is saved: data order
+      and augmentation depend only on each member's key and the epoch, so it is the same state.
     resume_every: extra resume checkpoint every N epochs (0 = off; one kept).
-    member_info: one dict per member for the metrics log.
     label, progress: progress line prefix and counter (member-steps).
 
   Returns the final states and the per-epoch history {key: (M, epochs)}.
   """
-  store = sweep.store
+  store = runtime.store
+  states, hparams, masks, member_info = members.states, members.hparams, members.masks, members.info
   full_epochs, remainder = divmod(total_steps, spec.steps_per_epoch)
   num_epochs = full_epochs + (1 if remainder else 0)
   num_members = len(member_info)
@@ -126,19 +182,20 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
   unpad = lambda tree: jax.tree.map(lambda a: a[:num_members], tree)
   history = {k: np.full((num_members, num_epochs), np.nan, np.float32) for k in HISTORY_KEYS}
   start = 0
-  saved_epochs = checkpoints.steps(directory / 'epochs')
+  saved_epochs = checkpoints.steps(run.epochs)
   wanted = set(save_epochs) | {num_epochs}
   missing = sorted(wanted - set(saved_epochs))
   until = missing[-1] if missing else num_epochs  # Last epoch this call trains.
-  done = [e for e in saved_epochs + checkpoints.steps(directory / 'resume')
+  done = [e for e in saved_epochs + checkpoints.steps(run.resume)
           if not missing or e < missing[0]]
   if 0 in missing:  # The initial states are an artifact (weight rewinding to the init).
-    store.save_population(directory / 'epochs', 0, states, None)
+    store.save_population(run.epochs, 0, states, None)
   source = None
   if done:
     start = max(done)
     source = 'epochs' if start in saved_epochs else 'resume'
-    states, saved = store.restore_population(directory / source, start)
+    states, saved = store.restore_population(run.epochs if source == 'epochs' else run.resume,
+                                             start)
     for k in HISTORY_KEYS:
       if k in saved:
         history[k][:, :start] = np.asarray(saved[k])[:, :start]
@@ -157,31 +214,27 @@ def train_resumably(sweep, *, stage: str, directory: pathlib.Path, spec, total_s
     for m, info in enumerate(member_info):
       rows.append({'stage': stage, **info, 'epoch': epoch,
                    **{k: float(metrics[k][m]) for k in HISTORY_KEYS}})
-    if sweep.is_primary:
-      sweep.metrics_log.write(rows)
+    if runtime.is_primary:
+      runtime.write_metrics(rows)
     if epoch in missing:
-      store.save_population(directory / 'epochs', epoch, unpad(states), history)
+      store.save_population(run.epochs, epoch, unpad(states), history)
     elif resume_every and epoch % resume_every == 0:
-      store.save_population(directory / 'resume', epoch, unpad(states), history, max_to_keep=1)
+      store.save_population(run.resume, epoch, unpad(states), history, max_to_keep=1)
     steps = min(epoch * spec.steps_per_epoch, total_steps) - min(
         (epoch - 1) * spec.steps_per_epoch, total_steps)
     progress.advance(num_members * steps, f'{label} epoch {epoch}/{num_epochs} test error '
                      f'{np.nanmean(metrics["test_error"]):.3f}')
 
-  dataset, mesh, masked = sweep.dataset, sweep.mesh, masks is not None
-  mesh_config = sweep.config.get('mesh') or {}
-  if mesh is not None and not mesh_config.get('members') and mesh_config.get('data', 1) == 1:
+  dataset, mesh, masked = runtime.dataset, runtime.mesh, masks is not None
+  if mesh is not None and runtime.automatic_layout:
     # An automatic layout: no member is a padded copy (see `mesh_without_padding`).
     mesh = population.mesh_without_padding(mesh, num_members, spec.batch_size)
-  execution = sweep.config.get('train') or {}
-  layout = (dispatch.resolve_steps_per_call(execution.get('steps_per_call', 'auto'), sweep.model,
-                                            dataset.input_shape),
-            sweep.members_per_chunk)
-  program = _program(sweep.model, spec, masked, mesh, *layout)
+  program = _program(runtime.model, spec, masked, mesh, runtime.steps_per_call,
+                     runtime.members_per_chunk)
   if mesh is not None:
     multiple = mesh.shape[population.MEMBERS]
     (states, hparams, masks), _ = population.pad_members((states, hparams, masks), multiple)
-    if -num_members % multiple and sweep.is_primary:
+    if -num_members % multiple and runtime.is_primary:
       print(f'[{stage}] {label}: {num_members} members padded to '
             f'{num_members + (-num_members % multiple)} for the {multiple}-way member axis',
             flush=True)

@@ -117,6 +117,24 @@ def test_an_added_seed_has_keys_of_its_own_in_the_same_branch(tmp_path):
   assert adaptive_seeds.SeedStore(base, (0.2,), 4, 3).config.prune.seed == 3000  # population.
 
 
+def test_store_locations_keep_the_workdir_layout(tmp_path):
+  """Every location the stages train into comes from the store, at the paths of earlier
+  versions (existing workdirs resume); an added seed's are under its keys in the same branch."""
+  base = _store(tmp_path)
+  branch = base.prune_dir.parent
+  assert base.prune_dir == branch / 'masks' and base.retrain_dir.parent == branch
+  (group,) = base.dense_groups()
+  assert base.dense_run(group).epochs == tmp_path / 'dense' / 'all' / 'epochs'
+  assert base.dense_run(group).resume == tmp_path / 'dense' / 'all' / 'resume'
+  assert base.retrain_run(0.2).epochs == base.retrain_dir / 'lr=0.2' / 'epochs'
+  assert base.retrain_run(0.2).path == base.retrain_run_dir(0.2)
+  assert base.imp_mask_dir(0.2, 3) == branch / 'levels' / 'lr=0.2' / '3' / 'mask'
+  assert base.imp_run(0.2, 3).resume == branch / 'levels' / 'lr=0.2' / '3' / 'train' / 'resume'
+  unit = adaptive_seeds.SeedStore(base, (0.2,), 4)
+  assert unit.imp_level_dir(0.2, 1) == branch / 'levels' / 'lr=0.2+seed4' / '1'
+  assert unit.retrain_run(0.2).path == base.retrain_dir / 'lr=0.2+seed4'
+
+
 def test_cost_is_training_steps_times_members(tmp_path):
   store = _store(tmp_path, 'batch_size', (16, 64))
   retrain = 2 * (480 // 64) * 2 * 3  # epochs x steps per epoch, x densities x retrain seeds.

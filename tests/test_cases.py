@@ -1,5 +1,6 @@
-"""Tests for the case studies (prunephase.cases), table reading (prunephase.tables) and the
-prunephase-regimes / -advise / -select commands on synthetic tables with known answers."""
+"""Tests for table reading (prunephase.tables), labelled tables (prunephase.cases) and the
+prunephase-regimes / -advise / -select commands on synthetic tables with known answers (the
+case-study rules themselves: tests/test_advice.py, tests/test_selection.py)."""
 
 import csv
 import json
@@ -24,129 +25,6 @@ from prunephase.cli import regimes as regimes_cli
 def _write(path, header, rows):
   path.write_text('\n'.join([','.join(header)] + [','.join(map(str, r)) for r in rows]) + '\n')
   return path
-
-
-# ---------------------------------------------------------------------------- advice
-
-
-def test_advice_for():
-  assert cases.advice_for('I') == 'increase'
-  assert cases.advice_for('II-A') == 'decrease'
-  assert cases.advice_for('II-B') == 'keep'
-  assert cases.advice_for('') == 'none'
-  assert cases.advice_for('III') == 'none'
-
-
-def test_evaluate_advice_counts():
-  # Rows hottest first. Hand count per cell (advice: right?; always-increase; always-decrease):
-  #   col 0  t0 I    no hotter -> not counted;         -;  0.20<0.30 T
-  #          t1 II-A colder 0.25<0.20 F;               F;  F
-  #          t2 II-B hotter 0.20<0.25 -> keep F;       T;  -
-  #   col 1  t0 II-A colder 0.40<0.30 F;               -;  F
-  #          t1 I    hotter 0.30<0.40 T;               T;  T
-  #          t2 II-B no neighbour lower -> keep T;     F;  -
-  #   col 2  t0 ''   NaN error -> skipped everywhere
-  #          t1 II-B hotter NaN, colder 0.3 -> keep T; -;  F
-  #          t2 II-B hotter 0.2<0.3 -> keep F;         T;  -
-  #   col 3  t0 II-B colder 0.2 -> keep T;             -;  F
-  #          t1 ''   no advice;                        T;  F
-  #          t2 II-A no colder -> not counted;         T;  -
-  labels = np.array([['I', 'II-A', '', 'II-B'],
-                     ['II-A', 'I', 'II-B', ''],
-                     ['II-B', 'II-B', 'II-B', 'II-A']], dtype=object)
-  test_error = np.array([[0.30, 0.30, np.nan, 0.1],
-                         [0.20, 0.40, 0.2, 0.2],
-                         [0.25, 0.10, 0.3, 0.3]])
-  result = cases.evaluate_advice(test_error, labels)
-  expected = {'increase': (1, 1), 'decrease': (0, 2), 'keep': (3, 5),
-              'always_increase': (5, 7), 'always_decrease': (2, 7), 'advice': (4, 8)}
-  assert set(result) == set(expected)
-  for name, (right, cells) in expected.items():
-    assert (result[name]['right'], result[name]['cells']) == (right, cells), name
-    assert np.isclose(result[name]['accuracy'], right / cells), name
-
-
-def test_evaluate_advice_without_neighbours():
-  result = cases.evaluate_advice(np.array([[0.1, 0.2]]), np.array([['I', 'II-B']], dtype=object))
-  for value in result.values():
-    assert value['right'] == 0 and value['cells'] == 0 and np.isnan(value['accuracy'])
-
-
-# ---------------------------------------------------------------------------- select
-
-
-def _column(lmc, cka, test_error, dense_test_error):
-  return {'lmc': np.array(lmc, float), 'cka_softmax': np.array(cka, float),
-          'test_error': np.array(test_error, float),
-          'dense_test_error': np.array(dense_test_error, float)}
-
-
-def test_select_column_each_method():
-  temperatures = [10.0, 20.0, 40.0, 80.0, 160.0]  # epochs, hottest first
-  labels = np.array(['I', 'II-A', 'II-B', 'II-A', 'II-A'], dtype=object)
-  column = _column(lmc=[-0.5, 0.0, -0.01, 0.03, 0.01],
-                   cka=[0.99, 0.80, 0.90, 0.85, 0.70],
-                   test_error=[0.30, 0.25, 0.15, 0.20, 0.22],
-                   dense_test_error=[0.40, 0.10, 0.20, 0.30, 0.35])
-  picks = cases.select_column('epochs', temperatures, column, labels)
-  assert picks == {
-      'three-regime rule': 2,  # highest CKA outside Regime I (0.99 is in I)
-      'best dense test accuracy': 1,
-      'last checkpoint / coldest': 4,
-      'LMC only': 3,
-      'CKA only': 0,
-      'oracle': 2,
-  }
-
-
-def test_select_column_skips_unlabelled_cells():
-  labels = np.array(['II-A', '', 'II-B'], dtype=object)
-  column = _column(lmc=[0.0, np.nan, -0.01], cka=[0.8, 0.99, 0.9],
-                   test_error=[0.2, np.nan, 0.1], dense_test_error=[0.1, 0.1, 0.1])
-  picks = cases.select_column('epochs', [1.0, 2.0, 3.0], column, labels)
-  assert picks['three-regime rule'] == 2
-  assert picks['CKA only'] == 1  # the baseline does not look at labels
-  assert picks['LMC only'] == 0
-  assert picks['oracle'] == 2
-  assert picks['best dense test accuracy'] == 0  # ties: the first (hottest)
-
-
-def test_select_column_all_regime_one_falls_back_to_max_lmc():
-  labels = np.array(['I', 'I', 'I'], dtype=object)
-  column = _column(lmc=[-0.5, -0.1, -0.3], cka=[0.9, 0.5, 0.7], test_error=[0.3, 0.2, 0.1],
-                   dense_test_error=[0.1, 0.2, 0.3])
-  picks = cases.select_column('epochs', [1.0, 2.0, 3.0], column, labels)
-  assert picks['three-regime rule'] == 1
-  assert picks['CKA only'] == 0
-  assert picks['oracle'] == 2
-
-
-def test_select_column_no_finite_values_gives_none():
-  labels = np.array(['', ''], dtype=object)
-  nan = [np.nan, np.nan]
-  picks = cases.select_column('epochs', [1.0, 2.0], _column(nan, nan, nan, nan), labels)
-  assert picks['three-regime rule'] is None and picks['oracle'] is None
-  assert picks['LMC only'] is None and picks['CKA only'] is None
-  assert picks['last checkpoint / coldest'] == 1
-
-
-def test_select_column_sam_rho_baselines():
-  temperatures = [0.2, 0.1, 0.05, 0.0]  # SAM rho: larger is hotter, so descending
-  labels = np.array(['II-A', 'II-B', 'II-A', 'I'], dtype=object)
-  column = _column(lmc=[0.0, 0.0, 0.0, -0.5], cka=[0.8, 0.9, 0.85, 0.95],
-                   test_error=[0.2, 0.15, 0.18, 0.3], dense_test_error=[0.1, 0.1, 0.1, 0.1])
-  picks = cases.select_column('sam_rho', temperatures, column, labels)
-  assert picks['SAM default rho=0.05'] == 2
-  assert picks['plain SGD (rho=0)'] == 3
-  assert picks['three-regime rule'] == 1 and picks['oracle'] == 1
-  assert picks['last checkpoint / coldest'] == 3
-  # A grid without those values has no such pick; other knobs have no such entries at all.
-  picks = cases.select_column('sam_rho', [0.2, 0.1], _column(*[[0.0, 0.0]] * 4),
-                              np.array(['II-B', 'II-B'], dtype=object))
-  assert picks['SAM default rho=0.05'] is None and picks['plain SGD (rho=0)'] is None
-  picks = cases.select_column('lr', [0.2, 0.05, 0.0], _column(*[[0.0, 0.0, 0.0]] * 4),
-                              np.array(['II-B'] * 3, dtype=object))
-  assert 'SAM default rho=0.05' not in picks and 'plain SGD (rho=0)' not in picks
 
 
 # ---------------------------------------------------------------------------- tables

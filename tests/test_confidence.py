@@ -16,6 +16,7 @@ from matplotlib import figure
 import numpy as np
 import pytest
 
+from prunephase import advice
 from prunephase import cases
 from prunephase import confidence as confidence_lib
 from prunephase import plots
@@ -195,7 +196,7 @@ def test_outputs_say_n_a_when_the_bootstrap_is_off(tmp_path, capsys):
   assert [entry['confidence'] for entry in saved['labels']] == [None] * 6  # JSON null: n/a.
   assert saved['confidence_draws'] == 0
   # The advice names the reason instead of a number.
-  cases.advise(loaded, temperature=20, density=0.1)
+  advice.advise(loaded, temperature=20, density=0.1)
   first = capsys.readouterr().out.splitlines()[0]
   assert first.startswith('epochs=20, density 0.1: regime I (confidence n/a: not computed, '
                           'bootstrap 0) -> increase the temperature')

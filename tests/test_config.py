@@ -9,6 +9,7 @@ import pytest
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 from prunephase import config as config_lib
+from prunephase import knobs
 from prunephase import registry
 from prunephase.config import names
 from prunephase.config import paper
@@ -51,13 +52,13 @@ def test_knob_order():
 
 
 def test_the_kernel_modules_use_the_names_stated_here():
-  from prunephase import cka, data, landscape, regimes, tfds_data  # pylint: disable=import-outside-toplevel,multiple-imports
+  from prunephase import cka, data, lmc, regimes, tfds_data  # pylint: disable=import-outside-toplevel,multiple-imports
   assert cka.ESTIMATORS is names.CKA_ESTIMATORS
   assert data.AUGMENTATIONS is names.AUGMENTATIONS
-  assert landscape.POINT_BATCHING is names.POINT_BATCHING
+  assert lmc.POINT_BATCHING is names.POINT_BATCHING
   assert regimes.RULES is names.REGIME_RULES
   assert tfds_data.DATASETS is registry.TFDS_DATASETS
-  assert names.registry is registry  # The knobs' order comes from their registry entries.
+  assert names.knobs is knobs  # The knobs' order comes from their entries.
 
 
 def test_the_papers_grids():

@@ -14,8 +14,8 @@ import pytest
 
 from conftest import REPO  # pylint: disable=g-bad-import-order
 
+from prunephase import progress  # pylint: disable=g-bad-import-order
 from prunephase import runtime  # pylint: disable=g-bad-import-order
-from prunephase import workdir as workdir_lib  # pylint: disable=g-bad-import-order
 
 # One process of a two-process run of the tiny sweep; {local} CPU devices each. The mesh the
 # sweep builds must span both processes: ('members', 'data') = (all devices, 1).
@@ -123,7 +123,7 @@ def initialize_calls(monkeypatch):
                       lambda *args, **kwargs: calls.append((args, kwargs)))
   monkeypatch.setattr(jax.config, 'update', lambda name, value: calls.append((name, value)))
   monkeypatch.setattr(jax, 'process_index', lambda: 3)
-  monkeypatch.setattr(workdir_lib.Progress, 'silent', workdir_lib.Progress.silent)
+  monkeypatch.setattr(progress.Progress, 'silent', progress.Progress.silent)
   for name in (*COORDINATOR_VARIABLES, 'PRUNEPHASE_DISTRIBUTED'):
     monkeypatch.delenv(name, raising=False)
   return calls
@@ -138,7 +138,7 @@ def test_start_distributed_without_a_coordinator_auto_detects(initialize_calls, 
     monkeypatch.setenv('PRUNEPHASE_COORDINATOR', coordinator)
   runtime.start_distributed()
   assert initialize_calls == [('jax_cpu_collectives_implementation', 'gloo'), ((), {})]
-  assert workdir_lib.Progress.silent  # Process 3 is not process 0: no progress lines.
+  assert progress.Progress.silent  # Process 3 is not process 0: no progress lines.
 
 
 def test_start_distributed_from_the_environment(initialize_calls, monkeypatch):

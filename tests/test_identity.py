@@ -8,6 +8,7 @@ import pytest
 from conftest import tiny_config  # pylint: disable=g-bad-import-order
 from prunephase import artifacts
 from prunephase import config as config_lib
+from prunephase import files
 from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
 from prunephase.config import identity
@@ -87,7 +88,7 @@ def test_another_prune_method_reuses_the_dense_models(reused_run, capsys):
   assert old.prune_dir != new.prune_dir
   for temperature in (1, 2):  # The old branch is kept beside the new one.
     assert old.has_measurement(temperature) and new.has_measurement(temperature)
-  spec = workdir_lib.read_json(new.prune_dir.parent / artifacts.SPEC_FILE)
+  spec = files.read_json(new.prune_dir.parent / artifacts.SPEC_FILE)
   assert spec['prune.method'] == 'lamp'
   # Re-running the first config finds everything done: nothing is trained again.
   sweep_lib.run_sweep(tiny_config(), copy)
@@ -99,7 +100,7 @@ def test_a_dense_change_is_refused_naming_the_field(finished_run):
   path, _, _ = finished_run
   config = tiny_config()
   config.dense.lr = 0.05
-  with pytest.raises(workdir_lib.WorkdirError, match=r'dense.lr: 0.1 -> 0.05.*init_from'):
+  with pytest.raises(files.WorkdirError, match=r'dense.lr: 0.1 -> 0.05.*init_from'):
     sweep_lib.run_sweep(config, path, stages=('report',))
 
 
@@ -177,5 +178,5 @@ def test_a_workdir_reopens_with_a_field_its_knob_leaves_unused(tmp_path):
   config.dense.iterations = 12345
   workdir_lib.Workdir(tmp_path, config.to_dict()).release()  # Accepted: an unused field.
   config.dense.lr = config.dense.lr * 2
-  with pytest.raises(workdir_lib.WorkdirError, match='dense.lr'):
+  with pytest.raises(files.WorkdirError, match='dense.lr'):
     workdir_lib.Workdir(tmp_path, config.to_dict())

@@ -22,8 +22,7 @@ pytestmark = pytest.mark.xdist_group('beyond_run')
 
 def _level_masks(sweep, temperature):
   template = jax.tree.map(lambda a: a[0], sweep.store.dense_models(temperature)['params'])
-  return [prune_iterative.load_level_mask(
-      sweep, prune_iterative.level_dir(sweep, temperature, level) / 'mask', template)
+  return [prune_iterative.load_level_mask(sweep, temperature, level, template)
           for level in range(1, 5)]
 
 
@@ -66,9 +65,9 @@ def test_a_run_killed_inside_a_level_resumes_to_the_same_numbers(beyond_run, tmp
   config = sweep.config
   killed = sweep_lib.Sweep(config, copy)
   for temperature in (1, 2):  # Level 2's mask was saved, its training was not finished.
-    shutil.rmtree(prune_iterative.level_dir(killed, temperature, 2) / 'train')
+    shutil.rmtree(killed.store.imp_run(temperature, 2).path)
     for level in (3, 4):
-      shutil.rmtree(prune_iterative.level_dir(killed, temperature, level))
+      shutil.rmtree(killed.store.imp_level_dir(temperature, level))
     shutil.rmtree(killed.store.masks_dir(temperature))
     shutil.rmtree(killed.store.retrain_run_dir(temperature))
   sweep_lib.run_sweep(config, copy, stages=('train', 'prune', 'retrain'))

@@ -1,4 +1,4 @@
-"""Temperature knobs as registry entries: the built-ins' data, a user's knob (label smoothing,
+"""Temperature knobs (prunephase.knobs): the built-ins' data, a user's knob (label smoothing,
 examples/own_knob.py) through training, the `prunephase` command and prunephase-advise, and the
 one-line errors of bad knobs and bad knob configs."""
 
@@ -41,28 +41,28 @@ def fixture_own_knob():
   """The example's config (its knob registered), unregistered after the test."""
   config = config_lib.load_config_file(EXAMPLE).get_config()
   yield config
-  registry.unregister(registry.KNOB, 'label_smoothing')
+  knobs.unregister('label_smoothing')
 
 
 # ----------------------------------------------------------------------------- built-ins
 
 
 def test_builtin_entries_keep_their_direction_words_and_labels():
-  assert registry.names(registry.KNOB) == tuple(HOTTER_WHEN_LARGER)
+  assert knobs.names() == tuple(HOTTER_WHEN_LARGER)
   for name, larger in HOTTER_WHEN_LARGER.items():
-    entry = registry.knob(name)
+    entry = knobs.knob(name)
     assert entry.larger_is_hotter is larger
     assert (entry.increase, entry.decrease) == MOVES[name]
     assert entry.label == LABELS[name] == plots.knob_label(name)
-  assert registry.knob('epochs').checkpoints and registry.knob('batch_size').programs
-  assert [registry.knob(n).sets for n in ('lr', 'weight_decay', 'sam_rho')] == [
+  assert knobs.knob('epochs').checkpoints and knobs.knob('batch_size').programs
+  assert [knobs.knob(n).sets for n in ('lr', 'weight_decay', 'sam_rho')] == [
       ('lr',), ('weight_decay',), ('sam_rho',)]
-  assert dict(registry.knob('sam_rho').baselines) == {'SAM default rho=0.05': 0.05,
-                                                      'plain SGD (rho=0)': 0.0}
+  assert dict(knobs.knob('sam_rho').baselines) == {'SAM default rho=0.05': 0.05,
+                                                   'plain SGD (rho=0)': 0.0}
   assert config_lib.hot_to_cold('epochs', [40, 10, 20]) == [10, 20, 40]
   assert config_lib.hot_to_cold('lr', [0.01, 0.1]) == [0.1, 0.01]
   with pytest.raises(registry.RegistryError, match='built in'):
-    registry.unregister(registry.KNOB, 'lr')
+    knobs.unregister('lr')
 
 
 def test_a_member_gets_the_dense_section_unless_the_knob_sets_the_field():
@@ -77,8 +77,8 @@ def test_a_member_gets_the_dense_section_unless_the_knob_sets_the_field():
 def test_an_apply_hook_sets_several_fields_of_a_member():
   def scale_lr_and_decay(fields, value):  # The lr and weight decay grow together.
     return {**fields, 'lr': fields['lr'] * value, 'weight_decay': fields['weight_decay'] * value}
-  registry.register_knob('scale', larger_is_hotter=True, increase='scale up',
-                         decrease='scale down', label='Scale', sets=scale_lr_and_decay)
+  knobs.register_knob('scale', larger_is_hotter=True, increase='scale up',
+                      decrease='scale down', label='Scale', sets=scale_lr_and_decay)
   try:
     config = tiny_config()
     config.temperature.knob, config.temperature.grid = 'scale', (2.0, 1.0)
@@ -87,8 +87,8 @@ def test_an_apply_hook_sets_several_fields_of_a_member():
     assert fields['lr'] == [0.2, 0.1] and fields['weight_decay'] == [2e-4, 1e-4]
     assert fields['sam_rho'] == [0.05, 0.05]
   finally:
-    registry.unregister(registry.KNOB, 'scale')
-  assert 'scale' not in registry.names(registry.KNOB)
+    knobs.unregister('scale')
+  assert 'scale' not in knobs.names()
 
 
 def test_hparams_fields_have_defaults_broadcast_to_the_members():
@@ -113,11 +113,11 @@ def test_bad_registrations_are_one_line(kwargs, message):
   args = {'larger_is_hotter': True, 'increase': 'up', 'decrease': 'down', 'label': 'K',
           'sets': 'k', **kwargs}
   with pytest.raises(registry.RegistryError, match=message) as error:
-    registry.register_knob('k', **args)
-  assert '\n' not in str(error.value) and 'k' not in registry.names(registry.KNOB)
+    knobs.register_knob('k', **args)
+  assert '\n' not in str(error.value) and 'k' not in knobs.names()
   with pytest.raises(registry.RegistryError, match='already registered'):
-    registry.register_knob('lr', larger_is_hotter=True, increase='u', decrease='d', label='L',
-                           sets='lr')
+    knobs.register_knob('lr', larger_is_hotter=True, increase='u', decrease='d', label='L',
+                        sets='lr')
 
 
 def test_knob_checks_are_one_line_config_errors(own_knob):
@@ -146,7 +146,7 @@ def test_a_bad_knob_config_through_the_command_is_one_line(tmp_path):
 
 
 def test_label_smoothing_changes_the_dense_loss(own_knob):
-  entry = registry.knob('label_smoothing')
+  entry = knobs.knob('label_smoothing')
   assert entry.larger_is_hotter and entry.label == 'Label smoothing'
   assert config_lib.hot_to_cold('label_smoothing', [0.0, 0.3, 0.1]) == [0.3, 0.1, 0.0]
   model = models.make_model(own_knob.model, 10)

@@ -17,7 +17,6 @@ from conftest import tiny_config
 from prunephase import analysis
 from prunephase import config as config_lib
 from prunephase import metrics
-from prunephase import registry
 from prunephase import sweep as sweep_lib
 from prunephase.config import identity
 from prunephase.config import names
@@ -81,7 +80,7 @@ def test_bad_registrations_are_one_line(clean_metrics, kwargs, message):
   fields = {'on': 'pairs', 'compute': lambda a, b, y, s: {'x': 0.0},
             'columns': [metrics.Column('x')], **kwargs}
   with pytest.raises(metrics.MetricError, match=message) as error:
-    registry.register_metric('mine', **fields)
+    metrics.register_metric('mine', **fields)
   assert '\n' not in str(error.value)
 
 
@@ -101,7 +100,7 @@ def _check_fails(config):
 def test_a_member_metric_with_a_switch_runs_in_process(tmp_path, clean_metrics):
   """A per-member metric: results.csv has its `_a`, `_b` and pair mean; off, no column."""
   del clean_metrics
-  registry.register_metric(
+  metrics.register_metric(
       'confidence', on='members', compute=_confidence, check=_check_fails,
       fields={'confidence': False, 'confidence_examples': 50}, switch='confidence',
       columns=[metrics.Column('confidence', per='member', title='Confidence')])

@@ -103,9 +103,11 @@ def test_registry_and_config_import_without_jax():
   script = textwrap.dedent(f"""
       import sys
       sys.path.insert(0, {str(REPO)!r})
-      from prunephase import config, registry
+      from prunephase import config, knobs, metrics, registry
       registry.names(registry.MODEL)
       registry.check(registry.PRUNING_METHOD, 'lamp')
+      knobs.check_name('sam_rho')
+      metrics.metric('lmc')
       heavy = sorted(m for m in ('jax', 'flax', 'numpy', 'tensorflow_datasets')
                      if m in sys.modules)
       print('HEAVY', heavy)
@@ -121,8 +123,6 @@ def test_builtin_names():
                                             'vgg11', 'vgg16')
   assert registry.names(registry.DATASET) == ('mnist1d', *registry.TFDS_DATASETS)
   assert registry.names(registry.PRUNING_METHOD) == ('uniform', 'global', 'lamp', 'random')
-  assert registry.names(registry.KNOB) == ('epochs', 'batch_size', 'lr', 'weight_decay',
-                                           'sam_rho')
   assert registry.models_for_inputs('1d') == ('mlp', 'cnn1d')
   assert registry.dataset_inputs('cifar10') == 'image'
   assert registry.model_factory('vgg11') is models.vgg_factory

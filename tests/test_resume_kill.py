@@ -57,7 +57,7 @@ import time
 sys.path.insert(0, {tests!r})
 from conftest import mock_tfds  # Puts the checkout first on sys.path too.
 from prunephase import checkpoints
-from prunephase import workdir
+from prunephase import files
 from prunephase.cli import main
 
 GATE, PAUSED = os.environ.get({gate!r}), os.environ.get({paused!r})
@@ -85,7 +85,7 @@ def gated(write, path_of):
 # save_masks) and every table and JSON file (write_json, write_csv) passes through these.
 checkpoints.save = gated(checkpoints.save, lambda directory, step, *_, **__: (
     pathlib.Path(directory) / str(step)))
-workdir.write_atomic = gated(workdir.write_atomic, lambda path, *_, **__: path)
+files.write_atomic = gated(files.write_atomic, lambda path, *_, **__: path)
 sys.argv = ['prunephase', *sys.argv[1:]]
 with mock_tfds(MOCK) if MOCK else contextlib.nullcontext():
   main.run()

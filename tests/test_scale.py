@@ -109,7 +109,7 @@ def test_steps_in_calls_of_member_chunks_on_a_mesh_equal_one_device():
   epoch metrics of one whole-epoch program on one device."""
   script = textwrap.dedent('''
       import jax, jax.numpy as jnp, numpy as np
-      from prunephase import data as data_lib, models, population, train as train_lib
+      from prunephase import data as data_lib, models, population, train_steps as train_lib
       dataset = data_lib.load_mnist1d(300)
       model = models.CNN1D(10, (4, 4), (3, 3), (2, 2))
       spec = train_lib.TrainSpec(32, 4)  # Calls of 2 steps: one compiled chunk program.

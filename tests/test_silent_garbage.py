@@ -21,7 +21,9 @@ from conftest import REPO
 from conftest import run_command
 from conftest import tiny_config
 from prunephase import checkpoints
+from prunephase import files
 from prunephase import findings
+from prunephase import metrics_log
 from prunephase import pipeline
 from prunephase import regimes
 from prunephase import report_files
@@ -175,7 +177,7 @@ def test_report_and_printed_summary_name_the_left_out_cells(tmp_path, capsys):
                                       DENSITIES, config, num_classes=10)
   assert summary['left_out'] == [
       {'temperature': 40.0, 'density': 0.1, 'reason': 'a member diverged'}]
-  written = workdir_lib.read_json(tmp_path / 'findings.json')
+  written = files.read_json(tmp_path / 'findings.json')
   assert written['left_out_cells'] == summary['left_out']
   assert written['transition']['status'] == findings.NOT_ASSESSED
   assert written['connectivity']['status'] == findings.NOT_ASSESSED
@@ -201,7 +203,7 @@ def test_tensorboard_without_tensorboardx_writes_nothing(tmp_path, monkeypatch):
   config = tiny_config()
   config.tensorboard = True
   workdir = tmp_path / 'w'
-  with pytest.raises(workdir_lib.WorkdirError) as error:
+  with pytest.raises(files.WorkdirError) as error:
     sweep_lib.run_sweep(config, workdir)
   assert str(error.value) == 'tensorboard=True needs tensorboardX: pip install tensorboardX'
   assert not workdir.exists()
@@ -216,8 +218,8 @@ def test_a_failed_file_write_names_the_file_and_keeps_nothing(tmp_path, monkeypa
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
   monkeypatch.setattr(os, 'replace', full)
   path = tmp_path / 'cells.csv'
-  with pytest.raises(workdir_lib.WorkdirError) as error:
-    workdir_lib.write_atomic(path, 'a\n')
+  with pytest.raises(files.WorkdirError) as error:
+    files.write_atomic(path, 'a\n')
   assert str(error.value) == (
       f'cannot write {path}: No space left on device; free space (or move the workdir) and '
       f'{RERUN}')
@@ -225,7 +227,7 @@ def test_a_failed_file_write_names_the_file_and_keeps_nothing(tmp_path, monkeypa
 
 
 def test_a_failed_metrics_write_keeps_whole_lines(tmp_path, monkeypatch):
-  log = workdir_lib.MetricsLog(tmp_path / 'metrics.jsonl')
+  log = metrics_log.MetricsLog(tmp_path / 'metrics.jsonl')
   log.write([{'stage': 'train', 'epoch': 1, 'loss': 2.0}])
   before = (tmp_path / 'metrics.jsonl').read_text()
   real_open = open
@@ -251,7 +253,7 @@ def test_a_failed_metrics_write_keeps_whole_lines(tmp_path, monkeypatch):
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
   monkeypatch.setattr('builtins.open', lambda *a, **k: HalfWritten(real_open(*a, **k)))
-  with pytest.raises(workdir_lib.WorkdirError, match=f'No space left on device; .* {RERUN}$'):
+  with pytest.raises(files.WorkdirError, match=f'No space left on device; .* {RERUN}$'):
     log.write([{'stage': 'train', 'epoch': 2, 'loss': 1.0}])
   monkeypatch.undo()
   assert (tmp_path / 'metrics.jsonl').read_text() == before

@@ -12,6 +12,7 @@ import pytest
 from prunephase import artifacts
 from prunephase import checkpoints
 from prunephase import config as config_lib
+from prunephase import files
 from prunephase import findings
 from prunephase import sweep as sweep_lib
 from prunephase import workdir as workdir_lib
@@ -68,7 +69,7 @@ def test_outputs_match_an_independent_recomputation(finished_run):
   # Exact checks against what can be recomputed without prunephase: from config.json, the
   # stored LMC curves and the tables themselves (CSV floats have 6 significant digits).
   path, _, summary = finished_run
-  config = workdir_lib.read_json(path / workdir_lib.CONFIG_FILE)
+  config = files.read_json(path / workdir_lib.CONFIG_FILE)
   temperatures, densities = config['temperature']['grid'], config['prune']['densities']
   results = pd.read_csv(path / 'results.csv')
   # One row per temperature x density x dense seed x seed pair of retrain seeds, each once.
@@ -97,7 +98,7 @@ def test_outputs_match_an_independent_recomputation(finished_run):
                                 results.groupby(by_cell)['dense_seed'].nunique().sort_index())
 
   # Labels: every row carries its cell's label, as cells.csv and regimes.json give it.
-  saved = workdir_lib.read_json(path / 'regimes.json')
+  saved = files.read_json(path / 'regimes.json')
   labels = {(float(c['temperature']), float(c['density'])): c['regime'] for c in saved['labels']}
   assert labels == {(float(t), float(d)): r for (t, d), r in cells['regime'].fillna('').items()}
   results_labels = results['regime'].fillna('')
@@ -110,11 +111,11 @@ def test_outputs_match_an_independent_recomputation(finished_run):
   # LMC from each pair's stored curve (docs/definitions.md, LMC): m - e[k], with m the mean of
   # the path's two ends and k the first index of the largest |m - e(t)|. Doubled, the
   # misclassification counts stay integers, so ties are exact as in the definition.
-  num_train = workdir_lib.read_json(path / 'data.json')['num_train']
+  num_train = files.read_json(path / 'data.json')['num_train']
   store = artifacts.Store(path, tiny_config())
   checked = 0
   for temperature in temperatures:
-    for pair in workdir_lib.read_json(store.measure_file(temperature))['pairs']:
+    for pair in files.read_json(store.measure_file(temperature))['pairs']:
       mistakes = np.asarray(pair['curve']['train_mistakes'])
       twice_gap = mistakes[0] + mistakes[-1] - 2 * mistakes
       k = int(np.argmax(np.abs(twice_gap)))
@@ -211,14 +212,14 @@ def test_diverged_dense_models_are_flagged_and_the_sweep_goes_on(tmp_path, capsy
   assert all(row['regime'] == '' for row in rows)
   assert summary['counts']['none'] == 2 and len(summary['unlabelled']) == 2
   assert 'diverged (non-finite loss, or at chance: test error within 0.02' in capsys.readouterr().out
-  found = workdir_lib.read_json(tmp_path / 'findings.json')
+  found = files.read_json(tmp_path / 'findings.json')
   assert len(found['unlabelled_cells']) == 2
 
 
 def test_workdir_in_use_is_refused(tmp_path):
   held = workdir_lib.Workdir(tmp_path, tiny_config().to_dict())
   try:
-    with pytest.raises(workdir_lib.WorkdirError, match='in use by pid'):
+    with pytest.raises(files.WorkdirError, match='in use by pid'):
       sweep_lib.run_sweep(tiny_config(), tmp_path, stages=('report',))
   finally:
     held.release()
@@ -226,7 +227,7 @@ def test_workdir_in_use_is_refused(tmp_path):
 
 def test_non_prunephase_directory_is_refused(tmp_path):
   (tmp_path / 'notes.txt').write_text('mine')
-  with pytest.raises(workdir_lib.WorkdirError, match='not a prunephase workdir'):
+  with pytest.raises(files.WorkdirError, match='not a prunephase workdir'):
     sweep_lib.run_sweep(tiny_config(), tmp_path)
 
 

@@ -9,7 +9,7 @@ r"""prunephase-advise: case study 1, which way to move the temperature.
 
 from absl import flags
 
-from prunephase import cases
+from prunephase import advice
 from prunephase import out_of_sample
 from prunephase import probe
 from prunephase import runtime
@@ -48,9 +48,9 @@ def main(argv) -> None:
     return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
   if EVALUATE.value:
-    common.fail_on(table_flags.ERRORS, cases.evaluate, loaded)
+    common.fail_on(table_flags.ERRORS, advice.evaluate, loaded)
   else:
-    common.fail_on(table_flags.ERRORS, cases.advise, loaded, temperature, density)
+    common.fail_on(table_flags.ERRORS, advice.advise, loaded, temperature, density)
 
 
 def run() -> None:

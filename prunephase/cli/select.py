@@ -7,8 +7,8 @@
 
 from absl import flags
 
-from prunephase import cases
 from prunephase import out_of_sample
+from prunephase import selection
 from prunephase.cli import common
 from prunephase.cli import table_flags
 
@@ -24,7 +24,7 @@ def main(argv) -> None:
                    table_flags.DENSITY.value)
     return
   loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
-  common.fail_on(table_flags.ERRORS, cases.select, loaded, table_flags.DENSITY.value)
+  common.fail_on(table_flags.ERRORS, selection.select, loaded, table_flags.DENSITY.value)
 
 
 def run() -> None:

@@ -7,9 +7,9 @@ from absl import flags
 
 from prunephase import cases
 from prunephase import confidence
+from prunephase import knobs
 from prunephase import out_of_sample
 from prunephase import regimes as regimes_lib
-from prunephase import registry
 from prunephase import tables
 from prunephase.cli import common
 
@@ -17,7 +17,7 @@ RESULTS = flags.DEFINE_string('results', None, 'A results table (CSV); see prune
 OUT = flags.DEFINE_string('out', None, "Output directory (default: DIR/regimes for --workdir, "
                           "the table's directory for --results).")
 KNOB = flags.DEFINE_string('knob', None, 'Temperature knob of the table (if it has no knob '
-                           'column): ' + ', '.join(registry.names(registry.KNOB)))
+                           'column): ' + ', '.join(knobs.names()))
 RULE = flags.DEFINE_enum('rule', None, list(regimes_lib.RULES), 'Regime rule (see '
                          'prunephase/regimes.py); default: the workdir\'s, else transition.')
 MIN_DROP = flags.DEFINE_float('min_drop', None, 'transition rule: smallest LMC drop that is a '

@@ -19,8 +19,8 @@ import hashlib
 import json
 from typing import Any
 
+from prunephase import knobs
 from prunephase import metrics
-from prunephase import registry
 
 # Fields of deciding sections that change speed, memory or file locations, never a stored value
 # (beyond float rounding: `point_batching` maps or vmaps the same computation).
@@ -104,7 +104,7 @@ def branch_path(config) -> tuple[str, str, str]:
 def unused_dense_fields(flat: dict[str, Any]) -> set[str]:
   """The dense fields that decide nothing for a flattened config's knob and optimizer.
 
-  A knob that sets per-member training fields (`registry.Knob.sets`, e.g. ('lr',)) overrides
+  A knob that sets per-member training fields (`knobs.Knob.sets`, e.g. ('lr',)) overrides
   the dense section's value of each; the batch-size knob (one program per value) trains every
   value for `dense.iterations` steps, so `dense.batch_size` and `dense.epochs` decide nothing,
   while every other knob's run length is `dense.epochs` and `dense.iterations` decides nothing;
@@ -112,7 +112,7 @@ def unused_dense_fields(flat: dict[str, Any]) -> set[str]:
   workdir's record (or an `apply` function) leaves every field deciding.
   """
   name = flat.get('temperature.knob')
-  entry = registry.knob(name) if name in registry.names(registry.KNOB) else None
+  entry = knobs.knob(name) if name in knobs.names() else None
   unused = set()
   if entry is not None and entry.sets is not None:
     if entry.programs:

@@ -2,13 +2,13 @@
 
 The one place these facts are stated: the kernel modules (`cka`, `data`, `landscape`, ...)
 read their name tuples from here, so a config can be validated without importing them (and
-JAX). Models, datasets, pruning methods and knobs are registered in `prunephase.registry`
-(users can add their own); `hot_to_cold` asks the knob's entry. Importing this module imports
-nothing outside the standard library.
+JAX). Models, datasets and pruning methods are registered in `prunephase.registry`, knobs in
+`prunephase.knobs` (users can add their own); `hot_to_cold` asks the knob's entry. Importing
+this module imports nothing outside the standard library.
 """
 
+from prunephase import knobs
 from prunephase import metrics
-from prunephase import registry
 
 OPTIMIZERS = ('sgd', 'sam')
 RETRAIN_MODES = ('lr_rewinding', 'finetune', 'weight_rewinding')
@@ -66,4 +66,4 @@ def parse_members_per_chunk(value: str | int) -> str | int:
 def hot_to_cold(knob: str, values) -> list[float]:
   """Temperature values ordered from the hottest to the coldest (the knob's entry says which
   way is hotter; RegistryError for an unknown knob)."""
-  return registry.knob(knob).hot_to_cold(values)
+  return knobs.knob(knob).hot_to_cold(values)

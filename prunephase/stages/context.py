@@ -15,9 +15,10 @@ from prunephase import artifacts
 from prunephase import config as config_lib
 from prunephase import data as data_lib
 from prunephase import dispatch
+from prunephase import metrics_log as metrics_log_lib
 from prunephase import models
 from prunephase import population
-from prunephase import workdir as workdir_lib
+from prunephase import training_loop
 
 
 @dataclasses.dataclass
@@ -106,14 +107,35 @@ class Sweep:
     value = (self.config.get('train') or {}).get('members_per_chunk', 'auto')
     return dispatch.resolve_members_per_chunk(value, self.model, self.dataset.input_shape)
 
+  @functools.cached_property
+  def training(self) -> training_loop.Runtime:
+    """What the trainer needs of the sweep, resolved once (`training_loop.Runtime`): dataset,
+    mesh and model; whether the mesh is the automatic layout (no `mesh.members`, one data
+    shard); `config.train.steps_per_call` for this backend and model; the chunking; the metrics
+    log and the store."""
+    mesh_config = self.config.get('mesh') or {}
+    steps_per_call = (self.config.get('train') or {}).get('steps_per_call', 'auto')
+    return training_loop.Runtime(
+        dataset=self.dataset, mesh=self.mesh, model=self.model,
+        automatic_layout=bool(not mesh_config.get('members') and mesh_config.get('data', 1) == 1),
+        steps_per_call=dispatch.resolve_steps_per_call(steps_per_call, self.model,
+                                                       self.dataset.input_shape),
+        members_per_chunk=self.members_per_chunk, is_primary=self.is_primary,
+        write_metrics=self.write_metrics, store=self.store)
+
+  def write_metrics(self, rows: list[dict]) -> None:
+    """Appends `rows` to the metrics log, which opens on this first write (a process or a run
+    that trains nothing creates no log and no TensorBoard files)."""
+    self.metrics_log.write(rows)
+
   @property
   def is_primary(self) -> bool:
     """Whether this process writes tables, figures, JSON and logs (process 0 of a run)."""
     return jax.process_index() == 0
 
   @functools.cached_property
-  def metrics_log(self) -> workdir_lib.MetricsLog:
-    return workdir_lib.MetricsLog(self.path / 'metrics.jsonl',
+  def metrics_log(self) -> metrics_log_lib.MetricsLog:
+    return metrics_log_lib.MetricsLog(self.path / 'metrics.jsonl',
                                   bool(self.config.get('tensorboard', False)))
 
 

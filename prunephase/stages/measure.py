@@ -15,8 +15,8 @@ from prunephase import cka as cka_lib
 from prunephase import lmc
 from prunephase import metrics
 from prunephase import population
+from prunephase import progress as progress_lib
 from prunephase import train_steps as train_lib
-from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import measure_hessian_curve
 from prunephase.stages import measure_metrics
@@ -46,7 +46,7 @@ def run(sweep: context.Sweep) -> None:
   """Test error, LMC curve, CKA and the other measured metrics for every retrain-seed pair of
   every cell."""
   config, store = sweep.config.measure, sweep.store
-  progress = workdir_lib.Progress('measure', len(sweep.temperatures))
+  progress = progress_lib.Progress('measure', len(sweep.temperatures))
   chunk = population.forward_members_per_chunk(sweep.members_per_chunk)
   measure_pairs = lmc.make_pair_measurer(sweep.model, config.lmc_points,
                                          config.bn_batch_size, config.point_batching,

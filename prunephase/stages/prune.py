@@ -5,9 +5,9 @@ pruned (pre-retrain) test errors and the achieved densities."""
 import jax
 import numpy as np
 
+from prunephase import progress as progress_lib
 from prunephase import pruning
 from prunephase import train_steps as train_lib
-from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import prune_iterative
 
@@ -37,7 +37,7 @@ def run(sweep: context.Sweep) -> None:
   dense and the pruned (pre-retrain) test errors and the achieved densities."""
   store = sweep.store
   iterative = sweep.config.prune.get('schedule', 'one_shot') == 'iterative'
-  progress = workdir_lib.Progress('prune', len(sweep.temperatures))
+  progress = progress_lib.Progress('prune', len(sweep.temperatures))
   test = lambda p, s, ds: train_lib.evaluate(sweep.model, p, s, ds, 'test')
   evaluate = jax.jit(jax.vmap(test, in_axes=(0, 0, None)))
   evaluate_pruned = jax.jit(jax.vmap(lambda p, m, s, ds: test(pruning.apply_mask(p, m), s, ds),

@@ -10,23 +10,21 @@ For each temperature, all dense seeds at once (a population of S members):
   start        weight_rewinding: the dense run's weights at `retrain.rewind_epoch`;
                lr_rewinding / finetune: w_{l-1} (w_0 = the dense model)
 
-Each level's mask and trained weights are artifacts (`<prune>/levels/<temperature>/<l>/`), so a
+Each level's mask and trained weights are artifacts (`Store.imp_mask_dir`, `Store.imp_run`), so a
 killed run resumes at its level; the last level is not trained (nothing is pruned after it).
 The requested densities' masks then form the ordinary masks artifact (S, D, ...), and the
 retrain stage retrains every retrain seed from the same start weights as the trajectory.
 """
-
-import pathlib
 
 import jax
 import jax.numpy as jnp
 
 from prunephase import checkpoints
 from prunephase import imp
+from prunephase import progress as progress_lib
 from prunephase import pruning
 from prunephase import train_steps as train_lib
 from prunephase import training_loop
-from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 
 
@@ -40,12 +38,9 @@ def level_of(config, density: float) -> int:
   return levels(config).index(float(density)) + 1
 
 
-def level_dir(sweep: context.Sweep, temperature: float, level: int) -> pathlib.Path:
-  return sweep.store.prune_dir.parent / 'levels' / sweep.key(temperature) / str(level)
-
-
-def load_level_mask(sweep: context.Sweep, directory: pathlib.Path, template):
-  flat = sweep.store.restore_tree(directory, 0)['masks']
+def load_level_mask(sweep: context.Sweep, temperature: float, level: int, template):
+  """The saved masks (S, ...) of `level`, shaped as the parameters `template` (one member)."""
+  flat = sweep.store.restore_tree(sweep.store.imp_mask_dir(temperature, level), 0)['masks']
   return pruning.unflatten_mask(flat, sweep.store.prunable(template))
 
 
@@ -53,7 +48,7 @@ def trained(sweep: context.Sweep, temperature: float, level: int) -> dict:
   """{'params', 'batch_stats'} (S, ...) after training at `level`; the dense models for 0."""
   if level == 0:
     return sweep.store.dense_models(temperature)
-  directory = level_dir(sweep, temperature, level) / 'train' / 'epochs'
+  directory = sweep.store.imp_run(temperature, level).epochs
   states, _ = sweep.store.restore_population(directory, sweep.store.retrain_epochs())
   return {'params': states.params, 'batch_stats': states.batch_stats}
 
@@ -77,9 +72,9 @@ def _train_level(sweep: context.Sweep, temperature: float, level: int, masks, pr
   info = [{'temperature': temperature, 'imp_level': level, 'dense_seed': s}
           for s in sweep.dense_seeds]
   training_loop.train_resumably(
-      sweep, stage='prune', directory=level_dir(sweep, temperature, level) / 'train', spec=spec,
-      total_steps=total, states=states, hparams=hparams, masks=masks, save_epochs=(),
-      resume_every=config.resume_every, member_info=info,
+      sweep.training, sweep.store.imp_run(temperature, level),
+      training_loop.Members(states, hparams, masks, info), stage='prune', spec=spec,
+      total_steps=total, save_epochs=(), resume_every=config.resume_every,
       label=f'{sweep.key(temperature)} IMP level {level}', progress=progress)
 
 
@@ -90,14 +85,14 @@ def trajectory(sweep: context.Sweep, temperature: float) -> dict[float, object]:
   dense = sweep.store.dense_models(temperature)['params']
   template = jax.tree.map(lambda a: a[0], dense)
   _, total, _ = training_loop.retrain_setup(sweep.config.retrain, sweep.dataset.num_train, 1)
-  progress = workdir_lib.Progress(  # Member-steps of the levels that are trained.
+  progress = progress_lib.Progress(  # Member-steps of the levels that are trained.
       'prune', (len(densities) - 1) * len(sweep.dense_seeds) * total)
   masks = imp.full_mask(dense, sweep.store.prunable(template))
   out = {}
   for level, density in enumerate(densities, 1):
-    directory = level_dir(sweep, temperature, level)
-    if checkpoints.steps(directory / 'mask'):
-      masks = load_level_mask(sweep, directory / 'mask', template)
+    mask_dir = sweep.store.imp_mask_dir(temperature, level)
+    if checkpoints.steps(mask_dir):
+      masks = load_level_mask(sweep, temperature, level, template)
     else:
       weights = trained(sweep, temperature, level - 1)['params']
       masks = train_lib.stack_members([
@@ -105,7 +100,7 @@ def trajectory(sweep: context.Sweep, temperature: float) -> dict[float, object]:
                               jax.tree.map(lambda m, s=s: m[s], masks),
                               density=density, method=method)
           for s in range(len(sweep.dense_seeds))])
-      checkpoints.save(directory / 'mask', 0, {'masks': pruning.flatten_mask(masks)})
+      checkpoints.save(mask_dir, 0, {'masks': pruning.flatten_mask(masks)})
     out[density] = masks
     progress.advance(0, f'{sweep.key(temperature)} IMP level {level}/{len(densities)} '
                      f'density {density:.4g}', force=True)

@@ -3,7 +3,7 @@ the measure and prune artifacts alone (no dataset, no model)."""
 
 from typing import Any
 
-from prunephase import workdir as workdir_lib
+from prunephase import files
 from prunephase.stages import context
 from prunephase.stages import rows as rows_lib
 
@@ -59,6 +59,6 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
     summary['search'] = adaptive_cells.summary_lines(sweep.store, searched)
   if plan is not None:
     summary['seeds'] = adaptive_seeds.summary_lines(sweep.store, plan)
-  workdir_lib.write_csv(sweep.path / 'results.csv', rows,  # With labels.
+  files.write_csv(sweep.path / 'results.csv', rows,  # With labels.
                         rows_lib.result_columns(rows))
   return summary

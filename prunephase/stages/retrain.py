@@ -7,10 +7,10 @@ import jax
 import jax.numpy as jnp
 
 from prunephase import grid
+from prunephase import progress as progress_lib
 from prunephase import pruning
 from prunephase import train_steps as train_lib
 from prunephase import training_loop
-from prunephase import workdir as workdir_lib
 from prunephase.stages import context
 from prunephase.stages import prune as prune_stage
 from prunephase.stages import prune_iterative
@@ -64,7 +64,7 @@ def run(sweep: context.Sweep) -> None:
   """Retrains every temperature's masked population (one program for all of them)."""
   spec, total, hparams, members = setup(sweep)
   num_epochs = grid.epochs_of(total, spec.steps_per_epoch)
-  progress = workdir_lib.Progress('retrain', len(members) * total * len(sweep.temperatures))
+  progress = progress_lib.Progress('retrain', len(members) * total * len(sweep.temperatures))
   for temperature in sweep.temperatures:
     if sweep.store.has_retrained(temperature):
       progress.skip(len(members) * total, f'{sweep.key(temperature)} done earlier')
@@ -72,8 +72,8 @@ def run(sweep: context.Sweep) -> None:
     states, masks = start_population(sweep, temperature)
     info = [{'temperature': temperature, **m} for m in members]
     training_loop.train_resumably(
-        sweep, stage='retrain', directory=sweep.store.retrain_run_dir(temperature), spec=spec,
-        total_steps=total, states=states, hparams=hparams, masks=masks,
-        save_epochs=(num_epochs,), resume_every=sweep.config.retrain.resume_every,
-        member_info=info, label=f'{sweep.key(temperature)} ({len(members)} members)',
-        progress=progress)
+        sweep.training, sweep.store.retrain_run(temperature),
+        training_loop.Members(states, hparams, masks, info), stage='retrain', spec=spec,
+        total_steps=total, save_epochs=(num_epochs,),
+        resume_every=sweep.config.retrain.resume_every,
+        label=f'{sweep.key(temperature)} ({len(members)} members)', progress=progress)
