@@ -10,6 +10,8 @@ on fewer densities: Hessian top eigenvalue and trace of every member, a trained 
 between every seed pair, and iterative magnitude pruning (rate 0.5 per level) with weight
 rewinding to epoch 1 instead of one-shot pruning with lr rewinding (docs/definitions.md; its
 figure and finding: docs/beyond_the_paper.md).
+`--config=configs/default.py:fine` is the same temperature and density range on a 9 x 9 grid,
+where the adaptive search (`--config.search.mode=adaptive`) pays (docs/adaptive_search.md).
 
 Load = density of the one-shot layerwise-uniform magnitude pruned model; retraining by lr
 rewinding (the schedule replayed from the pruned weights); 3 dense x 2 retrain seeds.
@@ -40,8 +42,9 @@ from prunephase.config import parse_arg
 
 def get_config(arg: str = '') -> ml_collections.ConfigDict:
   """The default config; `arg='quick'` shrinks the grid for a smoke run, `'landscape'` adds the
-  landscape metrics and IMP with weight rewinding."""
-  options = parse_arg(arg, quick=False, landscape=False)
+  landscape metrics and IMP with weight rewinding, `'fine'` a 9 x 9 grid (the adaptive search's
+  demonstration, docs/adaptive_search.md)."""
+  options = parse_arg(arg, quick=False, landscape=False, fine=False)
   quick = options['quick']
   config = ml_collections.ConfigDict()
 
@@ -144,7 +147,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.measure.curve_epochs = 4  # Epochs of bend training (retrain batch size and momentum).
   config.measure.curve_lr = 0.05  # Constant SGD lr of the bend.
   config.measure.curve_points = 11  # Points on the curve, ends included.
-  # Metrics registered by a config file (`registry.register_metric`, examples/own_metric.py):
+  # Metrics registered by a config file (`metrics.register_metric`, examples/own_metric.py):
   # their fields, with the defaults their entries declare.
   metrics.add_fields(config.measure)
 
@@ -175,6 +178,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.search = ml_collections.ConfigDict()
   config.search.mode = 'grid'  # grid (every cell) | adaptive (the cells the search asks for).
   config.search.max_cells = 0  # adaptive: measure at most this many cells (0 = no limit).
+  # adaptive: measure the column neighbours of measured cells below this label confidence.
+  config.search.remeasure_below = 0.5
 
   # Devices (ignored on one device): a ('members', 'data') mesh. members=0 puts every device not
   # on the data axis on the member axis; data > 1 splits each batch (data parallelism).
@@ -215,6 +220,9 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
     config.measure.cka_examples = 500
     config.measure.test_error_epochs = 2
     config.regimes.bootstrap = 20
+  if options['fine']:  # The same range, finer: 9 batch sizes x 9 densities.
+    config.temperature.grid = (16, 24, 32, 48, 64, 96, 128, 192, 256)
+    config.prune.densities = (0.05, 0.06, 0.08, 0.1, 0.12, 0.16, 0.2, 0.28, 0.4)
   if options['landscape']:
     config.prune.densities = (0.04, 0.08, 0.2) if not quick else config.prune.densities
     config.prune.schedule = 'iterative'

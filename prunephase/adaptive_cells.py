@@ -155,7 +155,9 @@ def search_options(config) -> dict[str, Any]:
   section = config.regimes
   max_cells = int(config.search.max_cells)
   return {'rule': regimes.RegimeRule.from_config(section), 'max_cells': max_cells or None,
-          'min_confidence': float(section.min_confidence), 'bootstrap': int(section.bootstrap),
+          'remeasure_below': float(config.search.get('remeasure_below',
+                                                     adaptive_search.REMEASURE_BELOW)),
+          'bootstrap': int(section.bootstrap),
           'seed': int(section.seed), 'estimator': section.get('confidence')}
 
 

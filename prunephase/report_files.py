@@ -12,11 +12,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from prunephase import files
 from prunephase import findings as findings_lib
 from prunephase import metrics
 from prunephase import plots
 from prunephase import regimes as regimes_lib
-from prunephase import workdir as workdir_lib
 
 def cell_rows(knob: str, temperatures, densities, labelled: dict) -> list[dict[str, Any]]:
   """One row per (temperature, density), hottest first, with means, stds and the label."""
@@ -86,12 +86,12 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
   for cell, flag in zip(cells, inferred.ravel() if inferred is not None else ()):
     cell['inferred'] = bool(flag)
   measured = [c for c in metrics.optional_cell_fields() if np.isfinite(labelled['means'][c]).any()]
-  workdir_lib.write_csv(out / cells_name, cells, metrics.cell_columns() + measured
+  files.write_csv(out / cells_name, cells, metrics.cell_columns() + measured
                         + (['inferred'] if inferred is not None else []))
   labels = labelled['labels']
   unlabelled = [{'temperature': c['temperature'], 'density': c['density']}
                 for c in cells if not c['regime']]
-  workdir_lib.write_json(out / 'regimes.json', {
+  files.write_json(out / 'regimes.json', {
       'rule': rule.rule, 'description': rule.describe(), 'parameters': dataclasses.asdict(rule),
       'confidence_estimator': estimator,
       'confidence_draws': int(regimes_config.bootstrap),
@@ -117,7 +117,7 @@ def write_report(out: str | os.PathLike, rows: list[dict], knob: str,
   found = findings_lib.check(means, labelled['stds'], temperatures, densities, evidence, rule,
                              labelled['num_units'],
                              diverged_cells(rows, temperatures, densities), num_classes)
-  workdir_lib.write_json(out / 'findings.json', found)
+  files.write_json(out / 'findings.json', found)
   return {'counts': regimes_lib.counts(labels), 'unlabelled': unlabelled, 'findings': found,
           'left_out': found['left_out_cells'], 'num_cells': labels.size,
           'num_rows': len(rows), 'cells': cells, 'labels': labels,
@@ -139,8 +139,9 @@ def curve_examples(rows, temperatures, densities) -> list[dict]:
 
 
 def label_text_grid(temperatures, densities, labels, confidence, knob: str,
-                    min_confidence: float) -> str:
-  """The labels as a compact terminal table (low-confidence labels in parentheses)."""
+                    min_confidence: float, inferred=None) -> str:
+  """The labels as a compact terminal table: low-confidence labels in parentheses, labels an
+  adaptive search inferred (`inferred`, a (T, D) mask or None) in square brackets."""
   header = f'{knob:>12} | ' + ' '.join(f'{100 * d:>7g}%' for d in densities)
   lines = [header, '-' * len(header)]
   for t, temperature in enumerate(temperatures):
@@ -148,7 +149,9 @@ def label_text_grid(temperatures, densities, labels, confidence, knob: str,
     for d in range(len(densities)):
       label = labels[t, d] or 'n/a'
       conf = confidence[t, d]
-      if np.isfinite(conf) and conf < min_confidence:
+      if inferred is not None and inferred[t, d]:
+        label = f'[{label}]'
+      elif np.isfinite(conf) and conf < min_confidence:
         label = f'({label})'
       cells.append(f'{label:>8}')
     lines.append(f'{temperature:>12g} | ' + ' '.join(cells))

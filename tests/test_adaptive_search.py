@@ -154,3 +154,20 @@ def test_replay_command_rejects_a_bad_combination():
   assert result.stderr.strip().splitlines() == [
       'prunephase: error: --simulate_adaptive replays one table: give it without --replicate '
       'and --compare']
+  result = run_command('prunephase-regimes', '--results=docs/paper_figure2/metrics.csv',
+                       '--knob=epochs', '--simulate_adaptive', '--remeasure_below=1.5',
+                       timeout=120)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines() == [
+      'prunephase: error: --remeasure_below=1.5: a confidence, in [0, 1]']
+
+
+def test_the_remeasure_threshold_decides_the_low_confidence_cells():
+  """The column neighbours of measured cells below `remeasure_below` are measured: at 0 none
+  are, at 1 (every cell is below certainty with seed noise this large) many more."""
+  rows = [{**row, 'lmc': row['lmc'] + (0.02 if row['dense_seed'] == 1 else -0.02)}
+          for row in _synthetic_rows()]
+  replays = [adaptive_search.replay(rows, TEMPERATURES, DENSITIES, RULE, remeasure_below=level,
+                                    bootstrap=50) for level in (0.0, 1.0)]
+  assert replays[0]['cells'] < replays[1]['cells']
+  assert replays[0]['agreement'] >= 0.95

@@ -152,11 +152,15 @@ def test_search_fields_are_validated_in_one_line():
   config = default_config.get_config()
   config_lib.validate(config)
   for field, value, words in (('mode', 'smart', "unknown search.mode 'smart'"),
-                              ('max_cells', -1, 'search.max_cells must be a whole number')):
+                              ('max_cells', -1, 'search.max_cells must be a whole number'),
+                              ('remeasure_below', 1.5, 'search.remeasure_below must be a '
+                               'confidence in [0, 1], got 1.5')):
     bad = default_config.get_config()
     bad.search[field] = value
     with pytest.raises(config_lib.ConfigError, match=re.escape(words)):
       config_lib.validate(bad)
+  # The config states the search's own default (the replay's, `--remeasure_below`).
+  assert config.search.remeasure_below == adaptive_search.REMEASURE_BELOW
   bad = default_config.get_config()
   bad.search.mode, bad.seeds.adaptive = 'adaptive', True
   with pytest.raises(config_lib.ConfigError, match='does not combine with seeds.adaptive'):

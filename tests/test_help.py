@@ -21,7 +21,8 @@ TABLE_FLAGS = {'workdir', 'results', 'out', 'knob', 'rule', 'min_drop', 'noise_f
                'density', 'replicate'}
 OWN_FLAGS = {
     'prunephase': {'config', 'workdir', 'stages', 'print_config'},
-    'prunephase-regimes': TABLE_FLAGS | {'compare', 'simulate_adaptive', 'max_cells'},
+    'prunephase-regimes': TABLE_FLAGS | {'compare', 'simulate_adaptive', 'max_cells',
+                                         'remeasure_below'},
     'prunephase-advise': TABLE_FLAGS | {'config', 'temperature', 'evaluate', 'probe'},
     'prunephase-select': TABLE_FLAGS,
 }

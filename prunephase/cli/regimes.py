@@ -35,17 +35,22 @@ SIMULATE_ADAPTIVE = flags.DEFINE_boolean(
     'finished table: which cells it measures and how many of its labels match the table\'s.')
 MAX_CELLS = flags.DEFINE_integer('max_cells', None, '--simulate_adaptive: the most cells the '
                                  'search may measure (default: no limit but the grid).')
+REMEASURE_BELOW = flags.DEFINE_float(
+    'remeasure_below', adaptive_search.REMEASURE_BELOW, '--simulate_adaptive: measure the '
+    'column neighbours of measured cells whose label confidence is below this (a sweep\'s '
+    'search.remeasure_below).')
 
 flags.declare_key_flag('workdir')  # --help lists them all.
 flags.adopt_module_key_flags(table_flags)
 
 
-def simulate_adaptive(loaded, max_cells: int | None) -> dict:
+def simulate_adaptive(loaded, max_cells: int | None,
+                      remeasure_below: float = adaptive_search.REMEASURE_BELOW) -> dict:
   """Replays the adaptive search on the loaded table and prints its rounds and result."""
   config = loaded['config']
   result = adaptive_search.replay(
       loaded['rows'], loaded['temperatures'], loaded['densities'],
-      regimes_lib.RegimeRule.from_config(config), max_cells, float(config.min_confidence),
+      regimes_lib.RegimeRule.from_config(config), max_cells, remeasure_below,
       int(config.bootstrap), int(config.seed), config.get('confidence'))
   n = result['num_cells']
   cases.print_table(f'adaptive search of {loaded["source"]} (a cell\'s rows revealed when '
@@ -68,8 +73,10 @@ def main(argv) -> None:
                    '--compare')
     if MAX_CELLS.value is not None and MAX_CELLS.value < 1:
       runtime.fail(f'--max_cells={MAX_CELLS.value}: the search needs at least 1 cell')
+    if not 0 <= REMEASURE_BELOW.value <= 1:
+      runtime.fail(f'--remeasure_below={REMEASURE_BELOW.value}: a confidence, in [0, 1]')
     loaded = common.fail_on(table_flags.ERRORS, table_flags.load)
-    simulate_adaptive(loaded, MAX_CELLS.value)
+    simulate_adaptive(loaded, MAX_CELLS.value, REMEASURE_BELOW.value)
     return
   if MAX_CELLS.value is not None:
     runtime.fail('--max_cells goes with --simulate_adaptive')

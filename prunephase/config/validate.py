@@ -2,12 +2,14 @@
 
 `validate` checks the fields the sweep relies on before anything runs; `validate_against_data`
 the few that need the dataset's size. Model, dataset, pruning method and knob names are checked
-against `prunephase.registry`, so names a config file registered are accepted.
+against `prunephase.registry` and `prunephase.knobs`, so names a config file registered are
+accepted.
 """
 
 import json
 import os
 
+from prunephase import knobs
 from prunephase import metrics
 from prunephase import registry
 from prunephase.config import identity
@@ -23,10 +25,11 @@ def _check(condition: bool, message: str):
     raise ConfigError(message)
 
 
-def _check_registered(kind: str, name: str):
-  """ConfigError 'unknown <kind> ...; choose one of ...' (the registry's message)."""
+def _check_registered(check, *args):
+  """ConfigError 'unknown <kind> ...; choose one of ...': `check(*args)`'s message (`check`:
+  registry.check or knobs.check_name)."""
   try:
-    registry.check(kind, name)
+    check(*args)
   except registry.RegistryError as error:
     raise ConfigError(str(error)) from None
 
@@ -102,8 +105,8 @@ def _check_landscape(config) -> None:
 
 def validate(config) -> None:
   """Checks every field the sweep relies on; raises ConfigError with a one-line message."""
-  _check_registered(registry.DATASET, config.dataset.name)
-  _check_registered(registry.MODEL, config.model.name)
+  _check_registered(registry.check, registry.DATASET, config.dataset.name)
+  _check_registered(registry.check, registry.MODEL, config.model.name)
   inputs = registry.dataset_inputs(config.dataset.name)
   if inputs is not None:  # A user's dataset may leave its input kind undeclared.
     takers = registry.models_for_inputs(inputs)
@@ -118,7 +121,7 @@ def validate(config) -> None:
   if model.name == 'mlp':
     _check(len(model.widths) >= 1 or model.prune_head,
            'model.widths (mlp) is empty: there is no prunable layer (or set model.prune_head)')
-  _check_registered(registry.PRUNING_METHOD, config.prune.method)
+  _check_registered(registry.check, registry.PRUNING_METHOD, config.prune.method)
   densities = tuple(config.prune.densities)
   _check(len(densities) > 0, 'empty grid: prune.densities is empty')
   for d in densities:
@@ -126,7 +129,7 @@ def validate(config) -> None:
            f'density {d!r} is outside (0, 1]: prune.densities are fractions of weights kept')
   _check(len(set(densities)) == len(densities), f'prune.densities has repeats: {densities}')
   knob = config.temperature.knob
-  _check_registered(registry.KNOB, knob)
+  _check_registered(knobs.check_name, knob)
   values = tuple(config.temperature.grid)
   _check(len(values) > 0, 'empty grid: temperature.grid is empty')
   _check(len(set(values)) == len(values), f'temperature.grid has repeats: {values}')
@@ -194,6 +197,10 @@ def _check_search(config) -> None:
          f'unknown search.mode {mode!r}; choose one of grid, adaptive')
   _check(isinstance(max_cells, int) and not isinstance(max_cells, bool) and max_cells >= 0,
          f'search.max_cells must be a whole number >= 0 (0 = no limit), got {max_cells!r}')
+  remeasure_below = search.get('remeasure_below', 0.0)  # Absent: the search's own default.
+  _check(isinstance(remeasure_below, (int, float)) and not isinstance(remeasure_below, bool)
+         and 0 <= remeasure_below <= 1,
+         f'search.remeasure_below must be a confidence in [0, 1], got {remeasure_below!r}')
   if mode != 'adaptive':
     return
   _check(not (config.get('seeds') or {}).get('adaptive', False),
@@ -219,9 +226,9 @@ def _check_metrics(config) -> None:
 
 
 def _check_knob(config, knob: str, values) -> None:
-  """The knob entry's own checks (`registry.Knob.check`): any error is a one-line ConfigError."""
+  """The knob entry's own checks (`knobs.Knob.check`): any error is a one-line ConfigError."""
   try:
-    registry.knob(knob).check_config(config, values)
+    knobs.knob(knob).check_config(config, values)
   except ConfigError:
     raise
   except Exception as error:  # pylint: disable=broad-except  # A user's check: one line.
@@ -254,7 +261,7 @@ def _check_adaptive_seeds(config) -> None:
 def validate_against_data(config, num_train: int) -> None:
   """Checks that need the dataset size."""
   batches = [config.dense.batch_size, config.retrain.batch_size]
-  if registry.knob(config.temperature.knob).programs:  # The grid's values are batch sizes.
+  if knobs.knob(config.temperature.knob).programs:  # The grid's values are batch sizes.
     batches += [int(v) for v in config.temperature.grid]
   for batch in batches:
     _check(batch <= num_train, f'batch size {batch} exceeds the {num_train} train examples')
