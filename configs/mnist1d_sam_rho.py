@@ -3,10 +3,7 @@ r"""Case study 3 on MNIST-1D: SAM's rho as the temperature.
   prunephase --config=configs/mnist1d_sam_rho.py --workdir=runs/mnist1d_sam_rho
   prunephase-select --workdir=runs/mnist1d_sam_rho      # which rho to prune from, per density
 
-Everything as configs/default.py except the dense family and, outside `quick`, the data and
-retraining length of the default before it grew to 15,000 samples (5,000 samples, 24
-retraining epochs, test error over the last 5), with which docs/case_studies.md measured this
-family. The dense family: SAM (the paper's semantics, see
+Everything as configs/default.py except the dense family: SAM (the paper's semantics, see
 prunephase/optim.py) at rho in {0, 0.05, 0.1, 0.2, 0.4} for 24 epochs at batch 64 (lr 0.1, x0.1
 at 50 % and 75 %); all five rho values x 3 dense seeds train in ONE vmapped program. rho = 0 is
 plain SGD (the ascent step is zero, the second gradient equals the first); 0.05 is SAM's
@@ -35,8 +32,4 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.dense.iterations = 0
   config.temperature.knob = 'sam_rho'
   config.temperature.grid = (0.0, 0.4) if quick else (0.0, 0.05, 0.1, 0.2, 0.4)
-  if not quick:  # The data and retraining its measured results used (module docstring).
-    config.dataset.num_samples = 5000
-    config.retrain.epochs = 24
-    config.measure.test_error_epochs = 5
   return config
