@@ -23,7 +23,8 @@ measurements (the search is a deterministic function of them), so a killed run r
 round it stopped in. Cost is counted in member-steps (training steps x members: dense training
 and retraining) against the full grid's.
 
-Not combined with `seeds.adaptive` or iterative pruning (config.validate says so).
+With `seeds.adaptive` too, rounds of added dense seeds follow the search, at the measured cells
+only (`adaptive_cell_seeds`). Not combined with iterative pruning (config.validate says so).
 """
 
 from collections.abc import Callable, Mapping, Sequence

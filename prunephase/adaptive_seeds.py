@@ -329,8 +329,10 @@ def cost(store: artifacts.Store, plan: Plan) -> dict[str, Any]:
           'fraction': spent / full if full else float('nan'), 'max_dense_seeds': maximum}
 
 
-def regimes_fields(store: artifacts.Store, plan: Plan) -> dict[str, Any]:
-  """What regimes.json records: dense seeds per temperature, the rounds, the cost."""
+def regimes_fields(store: artifacts.Store, plan: Plan,
+                   spent: dict[str, Any] | None = None) -> dict[str, Any]:
+  """What regimes.json records: dense seeds per temperature, the rounds, the cost (`spent`;
+  None: `cost`)."""
   cell = lambda c: {'temperature': c[0], 'density': c[1]}
   rounds = [{'round': n, 'added': [{'temperatures': list(a.temperatures), 'dense_seed': a.seed,
                                     'unconfident_cells': [cell(c) for c in a.cells]}
@@ -341,11 +343,13 @@ def regimes_fields(store: artifacts.Store, plan: Plan) -> dict[str, Any]:
                           for t, s in zip(plan.temperatures, plan.seeds)],
           'adaptive_seeds': {'rounds': rounds, 'finished': not plan.pending,
                              'max_dense_seeds': int(store.config.seeds.max_dense_seeds)},
-          'adaptive_seed_cost': cost(store, plan)}
+          'adaptive_seed_cost': cost(store, plan) if spent is None else spent}
 
 
-def summary_lines(store: artifacts.Store, plan: Plan) -> list[str]:
-  """The closing lines: the seeds of each temperature, what stays unconfident, the cost."""
+def summary_lines(store: artifacts.Store, plan: Plan, spent: dict[str, Any] | None = None,
+                  reference: str = 'everywhere') -> list[str]:
+  """The closing lines: the seeds of each temperature, what stays unconfident, the cost
+  (`spent`, None: `cost`; against max_dense_seeds seeds `reference`)."""
   seeds = ', '.join(f'{grid.temperature_key(store.knob, t)} ({", ".join(map(str, s))})'
                     for t, s in zip(plan.temperatures, plan.seeds))
   lines = [f'[seeds] dense seeds: {seeds}']
@@ -360,8 +364,8 @@ def summary_lines(store: artifacts.Store, plan: Plan) -> list[str]:
                        True)
     lines.append(f'[seeds] unconfident at max_dense_seeds='
                  f'{int(store.config.seeds.max_dense_seeds)}: {text}')
-  spent = cost(store, plan)
+  spent = cost(store, plan) if spent is None else spent
   lines.append(f'[seeds] adaptive_seed_cost: {spent["member_steps"]} member-steps '
                f'({100 * spent["fraction"]:.0f}% of {spent["max_seeds_member_steps"]} with '
-               f'{spent["max_dense_seeds"]} seeds everywhere)')
+               f'{spent["max_dense_seeds"]} seeds {reference})')
   return lines

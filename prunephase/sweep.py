@@ -6,7 +6,8 @@ The stages are `prunephase.stages` (one module each); their artifacts live in an
 `artifacts.Store`; `stages.context.Sweep` is what they share. With `seeds.adaptive`, rounds of
 added dense seeds (`adaptive_seeds`) run after the measure stage, before the report. With
 `search.mode = 'adaptive'`, train..measure run on the cells the search asks for, round by round
-(`adaptive_cells`), instead of on the whole grid.
+(`adaptive_cells`), instead of on the whole grid; with both, the seeds' rounds follow the search,
+at its measured cells only (`adaptive_cell_seeds`).
 """
 
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ import pathlib
 import time
 from typing import Any
 
+from prunephase import adaptive_cell_seeds
 from prunephase import adaptive_cells
 from prunephase import adaptive_seeds
 from prunephase import artifacts
@@ -54,6 +56,12 @@ def run_stages(sweep: Sweep, stages: Sequence[str]) -> dict[str, Any]:
       start, searched = time.time(), True
       adaptive_cells.run(sweep, RUN)
       sweep.timings['search'] = time.time() - start
+      if adaptive_cell_seeds.enabled(sweep.config):
+        # Then rounds of added dense seeds, at the measured cells, before the report.
+        sync('adaptive cell seeds')
+        start = time.time()
+        adaptive_cell_seeds.run(sweep, RUN)
+        sweep.timings['seeds'] = time.time() - start
     if stage in adaptive_cells.UNIT_STAGES and adaptive_cells.enabled(sweep.config):
       continue
     sync(f'stage {stage}')

@@ -203,9 +203,6 @@ def _check_search(config) -> None:
          f'search.remeasure_below must be a confidence in [0, 1], got {remeasure_below!r}')
   if mode != 'adaptive':
     return
-  _check(not (config.get('seeds') or {}).get('adaptive', False),
-         "search.mode='adaptive' does not combine with seeds.adaptive=True; run the search, "
-         'or add dense seeds on a grid run')
   _check(config.prune.get('schedule', 'one_shot') == 'one_shot',
          "search.mode='adaptive' needs prune.schedule='one_shot' (iterative pruning levels "
          'depend on every density)')
