@@ -39,6 +39,7 @@ from prunephase import artifacts
 from prunephase import grid
 from prunephase import knobs
 from prunephase import regimes
+from prunephase import unit_store
 from prunephase.stages import context
 from prunephase.stages import rows as rows_lib
 
@@ -60,34 +61,23 @@ class Unit:
   densities: tuple[float, ...]
 
 
-class CellSeedStore(artifacts.Store):
+class CellSeedStore(unit_store.UnitStore):
   """The artifacts of one unit, in the base store's branch, under keys of their own (see the
   module docstring); model and data facts are the base store's, dense models the added seed's.
 
   Attributes:
-    base: the sweep's store.
     seed: the added dense seed.
   """
 
   def __init__(self, base: artifacts.Store, unit: Unit):
     addition = unit.addition
     config = adaptive_cells.unit_config(base.config, unit.temperature, unit.densities)
-    super().__init__(base.path, adaptive_seeds.unit_config(
-        config, (unit.temperature,), addition.seed, addition.index), None, base.device)
-    self.base, self.seed = base, int(addition.seed)
-    # The branch of the sweep, not of the unit's config (prune.densities names the branch).
-    self._branch = base._branch  # pylint: disable=protected-access
+    super().__init__(base, adaptive_seeds.unit_config(config, (unit.temperature,),
+                                                      addition.seed, addition.index))
+    self.seed = int(addition.seed)
     # The seed's dense models at every temperature it is added to (the epoch knob: its run).
     self._dense = adaptive_seeds.SeedStore(base, addition.temperatures, addition.seed,
                                            addition.index)
-
-  @property
-  def facts(self) -> artifacts.DataFacts:
-    return self.base.facts
-
-  @property
-  def model(self):
-    return self.base.model  # One model object: compiled programs are cached by it.
 
   def key(self, temperature: float) -> str:
     return (f'{grid.temperature_key(self.knob, temperature)}{adaptive_seeds.SUFFIX}{self.seed}'
@@ -158,8 +148,8 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
     pending = [u for u, s in zip(units, stores) if not s.has_measurement(u.temperature)]
     if pending:
       return plan(pending, labelled)
-    for unit_store in stores:
-      rows = rows + rows_lib.store_rows(unit_store, with_curves)
+    for view in stores:
+      rows = rows + rows_lib.store_rows(view, with_curves)
     for addition in decided.additions:
       for temperature in addition.temperatures:
         seeds[temperatures.index(temperature)].append(addition.seed)

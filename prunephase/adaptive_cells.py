@@ -38,6 +38,7 @@ from prunephase import adaptive_search
 from prunephase import artifacts
 from prunephase import grid
 from prunephase import regimes
+from prunephase import unit_store
 from prunephase.stages import context
 from prunephase.stages import rows as rows_lib
 
@@ -81,28 +82,12 @@ def unit_config(config, temperature: float,
   return out
 
 
-class CellStore(artifacts.Store):
+class CellStore(unit_store.UnitStore):
   """The artifacts of one unit, in the base store's branch, under keys of their own (see the
-  module docstring); model, data facts and dense models are the base store's.
-
-  Attributes:
-    base: the sweep's store.
-  """
+  module docstring); model, data facts and dense models are the base store's."""
 
   def __init__(self, base: artifacts.Store, temperature: float, densities: Sequence[float]):
-    super().__init__(base.path, unit_config(base.config, temperature, densities), None,
-                     base.device)
-    self.base = base
-    # The branch of the sweep, not of the unit's config (prune.densities names the branch).
-    self._branch = base._branch  # pylint: disable=protected-access
-
-  @property
-  def facts(self) -> artifacts.DataFacts:
-    return self.base.facts
-
-  @property
-  def model(self):
-    return self.base.model  # One model object: compiled programs are cached by it.
+    super().__init__(base, unit_config(base.config, temperature, densities))
 
   def key(self, temperature: float) -> str:
     return (f'{grid.temperature_key(self.knob, temperature)}{SUFFIX}'
@@ -177,8 +162,8 @@ def replay(store: artifacts.Store, with_curves: bool = False) -> Plan:
     pending = [u for u, s in zip(units, stores) if not s.has_measurement(u.temperature)]
     if pending:
       return Plan(temperatures, densities, rounds, pending, rows)
-    for unit_store in stores:
-      rows = rows + rows_lib.store_rows(unit_store, with_curves)
+    for view in stores:
+      rows = rows + rows_lib.store_rows(view, with_curves)
 
 
 def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep], Any]]) -> Plan:

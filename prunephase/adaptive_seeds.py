@@ -43,6 +43,7 @@ from prunephase import artifacts
 from prunephase import grid
 from prunephase import knobs
 from prunephase import regimes
+from prunephase import unit_store
 from prunephase.stages import context
 from prunephase.stages import prune_iterative
 from prunephase.stages import rows as rows_lib
@@ -152,31 +153,18 @@ def unit_config(config, temperatures: Sequence[float], seed: int,
   return out
 
 
-class SeedStore(artifacts.Store):
+class SeedStore(unit_store.UnitStore):
   """The artifacts of one added dense seed at `temperatures`, in the base store's branch, under
   keys of their own (see the module docstring); model and data facts are the base store's.
 
   Attributes:
-    base: the sweep's store.
     seed: the added dense seed.
   """
 
   def __init__(self, base: artifacts.Store, temperatures: Sequence[float], seed: int,
                index: int = 0):
-    super().__init__(base.path, unit_config(base.config, temperatures, seed, index), None,
-                     base.device)
-    self.base, self.seed = base, int(seed)
-    # The branch of the sweep, not of the unit's config (the same today: seeds and grid are
-    # dense fields, which name no branch).
-    self._branch = base._branch  # pylint: disable=protected-access
-
-  @property
-  def facts(self) -> artifacts.DataFacts:
-    return self.base.facts
-
-  @property
-  def model(self):
-    return self.base.model  # One model object: compiled programs are cached by it.
+    super().__init__(base, unit_config(base.config, temperatures, seed, index))
+    self.seed = int(seed)
 
   def key(self, temperature: float) -> str:
     return f'{grid.temperature_key(self.knob, temperature)}{SUFFIX}{self.seed}'
