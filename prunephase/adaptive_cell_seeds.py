@@ -166,27 +166,13 @@ def run(sweep: context.Sweep, stage_runs: Mapping[str, Callable[[context.Sweep],
 # ----------------------------------------------------------------------------- what it tells
 
 
-def member_steps(store: artifacts.Store, counts, measured) -> int:
-  """Training steps x members of dense training and retraining, with counts[t] dense seeds at
-  temperature t, each retrained at its measured densities measured[t] (a temperature with none
-  trains nothing; the epoch knob: counts[0] runs give every temperature)."""
-  config = store.config
-  per_density = len(store.retrain_seeds) * int(config.retrain.epochs) * grid.steps_per_epoch(
-      store.facts.num_train, int(config.retrain.batch_size))
-  groups = store.dense_groups()
-  if knobs.knob(store.knob).checkpoints:
-    return int(counts[0]) * (groups[0].total_steps + sum(map(len, measured)) * per_density)
-  dense = {float(t): g.total_steps for g in groups for t in g.temperatures}
-  return sum(int(n) * (dense[float(t)] + len(m) * per_density)
-             for t, n, m in zip(store.temperatures, counts, measured) if m)
-
-
 def cost(store: artifacts.Store, plan: Plan) -> dict[str, Any]:
   """The member-steps of the plan's seeds at the measured cells against max_dense_seeds seeds
   at each of them."""
   maximum = int(store.config.seeds.max_dense_seeds)
-  spent = member_steps(store, [len(s) for s in plan.seeds], plan.measured)
-  full = member_steps(store, [maximum] * len(plan.temperatures), plan.measured)
+  spent = adaptive_seeds.member_steps(store, [len(s) for s in plan.seeds], plan.measured)
+  full = adaptive_seeds.member_steps(store, [maximum] * len(plan.temperatures),
+                                     plan.measured)
   return {'member_steps': spent, 'max_seeds_member_steps': full,
           'fraction': spent / full if full else float('nan'), 'max_dense_seeds': maximum,
           'measured_cells': sum(map(len, plan.measured))}

@@ -35,6 +35,7 @@ import ml_collections
 import numpy as np
 
 from prunephase import adaptive_search
+from prunephase import adaptive_seeds
 from prunephase import artifacts
 from prunephase import grid
 from prunephase import regimes
@@ -47,9 +48,7 @@ UNIT_STAGES = ('train', 'prune', 'retrain', 'measure')
 MODES = ('grid', 'adaptive')
 
 
-def enabled(config) -> bool:
-  """Whether a config searches adaptively (`search.mode`; absent before that field existed)."""
-  return str((config.get('search') or {}).get('mode', 'grid')) == 'adaptive'
+enabled = rows_lib.searches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,19 +193,15 @@ def round_line(store: artifacts.Store, number: int, cells, finished: bool) -> st
 
 def member_steps(store: artifacts.Store, cells: Sequence[tuple[float, float]]) -> int:
   """Training steps x members of dense training and retraining for `cells`: every dense seed
-  of each temperature they hold (the epoch knob: the one run), every retrain member of each."""
-  config = store.config
+  of each temperature they hold (the epoch knob: the one run), every retrain member of each
+  (`adaptive_seeds.member_steps` with the configured seeds at the cells' densities)."""
   if not cells:
     return 0
-  retrain_total = int(config.retrain.epochs) * grid.steps_per_epoch(
-      store.facts.num_train, int(config.retrain.batch_size))
-  seeds = len(store.dense_seeds)
-  retrain = len(cells) * seeds * len(store.retrain_seeds) * retrain_total
-  groups = store.dense_groups()
-  if store.knob == 'epochs':
-    return seeds * groups[0].total_steps + retrain
-  dense = {float(t): g.total_steps for g in groups for t in g.temperatures}
-  return seeds * sum(dense[float(t)] for t in {float(t) for t, _ in cells}) + retrain
+  held = {(float(t), float(d)) for t, d in cells}
+  densities = [[d for d in store.densities if (float(t), float(d)) in held]
+               for t in store.temperatures]
+  return adaptive_seeds.member_steps(
+      store, [len(store.dense_seeds)] * len(store.temperatures), densities)
 
 
 def cost(store: artifacts.Store, plan: Plan) -> dict[str, Any]:

@@ -291,21 +291,32 @@ def round_line(store: artifacts.Store, number: int, decided: Round, finished: bo
   return f'[seeds] round {number}: adding {"; ".join(parts)}{done}' + (f'; {held}' if held else '')
 
 
-def member_steps(store: artifacts.Store, counts: Sequence[int]) -> int:
+def member_steps(store: artifacts.Store, counts: Sequence[int],
+                 densities: Sequence[Sequence[float]] | None = None) -> int:
   """Training steps x members of dense training, IMP levels and retraining, with counts[t]
-  dense seeds at temperature t (the epoch knob: counts[0] runs give every temperature)."""
+  dense seeds at temperature t, each retrained at densities[t] (None: every density; a
+  temperature with none trains nothing). The epoch knob: counts[0] runs give every temperature.
+
+  The one cost formula of the adaptive modes: seeds (every density), the search
+  (`adaptive_cells.member_steps`: the configured seeds at the measured cells) and both
+  (`adaptive_cell_seeds.cost`).
+  """
   config, num_train = store.config, store.facts.num_train
+  if densities is None:
+    densities = [store.densities] * len(store.temperatures)
   retrain_total = int(config.retrain.epochs) * grid.steps_per_epoch(
       num_train, int(config.retrain.batch_size))
-  per_temperature = len(store.densities) * len(store.retrain_seeds) * retrain_total
+  levels = 0
   if config.prune.get('schedule', 'one_shot') == 'iterative':  # One member per dense seed.
-    per_temperature += (len(prune_iterative.levels(config)) - 1) * retrain_total
+    levels = (len(prune_iterative.levels(config)) - 1) * retrain_total
+  per_temperature = lambda cells: (
+      len(cells) * len(store.retrain_seeds) * retrain_total + levels if cells else 0)
   groups = store.dense_groups()
   if knobs.knob(store.knob).checkpoints:
-    return int(counts[0]) * (groups[0].total_steps + len(store.temperatures) * per_temperature)
+    return int(counts[0]) * (groups[0].total_steps + sum(map(per_temperature, densities)))
   dense = {float(t): g.total_steps for g in groups for t in g.temperatures}
-  return sum(int(n) * (dense[float(t)] + per_temperature)
-             for t, n in zip(store.temperatures, counts))
+  return sum(int(n) * (dense[float(t)] + per_temperature(cells))
+             for t, n, cells in zip(store.temperatures, counts, densities) if cells)
 
 
 def cost(store: artifacts.Store, plan: Plan) -> dict[str, Any]:

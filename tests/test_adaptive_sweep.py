@@ -341,8 +341,8 @@ def test_an_added_seed_at_measured_cells_has_keys_of_its_own_and_the_seeds_dense
   (group,) = unit.dense_groups()
   assert group.name == 'batch_size=64+seed3001' and group.seeds == (3001,)
   retrain = len(base.retrain_seeds) * config.retrain.epochs * (4000 // config.retrain.batch_size)
-  assert adaptive_cell_seeds.member_steps(base, [1, 2, 1, 1, 1], [(), (0.04, 0.2), (), (), ()]
-                                          ) == 2 * (group.total_steps + 2 * retrain)
+  assert adaptive_seeds.member_steps(base, [1, 2, 1, 1, 1], [(), (0.04, 0.2), (), (), ()]
+                                     ) == 2 * (group.total_steps + 2 * retrain)
   config.temperature.knob, config.temperature.grid = 'epochs', (2, 4)
   base = artifacts.Store(tmp_path, config, facts)  # Epochs: the seed's run gives every one.
   addition = adaptive_seeds.Addition((4, 2), 3001, ((2, 0.2),), 3)

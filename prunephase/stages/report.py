@@ -8,22 +8,16 @@ from prunephase.stages import context
 from prunephase.stages import rows as rows_lib
 
 
-def _searches(config) -> bool:
-  """Whether a config searches the grid adaptively (as `adaptive_cells.enabled`, without its
-  imports)."""
-  return str((config.get('search') or {}).get('mode', 'grid')) == 'adaptive'
-
-
 def result_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
   """One row per (temperature, density, dense seed, seed pair) of an `artifacts.Store`; with
   `seeds.adaptive`, the rows of the dense seeds added by finished rounds too (ordinary rows,
   after the configured seeds of their temperature; `adaptive_seeds.replay`); with
   `search.mode = 'adaptive'`, the rows of the measured cells (`adaptive_cells.replay`); with
   both, those and the rows of the seeds added to them (`adaptive_cell_seeds.replay`)."""
-  if _searches(store.config) and rows_lib.adds_seeds(store.config):
+  if rows_lib.searches(store.config) and rows_lib.adds_seeds(store.config):
     from prunephase import adaptive_cell_seeds  # pylint: disable=import-outside-toplevel
     return adaptive_cell_seeds.replay(store, with_curves).table_rows()
-  if _searches(store.config):
+  if rows_lib.searches(store.config):
     from prunephase import adaptive_cells  # pylint: disable=import-outside-toplevel
     return adaptive_cells.replay(store, with_curves).table_rows()
   if rows_lib.adds_seeds(store.config):
@@ -41,7 +35,7 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
   from prunephase import report_files
   plan = search = None  # Every process reads the rows: restoring is collective.
   seeds_lib = adaptive_seeds
-  if _searches(sweep.config) and rows_lib.adds_seeds(sweep.config):
+  if rows_lib.searches(sweep.config) and rows_lib.adds_seeds(sweep.config):
     # The search's measured cells with the dense seeds added to them: its final labels read all.
     from prunephase import adaptive_cell_seeds  # pylint: disable=import-outside-toplevel
     from prunephase import adaptive_cells  # pylint: disable=import-outside-toplevel
@@ -49,7 +43,7 @@ def run(sweep: context.Sweep) -> dict[str, Any]:
     plan = adaptive_cell_seeds.replay(sweep.store, with_curves=True)
     searched, rows = plan.search, plan.table_rows()
     search = adaptive_cells.report_search(sweep.store, plan.search_with_rows())
-  elif _searches(sweep.config):
+  elif rows_lib.searches(sweep.config):
     from prunephase import adaptive_cells  # pylint: disable=import-outside-toplevel
     searched = adaptive_cells.replay(sweep.store, with_curves=True)
     rows = searched.table_rows()

@@ -20,6 +20,12 @@ def adds_seeds(config) -> bool:
   return bool((config.get('seeds') or {}).get('adaptive', False))
 
 
+def searches(config) -> bool:
+  """Whether a config searches the grid adaptively (`search.mode`; absent before that field
+  existed)."""
+  return str((config.get('search') or {}).get('mode', 'grid')) == 'adaptive'
+
+
 def store_rows(store, with_curves: bool = False) -> list[dict[str, Any]]:
   """The rows of one store's own dense seeds and temperatures (as `stages.report.result_rows`)."""
   rows = []
