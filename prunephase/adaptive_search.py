@@ -253,7 +253,8 @@ def assess(temperatures: Sequence[float], densities: Sequence[float], rows: Sequ
     # point and CKA plateau fitted to those alone, biased towards where it was sampled. Label
     # a grid whose unmeasured cells hold values interpolated from the measured ones instead.
     labels = regimes.label_grid(fill(lmc, measured), fill(cka, measured), rule,
-                                labelled['stds']['lmc'], labelled['stds']['cka_softmax'])
+                                labelled['stds']['lmc'], labelled['stds']['cka_softmax'],
+                                labelled['num_units'])
     labels = np.where(np.isfinite(lmc) & np.isfinite(cka), labels, regimes.NO_LABEL)
   else:
     labels = np.full(shape, regimes.NO_LABEL, dtype=object)

@@ -10,21 +10,26 @@ with a mild barrier are II-A in the paper's Figure 2. In each density column we 
 point along the temperature axis: the split into a hotter and a colder run of cells with the
 smallest squared error around the two runs' means. The column has a transition when the
 colder run is deeper by at least `min_drop` (in error fractions) and by more than
-`noise_factor` times the column's seed noise (the root mean square, over its cells, of the
-standard deviation of LMC over independent dense seeds); the colder run is then Regime I. A
-column without a transition is Regime I throughout when its LMC is deep everywhere, and has no
-Regime I otherwise. Deep: every cell's LMC lies below the shallower of the barrier scale
-`-min_drop` (as deep as a drop that counts as a transition) and the grid's barrier level (the
-mean of the midpoints between the two runs of the columns that do have a transition; ignored
-when none does), and below `-noise_factor` times the column's seed noise (no noise estimate: no
-noise check). Its models are then poorly connected at every temperature, whatever barriers the
-other columns reach. The II-A/II-B boundary separates, within a column's
-regime-II cells, the hotter cells below the column's CKA plateau from the colder cells on it:
-the plateau is the highest CKA among those cells, the first cell (hot to cold) within
-`cka_tolerance` (or `noise_factor` times its CKA seed noise, if larger) of it starts II-B, and
-every colder regime-II cell is II-B too. A column whose coldest cell is Regime I has no II-B:
-cooling there ends in a barrier, not on a similarity plateau (the paper's dashed curve meets
-the solid one).
+`noise_factor` times the drop's standard error (from each cell's standard error: the standard
+deviation of its LMC over independent dense seeds over the square root of their number; a run's
+mean of k cells has the variance of their mean squared errors over k); the colder run is then
+Regime I. The drop is tested against its standard error, not against one seed's spread, so
+that more dense seeds settle a column: with the spread the same drop stayed as doubtful at
+eight seeds as at three. A column without a transition is Regime I throughout when its LMC is
+deep everywhere, and has no Regime I otherwise. Deep: every cell's LMC lies below the
+shallower of the barrier scale `-min_drop` (as deep as a drop that counts as a transition) and
+the grid's barrier level (the mean of the midpoints between the two runs of the columns that
+do have a transition; ignored when none does), and below `-noise_factor` times the column's
+standard error (the root mean square of its cells'; no estimate: no noise check). Its models
+are then poorly connected at every temperature, whatever barriers the other columns reach. The
+II-A/II-B boundary separates, within a column's regime-II cells, the hotter cells below the
+column's CKA plateau from the colder cells on it: the plateau is the highest CKA among those
+cells, the first cell (hot to cold) within `cka_tolerance` (or `noise_factor` times its CKA
+seed noise, the spread over dense seeds, if larger) of it starts II-B, and every colder
+regime-II cell is II-B too. Being on the plateau is a question of equivalence, within what one
+retraining varies, so that band is the seed spread and does not narrow with more seeds. A
+column whose coldest cell is Regime I has no II-B: cooling there ends in a barrier, not on a
+similarity plateau (the paper's dashed curve meets the solid one).
 
 'threshold' (the rule of earlier versions): Regime I where the mean LMC < `lmc_threshold`;
 II-B where CKA >= (the column's highest CKA among regime-II cells) - `cka_tolerance`; else II-A.
@@ -86,9 +91,9 @@ class RegimeRule:
               f'{self.cka_tolerance:g} of the column maximum among regime-II cells; II-A: the '
               'other regime-II cells')
     return (f'transition rule: I: the colder run of a density column after its LMC change point, '
-            f'if it drops by >= {self.min_drop:g} and > {self.noise_factor:g} x seed noise; a '
-            f'column without one: all I if every LMC < max(-{self.min_drop:g}, barrier level) and '
-            f'< -{self.noise_factor:g} x seed noise; II-B: regime-II cells from the first one '
+            f'if it drops by >= {self.min_drop:g} and > {self.noise_factor:g} x its standard '
+            f'error; a column without one: all I if every LMC < max(-{self.min_drop:g}, barrier '
+            f'level) and < -{self.noise_factor:g} x standard error; II-B: regime-II cells from the first one '
             f'within max({self.cka_tolerance:g}, {self.noise_factor:g} x noise) of the column\'s '
             'CKA plateau to the coldest, in columns that do not end in Regime I; II-A: the rest')
 
@@ -117,9 +122,25 @@ def column_change_point(lmc: np.ndarray) -> tuple[int, float]:
   return best_k, float(lmc[:best_k].mean() - lmc[best_k:].mean())
 
 
-def _regime_one_transition(lmc: np.ndarray, lmc_noise: np.ndarray, valid: np.ndarray,
+def run_mean_error(cell_errors: np.ndarray) -> float:
+  """Standard error of the mean of a run of cells, from the cells' standard errors.
+
+  Args:
+    cell_errors: (k,) standard errors of the cells' means; NaN = no estimate (such a cell is
+      taken to be as precise as the others).
+
+  Returns:
+    sqrt(mean(error^2) / k); NaN when no cell has an estimate.
+  """
+  finite = cell_errors[np.isfinite(cell_errors)]
+  if not finite.size:
+    return float('nan')
+  return float(np.sqrt(np.mean(finite ** 2) / cell_errors.size))
+
+
+def _regime_one_transition(lmc: np.ndarray, lmc_error: np.ndarray, valid: np.ndarray,
                            rule: RegimeRule) -> np.ndarray:
-  """(T, D) booleans: Regime I under the transition rule."""
+  """(T, D) booleans: Regime I under the transition rule; lmc_error: cells' standard errors."""
   regime_one = np.zeros(lmc.shape, bool)
   flat_columns, levels = [], []
   for d in range(lmc.shape[1]):
@@ -128,7 +149,8 @@ def _regime_one_transition(lmc: np.ndarray, lmc_noise: np.ndarray, valid: np.nda
       flat_columns.append(d)
       continue
     k, drop = column_change_point(lmc[rows, d])
-    noise = _rms(lmc_noise[rows, d])
+    errors = lmc_error[rows, d]
+    noise = float(np.hypot(run_mean_error(errors[:k]), run_mean_error(errors[k:])))
     if drop >= rule.min_drop and not drop <= rule.noise_factor * noise:  # NaN noise: no check.
       regime_one[rows[k:], d] = True
       levels.append(0.5 * (lmc[rows[:k], d].mean() + lmc[rows[k:], d].mean()))
@@ -137,7 +159,7 @@ def _regime_one_transition(lmc: np.ndarray, lmc_noise: np.ndarray, valid: np.nda
   depth = flat_column_depth(levels, rule)
   for d in flat_columns:
     rows = np.flatnonzero(valid[:, d])
-    noise = _rms(lmc_noise[rows, d])  # NaN (no estimate): no noise check.
+    noise = _rms(lmc_error[rows, d])  # NaN (no estimate): no noise check.
     bound = min(depth, -rule.noise_factor * noise) if np.isfinite(noise) else depth
     if rows.size and (lmc[rows, d] < bound).all():
       regime_one[rows, d] = True
@@ -178,7 +200,8 @@ def _split_two(labels: np.ndarray, cka: np.ndarray, cka_noise: np.ndarray,
 
 def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule,
                lmc_noise: np.ndarray | None = None,
-               cka_noise: np.ndarray | None = None) -> np.ndarray:
+               cka_noise: np.ndarray | None = None,
+               num_units: np.ndarray | None = None) -> np.ndarray:
   """Labels a (T, D) grid of cell means (rows hottest first).
 
   Args:
@@ -186,6 +209,8 @@ def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule,
     rule: the labelling rule.
     lmc_noise, cka_noise: (T, D) seed noise of each cell (std over dense seeds); NaN or None =
       no estimate, and the noise conditions of the transition rule are skipped.
+    num_units: (T, D) dense seeds behind each cell's mean (LMC's standard error is lmc_noise /
+      sqrt(num_units)); None: one each.
 
   Returns:
     A (T, D) object array of 'I', 'II-A', 'II-B' or '' (unlabelled).
@@ -199,7 +224,8 @@ def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule,
   if rule.rule == 'threshold':
     regime_one = valid & (lmc < rule.lmc_threshold)
   else:
-    regime_one = _regime_one_transition(lmc, lmc_noise, valid, rule)
+    units = np.ones(lmc.shape) if num_units is None else np.maximum(np.asarray(num_units), 1)
+    regime_one = _regime_one_transition(lmc, lmc_noise / np.sqrt(units), valid, rule)
   labels[regime_one] = 'I'
   _split_two(labels, cka, cka_noise, valid & ~regime_one, regime_one, rule)
   return labels
@@ -235,9 +261,11 @@ def cell_stds(grid_values: list[list[np.ndarray]]) -> np.ndarray:
                    for line in grid_values])
 
 
-def label_fn(rule: RegimeRule) -> confidence_lib.LabelFn:
-  """`label_grid` with `rule` bound: what the confidence estimators relabel replicates with."""
-  return lambda lmc, cka, lmc_noise, cka_noise: label_grid(lmc, cka, rule, lmc_noise, cka_noise)
+def label_fn(rule: RegimeRule, num_units: np.ndarray | None = None) -> confidence_lib.LabelFn:
+  """`label_grid` with `rule` and the cells' dense seeds bound: what the confidence estimators
+  relabel replicates (of the same number of seeds) with."""
+  return lambda lmc, cka, lmc_noise, cka_noise: label_grid(lmc, cka, rule, lmc_noise, cka_noise,
+                                                           num_units)
 
 
 def boundary_edges(labels: np.ndarray) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -342,10 +370,11 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
   grids = {f: unit_grid(filled, temperatures, densities, f) for f in fields}
   means = {f: cell_means(g) for f, g in grids.items()}
   stds = {f: cell_stds(g) for f, g in grids.items()}
+  num_units = np.array([[v.size for v in line] for line in grids['lmc']])
   labels = label_grid(means['lmc'], means['cka_softmax'], rule, stds['lmc'],
-                      stds['cka_softmax'])
+                      stds['cka_softmax'], num_units)
   confidence = confidence_lib.estimate(estimator, grids['lmc'], grids['cka_softmax'], labels,
-                                      label_fn(rule), bootstrap, seed, stds['lmc'],
+                                      label_fn(rule, num_units), bootstrap, seed, stds['lmc'],
                                       stds['cka_softmax'], NO_LABEL)
   t_index = {float(t): i for i, t in enumerate(temperatures)}
   d_index = {float(d): j for j, d in enumerate(densities)}
@@ -356,7 +385,7 @@ def label_table(rows: list[dict], temperatures: Sequence[float], densities: Sequ
     num_pairs[t, d] += 1
   return {'rule': rule, 'means': means, 'stds': stds, 'labels': labels,
           'confidence': confidence, 'num_pairs': num_pairs,
-          'num_units': np.array([[v.size for v in line] for line in grids['lmc']])}
+          'num_units': num_units}
 
 
 def _is_true(value) -> bool:

@@ -8,6 +8,7 @@ import csv
 import pathlib
 
 import numpy as np
+import pytest
 
 from prunephase import regimes
 from prunephase import tables
@@ -57,6 +58,24 @@ def test_noise_sized_wiggles_are_not_a_transition():
   assert regimes.label_grid(lmc, cka, RULE, lmc_noise=quiet)[:, 0].tolist() == [
       'II-A'] * 3 + ['I'] * 3
   assert 'I' not in regimes.label_grid(lmc * 0.3, cka, RULE, lmc_noise=quiet * 0.1)
+
+
+def test_more_seeds_settle_a_drop_within_one_seeds_spread():
+  # The drop (0.117, change point after row 3) is tested against its standard error: with one
+  # seed per cell sqrt(0.15^2/3 + 0.15^2/3) = 0.122, no transition; with three seeds per cell
+  # the same means and spread give 0.071, a transition.
+  lmc = np.array([[0.0], [-0.02], [0.0], [-0.12], [-0.13], [-0.12]])
+  cka, spread = np.full_like(lmc, 0.9), np.full_like(lmc, 0.15)
+  assert 'I' not in regimes.label_grid(lmc, cka, RULE, spread, num_units=np.ones(lmc.shape))
+  three = regimes.label_grid(lmc, cka, RULE, spread, num_units=np.full(lmc.shape, 3))
+  assert three[:, 0].tolist() == ['II-A'] * 3 + ['I'] * 3
+
+
+def test_run_mean_error():
+  assert regimes.run_mean_error(np.array([0.3, 0.4])) == pytest.approx(np.sqrt(0.125 / 2))
+  # A cell without an estimate counts as precise as the others; none at all: no estimate.
+  assert regimes.run_mean_error(np.array([0.2, np.nan])) == pytest.approx(0.2 / np.sqrt(2))
+  assert np.isnan(regimes.run_mean_error(np.array([np.nan, np.nan])))
 
 
 def test_column_deep_everywhere_is_regime_one():

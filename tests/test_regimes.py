@@ -107,6 +107,9 @@ def test_flat_column_below_the_barrier_scale_is_regime_one():
                                ['II-B'] * 5]
   # Without a noise estimate there is no noise check: column 4 is then deep enough.
   assert regimes.label_grid(lmc, cka, TRANSITION)[:, 4].tolist() == ['I'] * 5
+  # Four dense seeds per cell halve column 4's standard error (0.05): deep enough too.
+  four = regimes.label_grid(lmc, cka, TRANSITION, noise, num_units=np.full(lmc.shape, 4))
+  assert four[:, 4].tolist() == ['I'] * 5
 
 
 def test_flat_column_depth_is_the_shallower_of_scale_and_barrier_level():
