@@ -349,7 +349,7 @@ def identity_rules() -> tuple[dict[str, Any], dict[str, tuple[str, Any]], tuple[
 
 _RED_BLUE = 'RdBu'
 register_metric('errors', on='members', needs=('history', 'masks'), _builtin=True,
-                fields={'test_error_epochs': 5},
+                fields={'test_error_epochs': 2},
                 columns=[
                     Column('test_error', per='member', std=True, cmap='viridis_r',
                            title='Test error (regimes labelled)', colorbar='test error (fraction)'),

@@ -155,7 +155,7 @@ def test_a_value_of_the_wrong_type_is_one_line():
                        '--workdir=unused', timeout=60)
   assert result.returncode == 2
   assert error_lines(result) == ['prunephase: error: bad value abc for config field '
-                                 'retrain.epochs: expected a whole number, like its default 24']
+                                 'retrain.epochs: expected a whole number, like its default 8']
 
 
 @pytest.mark.parametrize('args, message', [
