@@ -16,7 +16,8 @@ regenerate the section:
 It prints (or writes between the README's `results:begin` / `results:end` markers): the machine
 and each set's dense seeds; the paper's findings on every set; set 1's labels and grids; label
 replication over every pair of sets with the reliability table of the current confidence
-estimator and of the earlier one; and the case studies out of sample: CS1 (set 1's advice
+estimator, of the same at each set's configured dense seeds only (the table before its
+adaptive seeds, when it has some) and of the earlier estimator; and the case studies out of sample: CS1 (set 1's advice
 judged on the other sets' test errors) and CS2 (set 1's picks scored on the other sets), with
 95 % bootstrap intervals (`prunephase/out_of_sample.py`).
 
@@ -36,6 +37,8 @@ import sys
 import tempfile
 from typing import Any
 
+import numpy as np
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 # pylint: disable=wrong-import-position
 from prunephase import advice as advice_lib  # `advice`: a local name here.
@@ -46,6 +49,7 @@ from prunephase import out_of_sample
 from prunephase import regimes
 from prunephase import replication
 from prunephase import report_files
+from prunephase import tables
 from prunephase import workdir as workdir_lib
 
 BEGIN, END = '<!-- results:begin -->', '<!-- results:end -->'
@@ -70,15 +74,35 @@ def machine() -> str:
   return f'{os.cpu_count()} cores ({model}), {memory:.0f} GiB'
 
 
-def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def configured_seeds_table(workdir: str, out: pathlib.Path) -> pathlib.Path:
+  """The run's results.csv without the rows of added dense seeds (`seeds.adaptive`), at `out`:
+  the table the run had before its seed rounds."""
+  stored = files.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
+  seeds = {float(seed) for seed in stored.get('dense', {}).get('seeds', ())}
+  rows = tables.read_table(pathlib.Path(workdir) / 'results.csv')
+  columns = list(rows[0]) if rows else []
+  out.mkdir(parents=True, exist_ok=True)
+  files.write_csv(out / 'results.csv', [r for r in rows if float(r['dense_seed']) in seeds],
+                  columns)
+  return out / 'results.csv'
+
+
+def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any],
+         configured_seeds_only: bool = False) -> dict[str, Any]:
   """A run labelled by the current code under `overrides`, with its dense seeds and findings.
 
   The findings are checked anew, as the report stage checks them (`prunephase/report_files.py`),
   not read from the run's findings.json, which an older version may have written.
+  `configured_seeds_only`: the run as it stood before adaptive seeds were added.
   """
-  run = cases.load_labelled(workdir=workdir, out=str(out), overrides=overrides)
+  if configured_seeds_only:
+    table = configured_seeds_table(workdir, out / 'table')
+    run = cases.load_labelled(results=str(table), out=str(out), overrides=overrides)
+  else:
+    run = cases.load_labelled(workdir=workdir, out=str(out), overrides=overrides)
   stored = files.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
   run['seeds'] = tuple(stored.get('dense', {}).get('seeds', ()))
+  run['max_seeds'] = int(labelled_max_seeds(run))
   data = pathlib.Path(workdir) / 'data.json'
   num_classes = files.read_json(data).get('num_classes') if data.exists() else None
   labelled = run['labelled']
@@ -88,6 +112,11 @@ def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any]) -> dict[str
       labelled['num_units'],
       report_files.diverged_cells(run['rows'], run['temperatures'], run['densities']), num_classes)
   return run
+
+
+def labelled_max_seeds(run: dict[str, Any]) -> int:
+  """The most dense seeds any cell of a labelled run holds."""
+  return int(np.max(run['labelled']['num_units'])) if np.size(run['labelled']['num_units']) else 0
 
 
 def quietly(function, *args) -> dict[str, Any]:
@@ -105,28 +134,38 @@ def fraction(result: dict[str, Any]) -> str:
   return replication.fraction_line('x', result).split(': ', 1)[1]
 
 
-def findings_lines(runs: list[dict[str, Any]]) -> list[str]:
+def findings_lines(runs: list[dict[str, Any]], before: list[dict[str, Any]] | None) -> list[str]:
+  """The findings per set; `before`: the same sets at their configured seeds (None: no set
+  added seeds)."""
   first = runs[0]['findings']
-  lines = ['**Findings** (`prunephase/findings.py`, rechecked here on every set):', '',
-           '| set | dense seeds | ' + ' | '.join(FINDINGS) + ' |', '|---' * 5 + '|']
-  for i, run in enumerate(runs, 1):
-    lines.append(f'| {i} | {seeds_text(run["seeds"])} | '
-                 + ' | '.join(run['findings'][name]['status'] for name in FINDINGS) + ' |')
+  lines = ['**Findings** (`prunephase/findings.py`, rechecked here on every set'
+           + ('; in brackets: at the configured dense seeds only, before seeds were added'
+              if before else '') + '):', '',
+           '| set | dense seeds | most per cell | ' + ' | '.join(FINDINGS) + ' |',
+           '|---' * 6 + '|']
+  for i, run in enumerate(runs):
+    statuses = [run['findings'][name]['status'] for name in FINDINGS]
+    if before:
+      statuses = [f'{now} [{before[i]["findings"][name]["status"]}]'
+                  for now, name in zip(statuses, FINDINGS)]
+    lines.append(f'| {i + 1} | {seeds_text(run["seeds"])} | {run["max_seeds"]} | '
+                 + ' | '.join(statuses) + ' |')
   lines += ['', 'On set 1:', '']
   lines += [f'* **{name} — {first[name]["status"]}.** {first[name]["summary"]}'
             for name in FINDINGS]
   return lines
 
 
-def replication_lines(runs: list[dict[str, Any]], earlier: list[dict[str, Any]]) -> list[str]:
-  """Label replication over every pair of sets, for the current and the earlier estimator."""
-  results = {'current': quietly(out_of_sample.replicate, runs),
-             'earlier': quietly(out_of_sample.replicate, earlier)}
+def replication_lines(variants: dict[str, list[dict[str, Any]]]) -> list[str]:
+  """Label replication over every pair of sets, for each variant: 'current' (every seed, the
+  current estimator), optionally 'configured seeds' (before adaptive seeds) and 'earlier' (the
+  earlier estimator)."""
+  results = {key: quietly(out_of_sample.replicate, runs) for key, runs in variants.items()}
   names = {key: f'{run[0]["config"].confidence}, min_confidence '
                 f'{float(run[0]["config"].min_confidence):g}'
-           for key, run in (('current', runs), ('earlier', earlier))}
-  estimators = {key: f'{run[0]["config"].confidence} ({key})'
-                for key, run in (('current', runs), ('earlier', earlier))}
+           for key, run in variants.items()}
+  estimators = {key: f'{run[0]["config"].confidence} ({key})' for key, run in variants.items()}
+  runs = variants['current']
   current = results['current']
   num_pairs = len(replication.pairs(len(runs)))
   lines = [f'**Label replication** over the {num_pairs} pairs of sets (`prunephase-regimes '
@@ -138,7 +177,7 @@ def replication_lines(runs: list[dict[str, Any]], earlier: list[dict[str, Any]])
            'that another set labels alike; confident_cells: the labels that are confident.', '',
            '| confidence estimator | confident_replication | confident_kept | confident_cells |',
            '|---|---|---|---|']
-  for key in ('current', 'earlier'):
+  for key in variants:
     result = results[key]
     lines.append(f'| {names[key]} ({key}) | '
                  + ' | '.join(fraction(result[name]) for name in
@@ -209,8 +248,12 @@ def section(*workdirs: str) -> str:
                      f'seeds), not {len(workdirs)}')
   with tempfile.TemporaryDirectory() as temporary:
     out = pathlib.Path(temporary)
-    runs = [load(w, out / 'current', CURRENT) for w in workdirs]
-    earlier = [load(w, out / 'earlier', EARLIER) for w in workdirs]
+    runs = [load(w, out / f'current{i}', CURRENT) for i, w in enumerate(workdirs)]
+    before = [load(w, out / f'before{i}', CURRENT, configured_seeds_only=True)
+              for i, w in enumerate(workdirs)]
+    earlier = [load(w, out / f'earlier{i}', EARLIER) for i, w in enumerate(workdirs)]
+    if all(b['max_seeds'] == r['max_seeds'] for b, r in zip(before, runs)):
+      before = None  # No set added seeds: nothing to compare.
     first, config = runs[0], runs[0]['config']
     rule = regimes.RegimeRule.from_config(config)
     min_confidence = float(config.min_confidence)
@@ -223,14 +266,18 @@ def section(*workdirs: str) -> str:
              f'settings stored with the run: {rule.describe()}; confidence: '
              f'{config.confidence} estimator, {int(config.bootstrap)} draws, labels below '
              f'{min_confidence:g} are uncertain (see docs/definitions.md, Confidence).', '']
-    lines += findings_lines(runs)
+    lines += findings_lines(runs, before)
     labelled = first['labelled']
     lines += ['', f'Regimes of set 1 (`prunephase-regimes --workdir=...`; parentheses: '
               f'confidence below {min_confidence:g}):', '', '```',
               report_files.label_text_grid(first['temperatures'], first['densities'],
                                            labelled['labels'], labelled['confidence'],
                                            first['knob'], min_confidence), '```', '']
-    lines += replication_lines(runs, earlier)
+    variants = {'current': runs}
+    if before:
+      variants['configured seeds'] = before
+    variants['earlier'] = earlier
+    lines += replication_lines(variants)
     lines.append('')
     lines += case_study_lines(runs)
     cells = report_files.cell_rows(first['knob'], first['temperatures'], first['densities'],

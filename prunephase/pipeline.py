@@ -44,8 +44,10 @@ def print_summary(sweep, summary: dict, total_seconds: float) -> None:
   from prunephase import progress  # pylint: disable=import-outside-toplevel
   config = sweep.config
   print('\n=== prunephase summary ===')
+  added = (f' (up to {int(config.seeds.max_dense_seeds)} where labels are unconfident)'
+           if config.seeds.adaptive else '')
   print(f'grid: {len(sweep.temperatures)} temperatures ({sweep.knob}) x '
-        f'{len(sweep.densities)} densities; {len(sweep.dense_seeds)} dense x '
+        f'{len(sweep.densities)} densities; {len(sweep.dense_seeds)} dense{added} x '
         f'{len(sweep.retrain_seeds)} retrain seeds; model {config.model.name} on '
         f'{config.dataset.name}; pruning {config.prune.method}')
   store = sweep.store

@@ -164,3 +164,28 @@ def test_label_replication_counts_the_cells_two_runs_label_alike(finished_run, t
   run_b = _engineered_run(path, tmp_path / 'b', _RUN_B)
   text = module.section(str(run_a), str(run_b), str(run_b))
   assert 'label_replication (cells both sets label alike) 0.833 (10/12)' in text
+
+
+def test_results_section_shows_the_sets_before_their_added_seeds(finished_run, tmp_path):
+  # A run whose every cell gained an added dense seed (1001, as `seeds.adaptive` numbers them):
+  # the section shows each set's findings at its configured seeds in brackets, the most seeds
+  # per cell, and a replication row for the configured seeds only.
+  import csv  # pylint: disable=import-outside-toplevel
+  module = _results_module()
+  path, _, _ = finished_run
+  run = _engineered_run(path, tmp_path / 'a', _RUN_A)
+  with open(run / 'results.csv', newline='') as f:
+    reader = csv.DictReader(f)
+    columns, rows = reader.fieldnames, list(reader)
+  added = [{**row, 'dense_seed': '1001'} for row in rows]
+  with open(run / 'results.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, columns)
+    writer.writeheader()
+    writer.writerows(rows + added)
+  text = module.section(str(run), str(run), str(run))
+  # One configured seed per cell: no seed noise, so the transition and similarity checks can
+  # only say 'partly' there; with the added seed they have their noise and pass.
+  assert '| 1 | 1 | 2 | reproduced [partly] | reproduced [reproduced] | reproduced [partly] |' in text
+  assert '| replicate, min_confidence 0.8 (configured seeds) | n/a (0/0) | n/a (0/0) | 0.000 (0/12) |' in text
+  # Without added seeds there is nothing to compare: no such row.
+  assert '(configured seeds)' not in module.section(str(path), str(path), str(path))

@@ -184,12 +184,16 @@ def test_report_and_printed_summary_name_the_left_out_cells(tmp_path, capsys):
   sweep = types.SimpleNamespace(
       config=types.SimpleNamespace(model=types.SimpleNamespace(name='cnn1d'),
                                    dataset=types.SimpleNamespace(name='mnist1d'),
-                                   prune=types.SimpleNamespace(method='uniform')),
+                                   prune=types.SimpleNamespace(method='uniform'),
+                                   seeds=types.SimpleNamespace(adaptive=True,
+                                                               max_dense_seeds=6)),
       temperatures=TEMPERATURES, densities=DENSITIES, knob='epochs', dense_seeds=[1, 2],
       retrain_seeds=[1, 2], path=tmp_path,
       store=types.SimpleNamespace(measure_dir=tmp_path / 'branch'), timings={'report': 1.0})
   pipeline.print_summary(sweep, summary, 1.0)
   printed = capsys.readouterr().out.splitlines()
+  assert ('grid: 3 temperatures (epochs) x 2 densities; 2 dense (up to 6 where labels are '
+          'unconfident) x 2 retrain seeds; model cnn1d on mnist1d; pruning uniform') in printed
   assert 'left out of the findings: (T=40, d=0.1): a member diverged' in printed
   assert ('finding transition: not assessed -- too few cells left at density 0.1 (needs the '
           'coldest and one more); left out (T=40, d=0.1): a member diverged') in printed
