@@ -25,6 +25,7 @@ from configs import default as default_config
 from prunephase import data as data_lib, models, population, train_steps as train_lib
 members, repeats = {members}, {repeats}
 config = default_config.get_config()
+default_config.use_5000_samples(config)  # The data of its recorded figures.
 dataset = data_lib.load_mnist1d(config.dataset.num_samples)
 model = models.make_model(config.model, 10)
 spec = train_lib.TrainSpec(64, dataset.num_train // 64)

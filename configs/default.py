@@ -14,7 +14,7 @@ figure and finding: docs/beyond_the_paper.md).
 where the adaptive search (`--config.search.mode=adaptive`) pays (docs/adaptive_search.md).
 
 Load = density of the one-shot layerwise-uniform magnitude pruned model; retraining by lr
-rewinding (the schedule replayed from the pruned weights); 3 dense seeds (up to 8 where labels
+rewinding (the schedule replayed from the pruned weights); 3 dense seeds (up to 6 where labels
 are unconfident) x 2 retrain seeds.
 
 Temperature here = dense batch size (16 ... 256, every size trained for exactly 1,500 steps;
@@ -121,7 +121,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.retrain.momentum = 0.9  # SGD momentum.
   config.retrain.weight_decay = 1e-4  # Coupled (added to the gradient), like torch SGD.
   config.retrain.batch_size = 64  # Examples per step.
-  config.retrain.epochs = 8  # Length of every retraining run (1,500 steps of batch 64).
+  config.retrain.epochs = 8  # Length of every retraining run (8 x 187 = 1,496 steps of 64).
   config.retrain.lr_decay = 0.1  # Factor at each decay.
   config.retrain.lr_decay_epochs = ()  # Decay at these epochs ...
   config.retrain.lr_decay_fractions = (0.5, 0.75)  # ... or at these fractions of the run.
@@ -162,7 +162,8 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
   config.regimes = ml_collections.ConfigDict()
   config.regimes.rule = 'transition'  # transition (I where LMC drops sharply) | threshold.
   config.regimes.min_drop = 0.05  # transition: smallest LMC drop (error fraction) that counts.
-  config.regimes.noise_factor = 1.0  # transition: a drop must exceed this x the seed noise.
+  # transition: a drop must exceed this x its standard error (the CKA band: x the seed spread).
+  config.regimes.noise_factor = 1.0
   config.regimes.lmc_threshold = -0.02  # threshold: Regime I where the mean LMC is below this.
   config.regimes.cka_tolerance = 0.001  # II-B from the first cell within this of the plateau.
   config.regimes.confidence = 'replicate'  # Confidence estimator: replicate | bootstrap.
@@ -248,7 +249,7 @@ def get_config(arg: str = '') -> ml_collections.ConfigDict:
 
 def use_5000_samples(config: ml_collections.ConfigDict) -> None:
   """The default's data, retraining and seeds before 2026-12-04, in place: 5,000 samples (4,000
-  train), 24 retraining epochs (the same 1,500 steps), test error over the last 5, three dense
+  train), 24 retraining epochs (24 x 62 = 1,488 steps), test error over the last 5, three dense
   seeds without adaptive ones. `:fine`, `:landscape` and configs/mnist1d_sam_rho.py measured
   their documented figures with it."""
   config.dataset.num_samples = 5000

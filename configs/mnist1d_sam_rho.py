@@ -5,8 +5,8 @@ r"""Case study 3 on MNIST-1D: SAM's rho as the temperature.
 
 Everything as configs/default.py except the dense family and, outside `quick`, the data, the
 retraining length and the seeds its results were measured with (default.py's
-`use_5000_samples`: 5,000 samples, 24 retraining epochs, 3 dense seeds). The family: SAM (the paper's semantics, see
-prunephase/optim.py) at rho in {0, 0.05, 0.1, 0.2, 0.4} for 24 epochs at batch 64 (lr 0.1, x0.1
+`use_5000_samples`: 5,000 samples, 24 retraining epochs, 3 dense seeds). The family: SAM (the
+paper's semantics, see prunephase/optim.py) at rho in {0, 0.05, 0.1, 0.2, 0.4} for 24 epochs at batch 64 (lr 0.1, x0.1
 at 50 % and 75 %); all five rho values x 3 dense seeds train in ONE vmapped program. rho = 0 is
 plain SGD (the ascent step is zero, the second gradient equals the first); 0.05 is SAM's
 default (Foret et al.). Larger rho = hotter. Retraining is plain SGD as in the paper.

@@ -17,9 +17,9 @@ It prints (or writes between the README's `results:begin` / `results:end` marker
 and each set's dense seeds; the paper's findings on every set; set 1's labels and grids; label
 replication over every pair of sets with the reliability table of the current confidence
 estimator, of the same at each set's configured dense seeds only (the table before its
-adaptive seeds, when it has some) and of the earlier estimator; and the case studies out of sample: CS1 (set 1's advice
-judged on the other sets' test errors) and CS2 (set 1's picks scored on the other sets), with
-95 % bootstrap intervals (`prunephase/out_of_sample.py`).
+adaptive seeds, when it has some) and of the earlier estimator; and the case studies out of
+sample: CS1 (set 1's advice judged on the other sets' test errors) and CS2 (set 1's picks
+scored on the other sets), with 95 % bootstrap intervals (`prunephase/out_of_sample.py`).
 
 Every run is relabelled here by the current code with the current defaults
 (`regimes.DEFAULTS`), whatever its config.json or findings.json say: the rule, the confidence

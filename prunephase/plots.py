@@ -17,6 +17,28 @@ from prunephase import metrics  # pylint: disable=g-import-not-at-top
 from prunephase import regimes as regimes_lib  # pylint: disable=g-import-not-at-top
 
 
+def boundary_edges(labels: np.ndarray) -> dict[str, list[tuple[float, float, float, float]]]:
+  """Cell edges where the regime changes, in imshow coordinates (cell centres at integers).
+
+  Returns {'I/II': [...], 'IIA/IIB': [...]} of segments (x0, y0, x1, y1).
+  """
+  edges = {'I/II': [], 'IIA/IIB': []}
+
+  def kind(a, b):
+    if regimes_lib.NO_LABEL in (a, b) or a == b:
+      return None
+    return 'I/II' if 'I' in (a, b) else 'IIA/IIB'
+
+  rows, cols = labels.shape
+  for t in range(rows):
+    for d in range(cols):
+      if d + 1 < cols and (k := kind(labels[t, d], labels[t, d + 1])):
+        edges[k].append((d + 0.5, t - 0.5, d + 0.5, t + 0.5))
+      if t + 1 < rows and (k := kind(labels[t, d], labels[t + 1, d])):
+        edges[k].append((d - 0.5, t + 0.5, d + 0.5, t + 0.5))
+  return edges
+
+
 def knob_label(knob: str) -> str:
   """The temperature axis label of a knob (its `knobs.Knob` entry's `label`; the name itself for a
   knob this process does not know)."""
@@ -76,7 +98,7 @@ def _panel(ax, values, title, cmap, temperatures, densities, knob, colorbar_labe
 
 
 def _boundaries(ax, labels):
-  edges = regimes_lib.boundary_edges(labels)
+  edges = boundary_edges(labels)
   for x0, y0, x1, y1 in edges['I/II']:
     ax.plot([x0, x1], [y0, y1], color='red', lw=2.5, solid_capstyle='butt')
   for x0, y0, x1, y1 in edges['IIA/IIB']:  # Outlined: LMC's near-0 cells are white too.

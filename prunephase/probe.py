@@ -27,6 +27,7 @@ def probe_config(config, temperature: float, density: float):
   config.prune.densities = (float(density),)
   config.dense.seeds = tuple(config.dense.seeds)[:1]
   config.retrain.seeds = tuple(config.retrain.seeds)[:2]
+  config.seeds.adaptive = False  # One dense seed by design: no rounds of added seeds.
   return config
 
 

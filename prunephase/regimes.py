@@ -10,12 +10,10 @@ with a mild barrier are II-A in the paper's Figure 2. In each density column we 
 point along the temperature axis: the split into a hotter and a colder run of cells with the
 smallest squared error around the two runs' means. The column has a transition when the
 colder run is deeper by at least `min_drop` (in error fractions) and by more than
-`noise_factor` times the drop's standard error (from each cell's standard error: the standard
-deviation of its LMC over independent dense seeds over the square root of their number; a run's
-mean of k cells has the variance of their mean squared errors over k); the colder run is then
-Regime I. The drop is tested against its standard error, not against one seed's spread, so
-that more dense seeds settle a column: with the spread the same drop stayed as doubtful at
-eight seeds as at three. A column without a transition is Regime I throughout when its LMC is
+`noise_factor` times the drop's standard error (`drop_error`: a cell's is the spread of its
+LMC over independent dense seeds over the square root of their number), so that more dense
+seeds settle a column (one seed's spread, used before, does not shrink with them); the colder
+run is then Regime I. A column without a transition is Regime I throughout when its LMC is
 deep everywhere, and has no Regime I otherwise. Deep: every cell's LMC lies below the
 shallower of the barrier scale `-min_drop` (as deep as a drop that counts as a transition) and
 the grid's barrier level (the mean of the midpoints between the two runs of the columns that
@@ -93,9 +91,10 @@ class RegimeRule:
     return (f'transition rule: I: the colder run of a density column after its LMC change point, '
             f'if it drops by >= {self.min_drop:g} and > {self.noise_factor:g} x its standard '
             f'error; a column without one: all I if every LMC < max(-{self.min_drop:g}, barrier '
-            f'level) and < -{self.noise_factor:g} x standard error; II-B: regime-II cells from the first one '
-            f'within max({self.cka_tolerance:g}, {self.noise_factor:g} x noise) of the column\'s '
-            'CKA plateau to the coldest, in columns that do not end in Regime I; II-A: the rest')
+            f'level) and < -{self.noise_factor:g} x standard error; II-B: regime-II cells from '
+            f'the first one within max({self.cka_tolerance:g}, {self.noise_factor:g} x seed '
+            'spread) of the column\'s CKA plateau to the coldest, in columns that do not end in '
+            'Regime I; II-A: the rest')
 
 
 def _rms(values: np.ndarray) -> float:
@@ -122,25 +121,54 @@ def column_change_point(lmc: np.ndarray) -> tuple[int, float]:
   return best_k, float(lmc[:best_k].mean() - lmc[best_k:].mean())
 
 
-def run_mean_error(cell_errors: np.ndarray) -> float:
+def cell_errors(spread: np.ndarray, units: np.ndarray) -> np.ndarray:
+  """Standard errors of a column's cell means.
+
+  Args:
+    spread: (n,) each cell's standard deviation over its dense seeds; NaN = no estimate.
+    units: (n,) each cell's dense seeds; 0 = not measured (an adaptive search's filled cell,
+      which adds no evidence of its own).
+
+  Returns:
+    (n,) spread / sqrt(units); a measured cell without a spread (one seed) takes the column's
+    root-mean-square spread; NaN for unmeasured cells, and everywhere when no cell has a spread.
+  """
+  measured = units > 0
+  typical = _rms(spread[measured]) if measured.any() else float('nan')
+  spread = np.where(np.isfinite(spread), spread, typical)
+  return np.where(measured, spread / np.sqrt(np.maximum(units, 1)), np.nan)
+
+
+def run_mean_error(errors: np.ndarray) -> float:
   """Standard error of the mean of a run of cells, from the cells' standard errors.
 
   Args:
-    cell_errors: (k,) standard errors of the cells' means; NaN = no estimate (such a cell is
-      taken to be as precise as the others).
+    errors: (k,) standard errors of the cells' means (`cell_errors`); NaN cells (not measured)
+      are left out.
 
   Returns:
-    sqrt(mean(error^2) / k); NaN when no cell has an estimate.
+    sqrt(mean(error^2) / m) over the m cells with an error; NaN when there is none.
   """
-  finite = cell_errors[np.isfinite(cell_errors)]
+  finite = errors[np.isfinite(errors)]
   if not finite.size:
     return float('nan')
-  return float(np.sqrt(np.mean(finite ** 2) / cell_errors.size))
+  return float(np.sqrt(np.mean(finite ** 2) / finite.size))
 
 
-def _regime_one_transition(lmc: np.ndarray, lmc_error: np.ndarray, valid: np.ndarray,
-                           rule: RegimeRule) -> np.ndarray:
-  """(T, D) booleans: Regime I under the transition rule; lmc_error: cells' standard errors."""
+def drop_error(errors: np.ndarray, k: int) -> float:
+  """Standard error of a column's drop between its hotter run (errors[:k]) and colder run.
+
+  A run without a measured cell (its values filled in from neighbours) is as uncertain as one
+  measured cell: the column's root-mean-square error. NaN when the column has no error at all.
+  """
+  column = _rms(errors)
+  runs = [run_mean_error(part) for part in (errors[:k], errors[k:])]
+  return float(np.hypot(*[r if np.isfinite(r) else column for r in runs]))
+
+
+def _regime_one_transition(lmc: np.ndarray, lmc_spread: np.ndarray, units: np.ndarray,
+                           valid: np.ndarray, rule: RegimeRule) -> np.ndarray:
+  """(T, D) booleans: Regime I under the transition rule (spread: std over dense seeds)."""
   regime_one = np.zeros(lmc.shape, bool)
   flat_columns, levels = [], []
   for d in range(lmc.shape[1]):
@@ -149,8 +177,7 @@ def _regime_one_transition(lmc: np.ndarray, lmc_error: np.ndarray, valid: np.nda
       flat_columns.append(d)
       continue
     k, drop = column_change_point(lmc[rows, d])
-    errors = lmc_error[rows, d]
-    noise = float(np.hypot(run_mean_error(errors[:k]), run_mean_error(errors[k:])))
+    noise = drop_error(cell_errors(lmc_spread[rows, d], units[rows, d]), k)
     if drop >= rule.min_drop and not drop <= rule.noise_factor * noise:  # NaN noise: no check.
       regime_one[rows[k:], d] = True
       levels.append(0.5 * (lmc[rows[:k], d].mean() + lmc[rows[k:], d].mean()))
@@ -159,7 +186,8 @@ def _regime_one_transition(lmc: np.ndarray, lmc_error: np.ndarray, valid: np.nda
   depth = flat_column_depth(levels, rule)
   for d in flat_columns:
     rows = np.flatnonzero(valid[:, d])
-    noise = _rms(lmc_error[rows, d])  # NaN (no estimate): no noise check.
+    # NaN (no estimate): no noise check.
+    noise = _rms(cell_errors(lmc_spread[rows, d], units[rows, d]))
     bound = min(depth, -rule.noise_factor * noise) if np.isfinite(noise) else depth
     if rows.size and (lmc[rows, d] < bound).all():
       regime_one[rows, d] = True
@@ -207,10 +235,11 @@ def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule,
   Args:
     lmc, cka: (T, D) cell means; NaN cells get no label.
     rule: the labelling rule.
-    lmc_noise, cka_noise: (T, D) seed noise of each cell (std over dense seeds); NaN or None =
-      no estimate, and the noise conditions of the transition rule are skipped.
+    lmc_noise, cka_noise: (T, D) std over dense seeds; None (or NaN in a whole column): no
+      estimate, no noise check there; a NaN cell among others takes the column's typical one.
     num_units: (T, D) dense seeds behind each cell's mean (LMC's standard error is lmc_noise /
-      sqrt(num_units)); None: one each.
+      sqrt(num_units); 0: a cell filled in, not measured, which adds no evidence); None: one
+      each.
 
   Returns:
     A (T, D) object array of 'I', 'II-A', 'II-B' or '' (unlabelled).
@@ -224,8 +253,8 @@ def label_grid(lmc: np.ndarray, cka: np.ndarray, rule: RegimeRule,
   if rule.rule == 'threshold':
     regime_one = valid & (lmc < rule.lmc_threshold)
   else:
-    units = np.ones(lmc.shape) if num_units is None else np.maximum(np.asarray(num_units), 1)
-    regime_one = _regime_one_transition(lmc, lmc_noise / np.sqrt(units), valid, rule)
+    units = np.ones(lmc.shape) if num_units is None else np.asarray(num_units, float)
+    regime_one = _regime_one_transition(lmc, lmc_noise, units, valid, rule)
   labels[regime_one] = 'I'
   _split_two(labels, cka, cka_noise, valid & ~regime_one, regime_one, rule)
   return labels
@@ -268,28 +297,6 @@ def label_fn(rule: RegimeRule, num_units: np.ndarray | None = None) -> confidenc
                                                            num_units)
 
 
-def boundary_edges(labels: np.ndarray) -> dict[str, list[tuple[float, float, float, float]]]:
-  """Cell edges where the regime changes, in imshow coordinates (cell centres at integers).
-
-  Returns {'I/II': [...], 'IIA/IIB': [...]} of segments (x0, y0, x1, y1).
-  """
-  edges = {'I/II': [], 'IIA/IIB': []}
-
-  def kind(a, b):
-    if NO_LABEL in (a, b) or a == b:
-      return None
-    return 'I/II' if 'I' in (a, b) else 'IIA/IIB'
-
-  rows, cols = labels.shape
-  for t in range(rows):
-    for d in range(cols):
-      if d + 1 < cols and (k := kind(labels[t, d], labels[t, d + 1])):
-        edges[k].append((d + 0.5, t - 0.5, d + 0.5, t + 0.5))
-      if t + 1 < rows and (k := kind(labels[t, d], labels[t + 1, d])):
-        edges[k].append((d - 0.5, t + 0.5, d + 0.5, t + 0.5))
-  return edges
-
-
 def counts(labels: np.ndarray) -> dict[str, int]:
   """Cells per regime, and unlabelled cells under 'none'."""
   out = {r: int((labels == r).sum()) for r in REGIMES}
@@ -330,7 +337,6 @@ def agreement(labels: np.ndarray, temperatures: Sequence[float], densities: Sequ
   return {'matched': matched, 'agree': agree,
           'fraction': agree / matched if matched else float('nan'),
           'disagreements': disagreements}
-
 
 
 def table_fields() -> list[str]:

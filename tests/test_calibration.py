@@ -33,6 +33,7 @@ UNITS = 3
 HOME_RUNS = 6  # Runs whose confidences are judged.
 JUDGING_RUNS = 12  # Independent runs that judge each home run's labels.
 DRAWS = 100
+COUNTS = np.full(TRUE_LMC.shape, UNITS)  # Dense seeds per cell, as the rule sees them.
 
 
 def _run(rng):
@@ -48,7 +49,7 @@ def _run(rng):
 
 def _labels(lmc, cka):
   return regimes.label_grid(regimes.cell_means(lmc), regimes.cell_means(cka), RULE,
-                            regimes.cell_stds(lmc), regimes.cell_stds(cka))
+                            regimes.cell_stds(lmc), regimes.cell_stds(cka), COUNTS)
 
 
 def _study(estimator):
@@ -58,7 +59,8 @@ def _study(estimator):
   for home in range(HOME_RUNS):
     lmc, cka = _run(rng)
     labels = _labels(lmc, cka)
-    conf.append(confidence.estimate(estimator, lmc, cka, labels, regimes.label_fn(RULE), DRAWS,
+    conf.append(confidence.estimate(estimator, lmc, cka, labels, regimes.label_fn(RULE, COUNTS),
+                                    DRAWS,
                                     seed=home, lmc_noise=regimes.cell_stds(lmc),
                                     cka_noise=regimes.cell_stds(cka)).ravel())
     same = np.mean([_labels(*_run(rng)) == labels for _ in range(JUDGING_RUNS)], axis=0)
@@ -93,7 +95,7 @@ def test_a_cell_at_a_boundary_is_uncertain_and_a_deep_one_is_not():
   rng = np.random.default_rng(7)
   lmc, cka = _run(rng)
   labels = _labels(lmc, cka)
-  conf = confidence.replicate_confidence(lmc, cka, labels, regimes.label_fn(RULE), 200)
+  conf = confidence.replicate_confidence(lmc, cka, labels, regimes.label_fn(RULE, COUNTS), 200)
   # Deep inside: the hottest cell of the deep-transition column (II-A) and the cold end of the
   # column without a drop (II-B, LMC 0, CKA on its plateau).
   assert labels[0, 0] == 'II-A' and conf[0, 0] >= 0.9
@@ -108,13 +110,14 @@ def test_replicate_confidence_is_nan_where_nothing_is_estimated():
   cka = [[np.array([0.9, 0.91, 0.92]), np.array([0.9])],
          [np.array([0.99, 0.99, 0.98]), np.array([0.99, 0.99, 0.99])]]
   labels = np.array([['I', 'I'], ['II-B', '']], dtype=object)
-  conf = confidence.replicate_confidence(lmc, cka, labels, regimes.label_fn(RULE), 20)
+  label = regimes.label_fn(RULE, np.array([[3, 1], [3, 3]]))
+  conf = confidence.replicate_confidence(lmc, cka, labels, label, 20)
   assert np.isfinite(conf[0, 0]) and np.isfinite(conf[1, 0])
   assert np.isnan(conf[0, 1])  # One unit: nothing to estimate a spread from.
   assert np.isnan(conf[1, 1])  # Unlabelled (a NaN unit).
-  assert np.isnan(confidence.replicate_confidence(lmc, cka, labels, regimes.label_fn(RULE),
+  assert np.isnan(confidence.replicate_confidence(lmc, cka, labels, label,
                                                   0)).all()  # Not computed.
-  again = confidence.replicate_confidence(lmc, cka, labels, regimes.label_fn(RULE), 20)
+  again = confidence.replicate_confidence(lmc, cka, labels, label, 20)
   np.testing.assert_array_equal(conf, again)  # Deterministic for a seed.
 
 

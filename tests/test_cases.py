@@ -258,7 +258,9 @@ def test_probe_config_is_the_cell_and_its_neighbours():
   config = tiny_config()
   config.temperature.grid = (1, 2, 3, 4)
   config.dense.epochs = 4
+  config.seeds.adaptive = True  # As in configs/default.py: the probe turns it off.
   probed = probe.probe_config(config, 2, 0.3)
+  assert not probed.seeds.adaptive
   assert tuple(probed.temperature.grid) == (1, 2, 3)  # epochs: fewer is hotter, hottest first
   assert tuple(probed.prune.densities) == (0.3,)
   assert tuple(probed.dense.seeds) == (1,) and tuple(probed.retrain.seeds) == (1, 2)

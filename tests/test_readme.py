@@ -185,7 +185,9 @@ def test_results_section_shows_the_sets_before_their_added_seeds(finished_run, t
   text = module.section(str(run), str(run), str(run))
   # One configured seed per cell: no seed noise, so the transition and similarity checks can
   # only say 'partly' there; with the added seed they have their noise and pass.
-  assert '| 1 | 1 | 2 | reproduced [partly] | reproduced [reproduced] | reproduced [partly] |' in text
-  assert '| replicate, min_confidence 0.8 (configured seeds) | n/a (0/0) | n/a (0/0) | 0.000 (0/12) |' in text
+  assert ('| 1 | 1 | 2 | reproduced [partly] | reproduced [reproduced] | reproduced [partly] |'
+          in text)
+  assert ('| replicate, min_confidence 0.8 (configured seeds) | n/a (0/0) | n/a (0/0) | '
+          '0.000 (0/12) |') in text
   # Without added seeds there is nothing to compare: no such row.
   assert '(configured seeds)' not in module.section(str(path), str(path), str(path))

@@ -73,9 +73,32 @@ def test_more_seeds_settle_a_drop_within_one_seeds_spread():
 
 def test_run_mean_error():
   assert regimes.run_mean_error(np.array([0.3, 0.4])) == pytest.approx(np.sqrt(0.125 / 2))
-  # A cell without an estimate counts as precise as the others; none at all: no estimate.
-  assert regimes.run_mean_error(np.array([0.2, np.nan])) == pytest.approx(0.2 / np.sqrt(2))
+  # Unmeasured cells (NaN) are left out; none measured: no estimate.
+  assert regimes.run_mean_error(np.array([0.2, np.nan])) == pytest.approx(0.2)
   assert np.isnan(regimes.run_mean_error(np.array([np.nan, np.nan])))
+
+
+def test_cell_errors_fill_one_seed_cells_and_leave_out_unmeasured_ones():
+  spread = np.array([0.3, 0.4, np.nan, np.nan])
+  units = np.array([4, 4, 1, 0])  # A one-seed cell has no spread; 0 = filled, not measured.
+  errors = regimes.cell_errors(spread, units)
+  assert errors[:2] == pytest.approx([0.15, 0.2])
+  assert errors[2] == pytest.approx(np.sqrt((0.09 + 0.16) / 2))  # The column's typical spread.
+  assert np.isnan(errors[3])
+  assert np.isnan(regimes.cell_errors(np.full(2, np.nan), np.zeros(2))).all()
+
+
+def test_a_run_of_filled_cells_still_has_a_noise_check():
+  # An adaptive search measured the three hot cells only (spread 0.2, one seed each); the cold
+  # two hold values filled in from them. The drop (0.08) is within the noise: no transition,
+  # as when every cell is measured.
+  lmc = np.array([[0.0], [-0.01], [0.0], [-0.08], [-0.08]])
+  cka = np.full_like(lmc, 0.9)
+  spread = np.array([[0.2], [0.2], [0.2], [np.nan], [np.nan]])
+  units = np.array([[1], [1], [1], [0], [0]])
+  assert 'I' not in regimes.label_grid(lmc, cka, RULE, spread, num_units=units)
+  assert regimes.drop_error(regimes.cell_errors(spread[:, 0], units[:, 0]), 3) == pytest.approx(
+      np.hypot(0.2 / np.sqrt(3), 0.2))
 
 
 def test_column_deep_everywhere_is_regime_one():

@@ -205,23 +205,6 @@ def test_bootstrap_straddling_cell_has_partial_confidence():
   np.testing.assert_array_equal(confidence, again)
 
 
-def test_boundary_edges():
-  labels = np.array([['I', 'II-A'],
-                     ['II-B', 'II-A'],
-                     ['', 'II-B']], dtype=object)
-  edges = regimes.boundary_edges(labels)
-  # I|II-A vertical between columns 0 and 1 in row 0; I over II-B horizontal in column 0;
-  # II-B|II-A vertical in row 1; II-A over II-B horizontal in column 1; nothing next to ''.
-  assert edges == {
-      'I/II': [(0.5, -0.5, 0.5, 0.5), (-0.5, 0.5, 0.5, 0.5)],
-      'IIA/IIB': [(0.5, 0.5, 0.5, 1.5), (0.5, 1.5, 1.5, 1.5)]}
-
-
-def test_boundary_edges_uniform_grid_has_none():
-  labels = np.full((2, 3), 'II-B', dtype=object)
-  assert regimes.boundary_edges(labels) == {'I/II': [], 'IIA/IIB': []}
-
-
 def _table():
   """Rows of 3 temperatures (hottest first: 10, 20, 40) x 2 densities, 2 pairs per cell."""
   cells = {  # (T, D): [(lmc, cka, test_error), ...]

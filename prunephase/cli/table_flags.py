@@ -23,7 +23,8 @@ RULE = flags.DEFINE_enum('rule', None, list(regimes_lib.RULES), 'Regime rule (se
 MIN_DROP = flags.DEFINE_float('min_drop', None, 'transition rule: smallest LMC drop that is a '
                               'transition.')
 NOISE_FACTOR = flags.DEFINE_float('noise_factor', None, 'transition rule: a drop must exceed '
-                                  'this many seed-noise units.')
+                                  'this many of its standard errors (the II-A/II-B band: this '
+                                  'many seed spreads).')
 LMC_THRESHOLD = flags.DEFINE_float('lmc_threshold', None, 'threshold rule: Regime I below this '
                                    'mean LMC.')
 CKA_TOLERANCE = flags.DEFINE_float('cka_tolerance', None, 'II-B within this of the column\'s '
