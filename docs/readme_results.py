@@ -74,11 +74,10 @@ def machine() -> str:
   return f'{os.cpu_count()} cores ({model}), {memory:.0f} GiB'
 
 
-def configured_seeds_table(workdir: str, out: pathlib.Path) -> pathlib.Path:
-  """The run's results.csv without the rows of added dense seeds (`seeds.adaptive`), at `out`:
-  the table the run had before its seed rounds."""
-  stored = files.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
-  seeds = {float(seed) for seed in stored.get('dense', {}).get('seeds', ())}
+def configured_seeds_table(workdir: str, seeds, out: pathlib.Path) -> pathlib.Path:
+  """The run's results.csv with the rows of its configured dense `seeds` only (no added ones,
+  `seeds.adaptive`), at `out`: the table the run had before its seed rounds."""
+  seeds = {float(seed) for seed in seeds}
   rows = tables.read_table(pathlib.Path(workdir) / 'results.csv')
   columns = list(rows[0]) if rows else []
   out.mkdir(parents=True, exist_ok=True)
@@ -95,28 +94,24 @@ def load(workdir: str, out: pathlib.Path, overrides: dict[str, Any],
   not read from the run's findings.json, which an older version may have written.
   `configured_seeds_only`: the run as it stood before adaptive seeds were added.
   """
+  stored = files.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
+  seeds = tuple(stored.get('dense', {}).get('seeds', ()))
   if configured_seeds_only:
-    table = configured_seeds_table(workdir, out / 'table')
+    table = configured_seeds_table(workdir, seeds, out / 'table')
     run = cases.load_labelled(results=str(table), out=str(out), overrides=overrides)
   else:
     run = cases.load_labelled(workdir=workdir, out=str(out), overrides=overrides)
-  stored = files.read_json(pathlib.Path(workdir) / workdir_lib.CONFIG_FILE)
-  run['seeds'] = tuple(stored.get('dense', {}).get('seeds', ()))
-  run['max_seeds'] = int(labelled_max_seeds(run))
+  labelled = run['labelled']
+  run['seeds'] = seeds
+  run['max_seeds'] = int(np.max(labelled['num_units'], initial=0))  # Most seeds in a cell.
   data = pathlib.Path(workdir) / 'data.json'
   num_classes = files.read_json(data).get('num_classes') if data.exists() else None
-  labelled = run['labelled']
   run['findings'] = findings_lib.check(
       labelled['means'], labelled['stds'], run['temperatures'], run['densities'],
       labelled['labels'], regimes.RegimeRule.from_config(run['config']),
       labelled['num_units'],
       report_files.diverged_cells(run['rows'], run['temperatures'], run['densities']), num_classes)
   return run
-
-
-def labelled_max_seeds(run: dict[str, Any]) -> int:
-  """The most dense seeds any cell of a labelled run holds."""
-  return int(np.max(run['labelled']['num_units'])) if np.size(run['labelled']['num_units']) else 0
 
 
 def quietly(function, *args) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def cell_errors(spread: np.ndarray, units: np.ndarray) -> np.ndarray:
     root-mean-square spread; NaN for unmeasured cells, and everywhere when no cell has a spread.
   """
   measured = units > 0
-  typical = _rms(spread[measured]) if measured.any() else float('nan')
+  typical = _rms(spread[measured])  # NaN when no measured cell has a spread.
   spread = np.where(np.isfinite(spread), spread, typical)
   return np.where(measured, spread / np.sqrt(np.maximum(units, 1)), np.nan)
 
